@@ -1,0 +1,1 @@
+"""The HTTP/SSE API the viewer reads; build it with `api.app.create_app`."""

@@ -1,0 +1,282 @@
+"""The `lxa` command line."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import sys
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from app.settings import Settings, SettingsError, load_settings
+
+app = typer.Typer(
+    name="lxa",
+    help=(
+        "AutoTrader-LXA: an Upbit KRW trader. An ML signal proposes, two reviewers (Groq, "
+        "Ollama; rule-based stand-ins until configured) must agree, sizing is clamped by hard "
+        "limits. Paper trading is the default."
+    ),
+    no_args_is_help=True,
+    add_completion=False,
+)
+err = Console(stderr=True)
+out = Console()
+
+
+def _settings() -> Settings:
+    try:
+        return load_settings()
+    except SettingsError as exc:
+        err.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from None
+
+
+def _progress(total_label: str, quiet: bool) -> Progress:
+    return Progress(
+        TextColumn(f"[bold]{total_label}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[last]}"),
+        TimeRemainingColumn(),
+        console=err,
+        disable=quiet,
+        transient=False,
+    )
+
+
+def _print_summary(summary: dict[str, object]) -> None:
+    table = Table(title=f"session {summary['session_id']}", show_header=False)
+    for key in (
+        "model_id",
+        "model_trained_on",
+        "replayed",
+        "runs",
+        "trades",
+        "buys",
+        "sells",
+        "protection_exits",
+        "fees",
+        "initial_equity",
+        "final_equity",
+        "buy_and_hold_equity",
+        "mean_cycle_ms",
+        "elapsed_s",
+        "journal",
+    ):
+        table.add_row(key, str(summary[key]))
+    holds = summary["holds"]
+    assert isinstance(holds, dict)
+    table.add_row("holds", ", ".join(f"{k}: {v}" for k, v in sorted(holds.items())) or "none")
+    for note in summary.get("notes", []) or []:  # type: ignore[union-attr]
+        table.add_row("note", str(note))
+    out.print(table)
+
+
+async def _wait_for_interrupt() -> None:
+    """Keep the viewer up until Ctrl-C (interactive terminals only)."""
+    if not sys.stdin.isatty():
+        return
+    err.print("[green]replay finished; the viewer stays up. Press Ctrl-C to stop.[/green]")
+    try:
+        while True:
+            await asyncio.sleep(3600)
+    except asyncio.CancelledError:
+        return
+
+
+def _run_session(
+    settings: Settings,
+    *,
+    candles: list[Path],
+    session_id: str,
+    account_path: Path,
+    minutes: int | None,
+    pace: float,
+    serve: bool,
+    as_json: bool,
+    label: str,
+) -> None:
+    from app.session import ReplayError, run_replay_session
+
+    with _progress(label, quiet=as_json) as progress:
+        task = progress.add_task(label, total=None, last="")
+
+        def on_progress(done: int, total: int, result: object) -> None:
+            action = getattr(result, "action", "")
+            reason = getattr(result, "reason", "")
+            progress.update(task, completed=done, total=total, last=f"{action} ({reason})")
+
+        def on_ready(url: str) -> None:
+            err.print(f"[green]viewer: {url}[/green]")
+
+        try:
+            summary = asyncio.run(
+                run_replay_session(
+                    settings,
+                    candles_paths=candles,
+                    session_id=session_id,
+                    account_path=account_path,
+                    minutes=minutes,
+                    pace_seconds=pace,
+                    serve=serve,
+                    keep_serving=_wait_for_interrupt,
+                    on_progress=on_progress,
+                    on_ready=on_ready,
+                )
+            )
+        except ReplayError as exc:
+            err.print(f"[red]{exc}[/red]")
+            raise typer.Exit(1) from None
+        except KeyboardInterrupt:
+            err.print("stopped")
+            raise typer.Exit(130) from None
+    if as_json:
+        sys.stdout.write(json.dumps(summary.to_json(), sort_keys=True) + "\n")
+    else:
+        _print_summary(summary.to_json())
+
+
+@app.command()
+def demo(
+    minutes: Annotated[
+        int | None, typer.Option(min=1, help="Graph runs to make (default: every bundled bar).")
+    ] = None,
+    serve: Annotated[
+        bool, typer.Option("--serve/--no-serve", help="Serve the run viewer while replaying.")
+    ] = True,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print one JSON summary on stdout, nothing else.")
+    ] = False,
+    resume: Annotated[
+        bool, typer.Option(help="Continue the last demo account instead of a fresh one.")
+    ] = False,
+    pace: Annotated[
+        float | None,
+        typer.Option(min=0.0, help="Seconds between bars (default 0.25 when serving, else 0)."),
+    ] = None,
+) -> None:
+    """Paper-trade the bundled real Upbit candles (3 days the bundled model never saw)."""
+    from app.session import ReplayError, demo_settings
+    from app.wiring import BUNDLED_CANDLES
+
+    base = _settings()
+    try:
+        settings, session_id = demo_settings(base, resume=resume)
+    except ReplayError as exc:
+        err.print(f"[red]{exc}[/red]")
+        raise typer.Exit(1) from None
+    session_dir = settings.data_dir / "demo" / session_id
+    if not settings.model_dir:
+        from app.wiring import BUNDLED_MODELS
+        from ml.registry import latest_model_dir
+
+        settings = settings.model_copy(update={"model_dir": latest_model_dir(BUNDLED_MODELS)})
+    _run_session(
+        settings,
+        candles=[BUNDLED_CANDLES],
+        session_id=session_id,
+        account_path=session_dir / "paper_account.json",
+        minutes=minutes,
+        pace=pace if pace is not None else (0.25 if serve else 0.0),
+        serve=serve,
+        as_json=as_json,
+        label="demo",
+    )
+
+
+@app.command()
+def run(
+    candles: Annotated[
+        list[Path] | None,
+        typer.Option(help="Candle parquet file(s) to trade on (default: the bundled ones)."),
+    ] = None,
+    minutes: Annotated[int | None, typer.Option(min=1, help="Stop after this many runs.")] = None,
+    pace: Annotated[float, typer.Option(min=0.0, help="Seconds between bars.")] = 0.0,
+    serve: Annotated[bool, typer.Option("--serve/--no-serve")] = False,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Paper-trade on the persistent account in LXA_DATA_DIR, continuing where it stopped.
+
+    The market feed is a replay of candle files; the live Upbit feed is not built yet.
+    """
+    from app.wiring import BUNDLED_CANDLES
+
+    settings = _settings()
+    _run_session(
+        settings,
+        candles=candles or [BUNDLED_CANDLES],
+        session_id="paper",
+        account_path=settings.data_dir / "paper_account.json",
+        minutes=minutes,
+        pace=pace,
+        serve=serve,
+        as_json=as_json,
+        label="paper",
+    )
+
+
+@app.command()
+def graph() -> None:
+    """Print the trading graph as Mermaid (drawn from the compiled graph)."""
+    from graph.builder import graph_mermaid
+
+    out.print(graph_mermaid(), markup=False, highlight=False)
+
+
+@app.command()
+def train(
+    candles: Annotated[
+        list[Path], typer.Option(help="Candle parquet file(s) in the shared schema.")
+    ],
+    quick: Annotated[
+        bool, typer.Option(help="Train the quick LightGBM buy/sell pair (under a minute).")
+    ] = False,
+    until: Annotated[
+        datetime | None,
+        typer.Option(help="Use candles before this UTC time only (keep later ones unseen)."),
+    ] = None,
+    out_dir: Annotated[
+        Path | None, typer.Option("--out", help="Models directory (default <data_dir>/models).")
+    ] = None,
+) -> None:
+    """Train a model set on real candles and save it to the model registry."""
+    from datetime import UTC
+
+    from ml.data import load_candles
+    from ml.registry import read_meta
+    from ml.train import train_quick
+
+    if not quick:
+        err.print(
+            "[red]only --quick is available: the LSTM+CNN and stacked models arrive with the "
+            "ML pipeline[/red]"
+        )
+        raise typer.Exit(2)
+    settings = _settings()
+    frame = load_candles([str(p) for p in candles], markets=settings.markets)
+    if until is not None and until.tzinfo is None:
+        until = until.replace(tzinfo=UTC)
+    model_dir = train_quick(
+        frame, out_dir or settings.models_dir, until=until, data_files=[str(p) for p in candles]
+    )
+    meta = read_meta(model_dir)
+    out.print(f"saved {meta['model_id']} to {model_dir}")
+    out.print_json(json.dumps(meta.get("metrics", {})))
+
+
+def main() -> None:
+    """Run the CLI."""
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    app()
+
+
+if __name__ == "__main__":
+    main()

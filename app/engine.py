@@ -1,0 +1,536 @@
+"""The long-running engine: turns bar closes into graph runs, journals them, enforces exits.
+
+One engine owns one account. Each closed 1-minute bar updates the live features and the paper
+marks, checks stop-loss and take-profit on held coins, then runs the graph once (a new thread
+per run, so every run can be found, listed and resumed by its id). Viewers only watch: the
+engine publishes every node update and event on the bus and never waits for a reader.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+from exchange.feed import BarClose
+from exchange.paper import PaperExchange
+from exchange.types import (
+    AccountSnapshot,
+    Bar,
+    ExchangeError,
+    Order,
+    OrderRejected,
+    OrderRequest,
+    OrderType,
+    Side,
+)
+from graph.context import Context
+from graph.state import AccountView, MarketSnapshot, TradeState
+from ml.features import LiveFeatures
+from store.bus import EventBus
+from store.journal import Journal
+
+log = logging.getLogger(__name__)
+RECENT_RESULTS = 20
+
+
+@dataclass(frozen=True, slots=True)
+class CycleResult:
+    """What one graph run decided."""
+
+    run_id: str
+    action: str
+    market: str | None
+    reason: str
+    duration_ms: float
+
+
+@dataclass(slots=True)
+class Protection:
+    """Stop-loss and take-profit trigger prices of one held coin."""
+
+    stop_loss_price: Decimal | None
+    take_profit_price: Decimal | None
+
+
+@dataclass
+class Engine:
+    """Owns the account, the features and the graph runs of one trading session."""
+
+    graph: Any  # a compiled LangGraph graph
+    context: Context
+    exchange: PaperExchange
+    journal: Journal
+    bus: EventBus
+    markets: list[str]
+    session_id: str
+    history_bars: int = 300
+    features: dict[str, LiveFeatures] = field(init=False)
+    closes: dict[str, float] = field(init=False, default_factory=dict)
+    last_bar_ts: datetime | None = field(init=False, default=None)
+    protections: dict[str, Protection] = field(init=False, default_factory=dict)
+    recent_results: list[float] = field(init=False, default_factory=list)
+    _lock: asyncio.Lock = field(init=False, default_factory=asyncio.Lock)
+    _manual_runs: int = field(init=False, default=0)
+    _tasks: set[asyncio.Task[CycleResult]] = field(init=False, default_factory=set)
+
+    def __post_init__(self) -> None:
+        self.features = {m: LiveFeatures(history_bars=self.history_bars) for m in self.markets}
+        for market, row in self.journal.positions().items():
+            self.protections[market] = Protection(
+                _decimal_or_none(row.get("stop_loss_price")),
+                _decimal_or_none(row.get("take_profit_price")),
+            )
+        self.recent_results = self.journal.recent_results(RECENT_RESULTS)
+
+    # Feeding -----------------------------------------------------------------------------
+    def warm_up(self, closes: Iterable[BarClose]) -> int:
+        """Feed bars into the features and marks without running the graph; return the count."""
+        count = 0
+        for close in closes:
+            self._apply_bars(close)
+            count += 1
+        return count
+
+    def _apply_bars(self, close: BarClose) -> list[tuple[Bar, list[Any]]]:
+        touched = []
+        for market, bar in close.bars.items():
+            if market not in self.features:
+                continue
+            fills = self.exchange.on_bar(bar)
+            self.features[market].update(bar.ts, bar.open, bar.high, bar.low, bar.close, bar.volume)
+            self.closes[market] = bar.close
+            touched.append((bar, fills))
+        self.last_bar_ts = close.ts
+        return touched
+
+    async def on_bar_close(self, close: BarClose) -> CycleResult:
+        """Apply a closed bar, enforce protections, then run the graph once."""
+        async with self._lock:
+            self._apply_bars(close)
+            await self._enforce_protections(close.ts)
+            return await self._run_cycle("bar", close.ts)
+
+    async def evaluate_now(self) -> str:
+        """Start a manual re-evaluation on the latest bar; return its run id at once.
+
+        The run belongs to the engine: it finishes (and is journaled) whoever is watching.
+        """
+        if self.last_bar_ts is None:
+            raise RuntimeError("no bar has closed yet: nothing to evaluate")
+        self._manual_runs += 1
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
+        run_id = f"{self.session_id}-manual-{stamp}-{self._manual_runs}"
+        task = asyncio.create_task(self.run_manual(run_id))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return run_id
+
+    async def run_manual(self, run_id: str) -> CycleResult:
+        """Run the graph now on the latest bar under the given run id."""
+        async with self._lock:
+            assert self.last_bar_ts is not None
+            return await self._run_cycle("manual", self.last_bar_ts, run_id)
+
+    # Snapshots ---------------------------------------------------------------------------
+    async def account_view(self) -> tuple[AccountSnapshot, AccountView]:
+        """Return the account and its JSON view with P&L at the latest closes."""
+        account = await self.exchange.get_account()
+        positions = {}
+        for market, pos in account.positions.items():
+            mark = self.closes.get(market)
+            pnl = (
+                float(Decimal(str(mark)) / pos.avg_buy_price - 1)
+                if mark is not None and pos.avg_buy_price > 0
+                else 0.0
+            )
+            protection = self.protections.get(market, Protection(None, None))
+            positions[market] = {
+                "volume": str(pos.volume),
+                "avg_buy_price": str(pos.avg_buy_price),
+                "unrealized_pct": round(100 * pnl, 4),
+                "stop_loss_price": _str_or_none(protection.stop_loss_price),
+                "take_profit_price": _str_or_none(protection.take_profit_price),
+            }
+        equity = account.equity(self.closes)
+        view: AccountView = {
+            "krw": str(account.krw),
+            "equity": str(equity.quantize(Decimal("0.01"))),
+            "positions": positions,  # type: ignore[typeddict-item]
+        }
+        return account, view
+
+    def _market_snapshots(self) -> dict[str, MarketSnapshot]:
+        snapshots: dict[str, MarketSnapshot] = {}
+        for market in self.markets:
+            if market not in self.closes:
+                continue
+            snapshots[market] = {
+                "close": self.closes[market],
+                "features": self.features[market].latest(),
+                "blocked": None,
+            }
+        return snapshots
+
+    # One graph run -----------------------------------------------------------------------
+    def run_id_for(self, bar_ts: datetime) -> str:
+        """Name a bar's run by session and bar time, so it can be found by time."""
+        return f"{self.session_id}-{bar_ts.astimezone(UTC).strftime('%Y%m%dT%H%MZ')}"
+
+    async def _run_cycle(
+        self, trigger: str, bar_ts: datetime, run_id: str | None = None
+    ) -> CycleResult:
+        run_id = run_id or self.run_id_for(bar_ts)
+        _, account = await self.account_view()
+        state: TradeState = {
+            "run_id": run_id,
+            "trigger": trigger,
+            "bar_ts": bar_ts.astimezone(UTC).isoformat(),
+            "markets": self._market_snapshots(),
+            "account": account,
+            "recent_results": list(self.recent_results),
+            "events": [],
+        }
+        self.journal.record_event(run_id, "run_started", {"trigger": trigger}, _now())
+        self._publish(
+            {"type": "run_started", "run_id": run_id, "trigger": trigger, "bar_ts": state["bar_ts"]}
+        )
+        return await self._drive(run_id, state, trigger, bar_ts)
+
+    async def resume_unfinished(self) -> list[CycleResult]:
+        """Finish runs that started but never recorded a decision (a crash mid-run)."""
+        results = []
+        for run_id in self.journal.unfinished_runs(self.session_id):
+            config = {"configurable": {"thread_id": run_id}}
+            snapshot = await self.graph.aget_state(config)
+            if not snapshot.values:
+                continue
+            if not snapshot.next:
+                # It finished but was not journaled: record it from its last checkpoint.
+                results.append(self._record(run_id, snapshot.values, 0.0))
+                continue
+            log.info("resuming run %s at %s", run_id, snapshot.next)
+            values = snapshot.values
+            bar_ts = datetime.fromisoformat(values["bar_ts"])
+            async with self._lock:
+                results.append(await self._drive(run_id, None, values["trigger"], bar_ts))
+        return results
+
+    async def _drive(
+        self, run_id: str, state: TradeState | None, trigger: str, bar_ts: datetime
+    ) -> CycleResult:
+        config = {"configurable": {"thread_id": run_id}}
+        started = time.perf_counter()
+        async for mode, chunk in self.graph.astream(
+            state, config, context=self.context, stream_mode=["updates", "custom"]
+        ):
+            if mode == "custom":
+                self._publish({**chunk, "run_id": run_id})
+                continue
+            for node, update in chunk.items():
+                for item in (update or {}).get("events", []):
+                    self._publish({**item, "run_id": run_id})
+                self._publish({"type": "node_finished", "node": node, "run_id": run_id})
+        final = (await self.graph.aget_state(config)).values
+        duration_ms = (time.perf_counter() - started) * 1000
+        result = self._record(run_id, final, duration_ms)
+        await self._after_order(run_id, final)
+        return result
+
+    def _record(self, run_id: str, final: Mapping[str, Any], duration_ms: float) -> CycleResult:
+        decision = final["decision"]
+        labels = {
+            "groq_check": final.get("groq", {}).get("reviewer"),
+            "ollama_check": final.get("ollama", {}).get("reviewer"),
+            "sizing": final.get("sizing", {}).get("reviewer"),
+        }
+        llm_calls = []
+        for node, key in (("groq_check", "groq"), ("ollama_check", "ollama")):
+            verdict = final.get(key)
+            if verdict:
+                llm_calls.append(
+                    {
+                        "run_id": run_id,
+                        "node": node,
+                        "provider": verdict.get("reviewer"),
+                        "model": verdict.get("reviewer"),
+                        "prompt_ref": None,
+                        "request": {"proposal": final.get("proposal")},
+                        "response": dict(verdict),
+                        "verdict": verdict.get("verdict"),
+                        "latency_ms": verdict.get("latency_ms"),
+                        "created_at": _now(),
+                        "error": verdict.get("error"),
+                    }
+                )
+        sizing = final.get("sizing")
+        if sizing and sizing.get("reviewer") not in (None, "deterministic"):
+            llm_calls.append(
+                {
+                    "run_id": run_id,
+                    "node": "sizing",
+                    "provider": sizing.get("reviewer"),
+                    "model": sizing.get("reviewer"),
+                    "prompt_ref": None,
+                    "request": {"proposal": final.get("proposal")},
+                    "response": dict(sizing),
+                    "verdict": None,
+                    "latency_ms": sizing.get("latency_ms"),
+                    "created_at": _now(),
+                    "error": sizing.get("refused"),
+                }
+            )
+        ml = {
+            "model_id": final.get("model_id"),
+            "signals": final.get("signals", {}),
+            "features": {m: s.get("features") for m, s in final.get("markets", {}).items()},
+        }
+        row = {
+            "run_id": run_id,
+            "session_id": self.session_id,
+            "bar_ts": datetime.fromisoformat(final["bar_ts"]),
+            "created_at": _now(),
+            "trigger": final.get("trigger", "bar"),
+            "action": decision["action"],
+            "market": decision.get("market"),
+            "reason": decision["reason"],
+            "reviewer_labels": labels,
+            "nodes": {
+                "input": {
+                    "account": final.get("account"),
+                    "recent_results": final.get("recent_results"),
+                },
+                "ml_signal": {"proposal": final.get("proposal"), "signals": final.get("signals")},
+                "groq_check": final.get("groq"),
+                "ollama_check": final.get("ollama"),
+                "sizing": final.get("sizing"),
+                "trade": final.get("order"),
+            },
+            "ml": ml,
+            "verdicts": {"groq": final.get("groq"), "ollama": final.get("ollama")},
+            "sizing": final.get("sizing"),
+            "duration_ms": round(duration_ms, 3),
+        }
+        events = [
+            {"run_id": run_id, "type": e["type"], "payload": e, "ts": _parse_ts(e.get("ts"))}
+            for e in final.get("events", [])
+        ]
+        self.journal.record_run(row, llm_calls, events)
+        self._publish(
+            {
+                "type": "run_finished",
+                "run_id": run_id,
+                "action": decision["action"],
+                "market": decision.get("market"),
+                "reason": decision["reason"],
+                "duration_ms": round(duration_ms, 3),
+            }
+        )
+        return CycleResult(
+            run_id, decision["action"], decision.get("market"), decision["reason"], duration_ms
+        )
+
+    def order_log(self, run_id: str | None, order: Mapping[str, Any]) -> None:
+        """Journal an order before it is sent and once it is answered (the trade node's hook)."""
+        now = _now()
+        self.journal.record_order(
+            {
+                "identifier": order["identifier"],
+                "run_id": run_id,
+                "market": order["market"],
+                "side": order["side"],
+                "ord_type": order["ord_type"],
+                "price": _decimal_or_none(order.get("requested_krw") or order.get("avg_price")),
+                "volume": _decimal_or_none(order.get("requested_volume")),
+                "state": order["state"],
+                "reason": order.get("error") or None,
+                "created_at": now,
+                "updated_at": now,
+                "executed_volume": Decimal(order.get("executed_volume") or "0"),
+                "paid_fee": Decimal(order.get("paid_fee") or "0"),
+            }
+        )
+
+    async def _after_order(self, run_id: str, final: Mapping[str, Any]) -> None:
+        order_view = final.get("order")
+        if not order_view or Decimal(order_view.get("executed_volume") or "0") == 0:
+            return
+        order = await self.exchange.get_order(order_view["identifier"])
+        if order is None:
+            return
+        protection = Protection(
+            _decimal_or_none(order_view.get("stop_loss_price")),
+            _decimal_or_none(order_view.get("take_profit_price")),
+        )
+        await self._journal_fills(run_id, order, protection, reason="graph")
+
+    async def _journal_fills(
+        self, run_id: str | None, order: Order, protection: Protection | None, *, reason: str
+    ) -> None:
+        cost_basis = None
+        if order.side is Side.ASK:
+            previous = self.journal.positions().get(order.market)
+            cost_basis = _decimal_or_none(previous.get("avg_buy_price")) if previous else None
+        for fill in order.fills:
+            self.journal.record_fill(
+                {
+                    "order_identifier": fill.order_identifier,
+                    "market": fill.market,
+                    "side": fill.side.value,
+                    "price": fill.price,
+                    "volume": fill.volume,
+                    "fee": fill.fee,
+                    "ts": fill.ts,
+                }
+            )
+            self._publish(
+                {
+                    "type": "fill",
+                    "run_id": run_id,
+                    "market": fill.market,
+                    "side": fill.side.value,
+                    "price": str(fill.price),
+                    "volume": str(fill.volume),
+                    "fee": str(fill.fee),
+                }
+            )
+        account = await self.exchange.get_account()
+        position = account.positions.get(order.market)
+        now = _now()
+        if position is None or position.volume == 0:
+            self.journal.delete_position(order.market)
+            self.protections.pop(order.market, None)
+            if cost_basis is not None and order.avg_price is not None and cost_basis > 0:
+                proceeds = order.avg_price * (1 - self.context.policy.fee_rate)
+                result = float(proceeds / cost_basis - 1)
+                self.recent_results = [*self.recent_results, result][-RECENT_RESULTS:]
+                payload = {
+                    "market": order.market,
+                    "return": result,
+                    "reason": reason,
+                    "identifier": order.identifier,
+                }
+                self.journal.record_event(run_id, "position_closed", payload, now)
+                self._publish({"type": "position_closed", "run_id": run_id, **payload})
+            return
+        if protection is not None:
+            self.protections[order.market] = protection
+        current = self.protections.get(order.market, Protection(None, None))
+        self.journal.upsert_position(
+            {
+                "market": order.market,
+                "volume": position.volume,
+                "avg_buy_price": position.avg_buy_price,
+                "stop_loss_price": current.stop_loss_price,
+                "take_profit_price": current.take_profit_price,
+                "opened_at": now,
+                "updated_at": now,
+                "run_id": run_id,
+            }
+        )
+
+    # Stop-loss and take-profit -----------------------------------------------------------
+    async def _enforce_protections(self, bar_ts: datetime) -> None:
+        """Sell a held coin whose close crossed its stop-loss or take-profit price.
+
+        Checked at each bar close in this version (the paper exchange fills at that close);
+        tick-by-tick enforcement arrives with the live feed.
+        """
+        if not self.protections:
+            return
+        account = await self.exchange.get_account()
+        for market, protection in list(self.protections.items()):
+            position = account.positions.get(market)
+            close = self.closes.get(market)
+            if position is None or close is None:
+                continue
+            price = Decimal(str(close))
+            if protection.stop_loss_price is not None and price <= protection.stop_loss_price:
+                reason = "stop_loss"
+            elif protection.take_profit_price is not None and price >= protection.take_profit_price:
+                reason = "take_profit"
+            else:
+                continue
+            stamp = bar_ts.astimezone(UTC).strftime("%Y%m%dT%H%MZ")
+            request = OrderRequest(
+                market=market,
+                side=Side.ASK,
+                ord_type=OrderType.MARKET,
+                identifier=f"lxa-{self.session_id}-{stamp}-{market}-{reason}",
+                volume=position.volume,
+            )
+            event = {
+                "type": "protection",
+                "market": market,
+                "reason": reason,
+                "close": close,
+                "stop_loss_price": _str_or_none(protection.stop_loss_price),
+                "take_profit_price": _str_or_none(protection.take_profit_price),
+            }
+            self._publish(event)
+            self.journal.record_event(None, "protection", event, _now())
+            self.order_log(
+                None,
+                {
+                    "identifier": request.identifier,
+                    "market": market,
+                    "side": "ask",
+                    "ord_type": "market",
+                    "state": "sending",
+                    "requested_volume": str(position.volume),
+                },
+            )
+            try:
+                order = await self.exchange.place_order(request)
+            except (OrderRejected, ExchangeError) as exc:
+                log.warning("protection sell %s failed: %s", request.identifier, exc)
+                self.journal.record_event(
+                    None, "protection_failed", {**event, "error": str(exc)}, _now()
+                )
+                continue
+            self.order_log(
+                None,
+                {
+                    "identifier": order.identifier,
+                    "market": market,
+                    "side": "ask",
+                    "ord_type": "market",
+                    "state": order.state.value,
+                    "requested_volume": str(position.volume),
+                    "avg_price": _str_or_none(order.avg_price),
+                    "executed_volume": str(order.executed_volume),
+                    "paid_fee": str(order.paid_fee),
+                },
+            )
+            await self._journal_fills(None, order, None, reason=reason)
+
+    def _publish(self, event: dict[str, Any]) -> None:
+        self.bus.publish(event)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _parse_ts(value: Any) -> datetime:
+    if isinstance(value, str):
+        return datetime.fromisoformat(value)
+    return _now()
+
+
+def _decimal_or_none(value: Any) -> Decimal | None:
+    if value is None or value == "":
+        return None
+    return value if isinstance(value, Decimal) else Decimal(str(value))
+
+
+def _str_or_none(value: Decimal | None) -> str | None:
+    return None if value is None else str(value)
+
+
+ProgressCallback = Callable[[CycleResult], None]

@@ -1,0 +1,320 @@
+"""Replay sessions: the demo (a fresh paper account each time) and `lxa run` on a candle file."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import secrets
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from app.engine import CycleResult, Engine
+from app.settings import Settings
+from app.wiring import Services, open_services
+from exchange.feed import BarClose, ReplayFeed
+from exchange.rules import FEE_RATE
+from ml.data import load_candles
+from ml.features import WARMUP_BARS
+
+ProgressCallback = Callable[[int, int, CycleResult], None]
+
+
+class ReplayError(RuntimeError):
+    """A replay cannot start as asked (overlap with training data, nothing left to replay)."""
+
+
+@dataclass
+class SessionSummary:
+    """What a replay session did, for people (table) and scripts (JSON)."""
+
+    session_id: str
+    model_id: str
+    model_trained_on: str
+    replayed: str
+    warmup_bars: int
+    runs: int
+    runs_this_call: int
+    holds: dict[str, int]
+    trades: int
+    buys: int
+    sells: int
+    protection_exits: int
+    fees: float
+    initial_equity: float
+    final_equity: float
+    buy_and_hold_equity: float
+    journal: str
+    elapsed_s: float
+    mean_cycle_ms: float
+    notes: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        """Return the summary as plain JSON values."""
+        return asdict(self)
+
+
+def new_session_id(prefix: str) -> str:
+    """Name a session by kind, start time and a short random suffix."""
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    return f"{prefix}-{stamp}-{secrets.token_hex(2)}"
+
+
+async def collect_closes(candles: pd.DataFrame) -> list[BarClose]:
+    """Turn candles into the list of bar closes the replay will play."""
+    return [close async for close in ReplayFeed(candles)]
+
+
+def training_window_end(meta: dict[str, Any]) -> datetime | None:
+    """Return the last candle time any market of a model set was trained on."""
+    window = meta.get("training_window") or {}
+    ends = []
+    for value in window.values():
+        last = value.get("last_ts") if isinstance(value, dict) else None
+        if last:
+            ends.append(datetime.fromisoformat(str(last)))
+    return max(ends) if ends else None
+
+
+def _describe_training(meta: dict[str, Any]) -> str:
+    window = meta.get("training_window") or {}
+    firsts = [v.get("first_ts") for v in window.values() if isinstance(v, dict)]
+    lasts = [v.get("last_ts") for v in window.values() if isinstance(v, dict)]
+    if not firsts:
+        return "unknown window"
+    files = ", ".join(
+        Path(str(f.get("path") if isinstance(f, dict) else f)).name
+        for f in meta.get("data_files", [])
+    )
+    return f"{min(firsts)} .. {max(lasts)} ({files})"
+
+
+async def replay(
+    services: Services,
+    closes: Sequence[BarClose],
+    *,
+    minutes: int | None,
+    pace_seconds: float,
+    on_progress: ProgressCallback | None = None,
+) -> SessionSummary:
+    """Warm up, then run one graph cycle per bar close after the session's last journaled bar."""
+    engine = services.engine
+    journal = services.journal
+    started = datetime.now(UTC)
+    notes: list[str] = []
+    trained_until = training_window_end(services.predictor.meta)
+    resumed = await engine.resume_unfinished()
+    if resumed:
+        notes.append(f"resumed {len(resumed)} interrupted run(s) from their checkpoints")
+    last_done = journal.last_bar_ts(engine.session_id)
+    first_index = 0
+    if last_done is not None:
+        first_index = next((i for i, c in enumerate(closes) if c.ts > last_done), len(closes))
+    first_index = max(first_index, WARMUP_BARS)
+    if first_index >= len(closes):
+        raise ReplayError("nothing left to replay: every bundled bar has been traded already")
+    to_run = closes[first_index:]
+    if minutes is not None:
+        to_run = to_run[:minutes]
+    if trained_until is not None and closes[first_index - WARMUP_BARS].ts <= trained_until:
+        raise ReplayError(
+            f"the model {services.predictor.model_id} was trained on candles up to "
+            f"{trained_until.isoformat()}, which overlaps the replay from "
+            f"{closes[first_index - WARMUP_BARS].ts.isoformat()}: refusing to report "
+            "in-sample results"
+        )
+    engine.warm_up(closes[first_index - WARMUP_BARS : first_index])
+    durations = []
+    for index, close in enumerate(to_run, start=1):
+        result = await engine.on_bar_close(close)
+        durations.append(result.duration_ms)
+        if on_progress is not None:
+            on_progress(index, len(to_run), result)
+        if pace_seconds > 0:
+            await asyncio.sleep(pace_seconds)
+    first_bar = journal.first_bar_ts(engine.session_id) or to_run[0].ts
+    replay_start = next(i for i, c in enumerate(closes) if c.ts >= first_bar)
+    summary = await summarize(
+        engine,
+        services,
+        start_close=closes[replay_start],
+        end_close=to_run[-1],
+        elapsed_s=(datetime.now(UTC) - started).total_seconds(),
+        runs_this_call=len(to_run),
+        mean_cycle_ms=sum(durations) / len(durations),
+        notes=notes,
+    )
+    return summary
+
+
+def _closes_by_market(
+    closes: Sequence[BarClose], start: BarClose, end: BarClose
+) -> tuple[dict[str, float], dict[str, float]]:
+    first: dict[str, float] = {}
+    last: dict[str, float] = {}
+    for close in closes:
+        if close.ts < start.ts or close.ts > end.ts:
+            continue
+        for market, bar in close.bars.items():
+            first.setdefault(market, bar.close)
+            last[market] = bar.close
+    return first, last
+
+
+async def summarize(
+    engine: Engine,
+    services: Services,
+    *,
+    start_close: BarClose,
+    end_close: BarClose,
+    elapsed_s: float,
+    runs_this_call: int,
+    mean_cycle_ms: float,
+    notes: list[str],
+) -> SessionSummary:
+    """Count the session's runs, holds, trades and fees, and compare with buy-and-hold."""
+    journal = services.journal
+    session_id = engine.session_id
+    holds = journal.hold_reasons(session_id)
+    orders = [o for o in journal.list_orders() if o["executed_volume"] and o["executed_volume"] > 0]
+    buys = sum(1 for o in orders if o["side"] == "bid")
+    sells = sum(1 for o in orders if o["side"] == "ask")
+    protection_exits = sum(1 for o in orders if o["side"] == "ask" and o["run_id"] is None)
+    account = await services.exchange.get_account()
+    initial = services.exchange.initial_krw
+    final = account.equity(engine.closes)
+    # Buy-and-hold: the starting capital split evenly over the markets at the session's first
+    # traded bar, paying the entry fee, marked at the same last closes as the account.
+    first_prices = start_close.bars
+    markets = [m for m in engine.markets if m in first_prices and m in engine.closes]
+    share = initial / len(markets) if markets else Decimal(0)
+    buy_and_hold = sum(
+        (
+            share
+            * (1 - FEE_RATE)
+            * Decimal(str(engine.closes[m]))
+            / Decimal(str(first_prices[m].close))
+            for m in markets
+        ),
+        Decimal(0),
+    )
+    meta = services.predictor.meta
+    return SessionSummary(
+        session_id=session_id,
+        model_id=services.predictor.model_id,
+        model_trained_on=_describe_training(meta),
+        replayed=f"{start_close.ts.isoformat()} .. {end_close.ts.isoformat()}",
+        warmup_bars=WARMUP_BARS,
+        runs=journal.count_decisions(session_id),
+        runs_this_call=runs_this_call,
+        holds=holds,
+        trades=buys + sells,
+        buys=buys,
+        sells=sells,
+        protection_exits=protection_exits,
+        fees=float(journal.total_fees()),
+        initial_equity=float(initial),
+        final_equity=round(float(final), 2),
+        buy_and_hold_equity=round(float(buy_and_hold), 2),
+        journal=services.settings.journal_url,
+        elapsed_s=round(elapsed_s, 2),
+        mean_cycle_ms=round(mean_cycle_ms, 3),
+        notes=notes,
+    )
+
+
+def demo_settings(settings: Settings, *, resume: bool) -> tuple[Settings, str]:
+    """Point a demo at its own directory: a fresh account each time, or the last one."""
+    base = settings.data_dir / "demo"
+    session_id = None
+    if resume:
+        previous = sorted(p for p in base.glob("demo-*") if p.is_dir()) if base.is_dir() else []
+        if not previous:
+            raise ReplayError(f"no earlier demo under {base} to resume")
+        session_id = previous[-1].name
+    session_id = session_id or new_session_id("demo")
+    session_dir = base / session_id
+    session_dir.mkdir(parents=True, exist_ok=True)
+    updated = settings.model_copy(
+        update={
+            "database_url": f"sqlite:///{(session_dir / 'journal.db').resolve()}",
+            "checkpoint_url": f"sqlite:///{(session_dir / 'checkpoints.db').resolve()}",
+        }
+    )
+    return updated, session_id
+
+
+async def run_replay_session(
+    settings: Settings,
+    *,
+    candles_paths: Sequence[Path],
+    session_id: str,
+    account_path: Path,
+    minutes: int | None,
+    pace_seconds: float,
+    serve: bool = False,
+    keep_serving: Callable[[], Any] | None = None,
+    on_progress: ProgressCallback | None = None,
+    on_ready: Callable[[str], None] | None = None,
+) -> SessionSummary:
+    """Open the services, optionally serve the viewer, and replay the candles."""
+    candles = load_candles(list(candles_paths), markets=settings.markets)
+    if candles.empty:
+        raise ReplayError(f"no candles for {settings.markets} in {list(map(str, candles_paths))}")
+    closes = await collect_closes(candles)
+    async with open_services(
+        settings, session_id=session_id, account_path=account_path
+    ) as services:
+        server_task = None
+        server = None
+        if serve:
+            server, server_task = await start_server(services)
+            if on_ready is not None:
+                on_ready(f"http://{settings.api_host}:{settings.api_port}/")
+        try:
+            summary = await replay(
+                services,
+                closes,
+                minutes=minutes,
+                pace_seconds=pace_seconds,
+                on_progress=on_progress,
+            )
+            if serve and keep_serving is not None:
+                await keep_serving()
+        finally:
+            if server is not None and server_task is not None:
+                server.should_exit = True
+                with contextlib.suppress(asyncio.CancelledError):
+                    await server_task
+        return summary
+
+
+async def start_server(services: Services) -> tuple[Any, asyncio.Task[Any]]:
+    """Start the API and viewer in this event loop."""
+    import uvicorn
+
+    from api.app import create_app
+
+    settings = services.settings
+    app = create_app(
+        journal=services.journal,
+        bus=services.bus,
+        runner=services.engine,
+        api_token=settings.api_token.get_secret_value() if settings.api_token else None,
+    )
+    config = uvicorn.Config(
+        app, host=settings.api_host, port=settings.api_port, log_level="warning", lifespan="on"
+    )
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve())
+    while not server.started:
+        if task.done():
+            task.result()  # raises the start-up error (port taken, ...)
+            raise RuntimeError("the API server stopped during start-up")
+        await asyncio.sleep(0.05)
+    return server, task

@@ -1,0 +1,173 @@
+"""Service settings from `LXA_*` variables and `.env`; the only reader of the environment."""
+
+from __future__ import annotations
+
+import re
+from decimal import Decimal
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+ENV_PREFIX = "LXA_"
+DEFAULT_MARKETS = ("KRW-BTC", "KRW-ETH", "KRW-XRP", "KRW-SOL")
+CHECKPOINT_SCHEMES = ("memory", "sqlite", "postgresql", "postgres", "postgresql+psycopg")
+DATABASE_SCHEMES = ("sqlite", "postgresql", "postgres", "postgresql+psycopg")
+_MARKET_RE = re.compile(r"^KRW-[A-Z0-9]{2,10}$")
+
+
+class SettingsError(ValueError):
+    """Settings failed validation; the message names each offending `LXA_*` variable."""
+
+
+def _scheme(url: str) -> str:
+    return url.split("://", 1)[0].lower() if "://" in url else url.lower()
+
+
+class Settings(BaseSettings):
+    """Everything the service is configured by. Secrets are `SecretStr` and never printed."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        validate_default=True,
+    )
+
+    data_dir: Path = Field(
+        default=Path("data"),
+        description="Where the service writes journals, checkpoints, models and paper accounts.",
+    )
+    database_url: str | None = Field(
+        default=None,
+        description="Journal database URL (sqlite:///... or postgresql://...). "
+        "Default: SQLite at <data_dir>/journal.db.",
+    )
+    checkpoint_url: str | None = Field(
+        default=None,
+        description="LangGraph checkpointer: 'memory', sqlite:///path or postgresql://... "
+        "Default: the database URL when it is Postgres, else SQLite at <data_dir>/checkpoints.db.",
+    )
+    markets: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: list(DEFAULT_MARKETS),
+        description="Comma-separated Upbit KRW markets to trade.",
+    )
+    initial_capital_krw: Decimal = Field(
+        default=Decimal(1_000_000), description="Starting KRW of a new paper account."
+    )
+    model_dir: Path | None = Field(
+        default=None,
+        description="A model set directory; default the newest under <data_dir>/models.",
+    )
+    entry_probability_min: float | None = Field(
+        default=None,
+        ge=0.0,
+        le=1.0,
+        description="P(buy) needed to propose an entry; default the model set's own threshold.",
+    )
+    exit_probability_min: float | None = Field(
+        default=None,
+        ge=0.0,
+        le=1.0,
+        description="P(sell) needed to propose an exit; default the model set's own threshold.",
+    )
+    max_open_positions: int = Field(default=2, ge=1, le=4)
+    risk_level: Literal["low", "medium", "high"] = "medium"
+    stop_loss_cap_pct: float = Field(
+        default=3.0, gt=0.0, le=3.0, description="Hard cap on any stop-loss (the plan's -3%)."
+    )
+    slippage_bps: float = Field(default=2.0, ge=0.0, le=100.0)
+    live: bool = Field(default=False, description="Live orders; also needs exchange API keys.")
+    api_host: str = "127.0.0.1"
+    api_port: int = Field(default=8000, ge=1, le=65535)
+    api_token: SecretStr | None = Field(
+        default=None, description="Bearer token for calls that change anything."
+    )
+
+    @field_validator("markets", mode="before")
+    @classmethod
+    def _split_markets(cls, value: Any) -> Any:
+        if isinstance(value, str) and not value.strip().startswith("["):
+            return [m.strip().upper() for m in value.split(",") if m.strip()]
+        return value
+
+    @field_validator("markets")
+    @classmethod
+    def _check_markets(cls, value: list[str]) -> list[str]:
+        bad = [m for m in value if not _MARKET_RE.match(m)]
+        if bad:
+            raise ValueError(f"markets must look like KRW-BTC; got {bad}")
+        if not value:
+            raise ValueError("at least one market is required")
+        return value
+
+    @field_validator("initial_capital_krw")
+    @classmethod
+    def _check_capital(cls, value: Decimal) -> Decimal:
+        if value < Decimal(5000):
+            raise ValueError(f"must be at least 5000 KRW (Upbit's minimum order); got {value}")
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _check_database_url(cls, value: str | None) -> str | None:
+        if value is not None and _scheme(value) not in DATABASE_SCHEMES:
+            raise ValueError(
+                f"unknown scheme {_scheme(value)!r}; use one of {', '.join(DATABASE_SCHEMES)}"
+            )
+        return value
+
+    @field_validator("checkpoint_url")
+    @classmethod
+    def _check_checkpoint_url(cls, value: str | None) -> str | None:
+        if value is not None and _scheme(value) not in CHECKPOINT_SCHEMES:
+            raise ValueError(
+                f"unknown scheme {_scheme(value)!r}; use one of {', '.join(CHECKPOINT_SCHEMES)}"
+            )
+        return value
+
+    @field_validator("live")
+    @classmethod
+    def _live_not_yet(cls, value: bool) -> bool:
+        if value:
+            raise ValueError(
+                "live trading is not available yet: it arrives with the Upbit exchange client; "
+                "this build trades on paper only"
+            )
+        return value
+
+    # Derived locations -------------------------------------------------------------------
+    @property
+    def journal_url(self) -> str:
+        """The journal database URL."""
+        return self.database_url or f"sqlite:///{(self.data_dir / 'journal.db').resolve()}"
+
+    @property
+    def checkpointer_url(self) -> str:
+        """The checkpointer URL (see `checkpoint_url`)."""
+        if self.checkpoint_url:
+            return self.checkpoint_url
+        if self.database_url and _scheme(self.database_url) != "sqlite":
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'checkpoints.db').resolve()}"
+
+    @property
+    def models_dir(self) -> Path:
+        """Where trained model sets are kept."""
+        return self.data_dir / "models"
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read settings; raise `SettingsError` naming each bad `LXA_*` variable."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors():
+            field = ".".join(str(p) for p in err["loc"]) or "settings"
+            name = f"{ENV_PREFIX}{field.upper()}" if err["loc"] else "settings"
+            message = str(err["msg"]).removeprefix("Value error, ")
+            lines.append(f"{name}: {message} (got {err.get('input')!r})")
+        raise SettingsError("invalid settings:\n  " + "\n  ".join(lines)) from None

@@ -1,0 +1,123 @@
+"""Composition root: build the engine and its services from settings."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from app.engine import Engine
+from app.settings import Settings
+from exchange.paper import PaperExchange, SlippageModel
+from graph.builder import build_graph
+from graph.checkpoint import open_checkpointer
+from graph.context import Context, TradingPolicy
+from ml.predict import Predictor
+from ml.registry import latest_model_dir
+from nodes.review import RuleBasedMoodReviewer, RuleBasedSizer, RuleBasedTechnicalReviewer
+from store.bus import EventBus, InProcessBus
+from store.journal import Journal
+
+log = logging.getLogger(__name__)
+DEMO_DIR = Path(__file__).resolve().parent / "demo"
+BUNDLED_CANDLES = DEMO_DIR / "candles_upbit_1m_demo.parquet"
+BUNDLED_MODELS = DEMO_DIR / "model"
+
+
+class ModelNotFoundError(RuntimeError):
+    """No model set where the settings point."""
+
+
+def resolve_model_dir(settings: Settings) -> Path:
+    """Pick the named model set, else the newest trained one, else the bundled demo model."""
+    if settings.model_dir is not None:
+        if not (settings.model_dir / "meta.json").is_file():
+            raise ModelNotFoundError(f"LXA_MODEL_DIR={settings.model_dir} holds no model set")
+        return settings.model_dir
+    trained = latest_model_dir(settings.models_dir) if settings.models_dir.is_dir() else None
+    if trained is not None:
+        return trained
+    bundled = latest_model_dir(BUNDLED_MODELS)
+    if bundled is None:
+        raise ModelNotFoundError("no model set found; run `lxa train --quick --candles FILE`")
+    log.warning("no trained model under %s: using the bundled demo model", settings.models_dir)
+    return bundled
+
+
+def policy_from(settings: Settings, model_meta: dict[str, Any]) -> TradingPolicy:
+    """Translate settings (and the model set's own thresholds) into the graph's limits."""
+    thresholds = model_meta.get("decision_thresholds") or {}
+    entry = settings.entry_probability_min or thresholds.get("entry_probability_min")
+    exit_ = settings.exit_probability_min or thresholds.get("exit_probability_min")
+    if entry is None or exit_ is None:
+        raise ModelNotFoundError(
+            f"model {model_meta.get('model_id')} carries no decision thresholds: set "
+            "LXA_ENTRY_PROBABILITY_MIN and LXA_EXIT_PROBABILITY_MIN"
+        )
+    return TradingPolicy(
+        entry_probability_min=float(entry),
+        exit_probability_min=float(exit_),
+        max_open_positions=settings.max_open_positions,
+        risk_level=settings.risk_level,
+        stop_loss_cap_pct=settings.stop_loss_cap_pct,
+    )
+
+
+@dataclass
+class Services:
+    """Everything one running engine holds open."""
+
+    settings: Settings
+    engine: Engine
+    journal: Journal
+    bus: EventBus
+    exchange: PaperExchange
+    predictor: Predictor
+
+
+@asynccontextmanager
+async def open_services(
+    settings: Settings,
+    *,
+    session_id: str,
+    account_path: Path,
+    journal_url: str | None = None,
+    checkpointer_url: str | None = None,
+    bus: EventBus | None = None,
+) -> AsyncIterator[Services]:
+    """Open the journal, paper account, model and checkpointer, and build the engine."""
+    journal = Journal.open(journal_url or settings.journal_url)
+    try:
+        account_path.parent.mkdir(parents=True, exist_ok=True)
+        exchange = PaperExchange(
+            account_path,
+            initial_krw=settings.initial_capital_krw,
+            slippage=SlippageModel(base_bps=settings.slippage_bps),
+        )
+        predictor = Predictor.load(resolve_model_dir(settings))
+        event_bus = bus or InProcessBus()
+        async with open_checkpointer(checkpointer_url or settings.checkpointer_url) as saver:
+            context = Context(
+                signal_model=predictor,
+                exchange=exchange,
+                groq=RuleBasedMoodReviewer(),
+                ollama=RuleBasedTechnicalReviewer(),
+                sizer=RuleBasedSizer(),
+                policy=policy_from(settings, predictor.meta),
+            )
+            engine = Engine(
+                graph=build_graph(saver),
+                context=context,
+                exchange=exchange,
+                journal=journal,
+                bus=event_bus,
+                markets=list(settings.markets),
+                session_id=session_id,
+            )
+            context.order_log = engine.order_log
+            yield Services(settings, engine, journal, event_bus, exchange, predictor)
+    finally:
+        journal.close()

@@ -1,0 +1,70 @@
+"""What a graph run is given besides its state: services and the trading policy."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any, Literal, Protocol
+
+from exchange.types import Exchange
+from nodes.review import Reviewer, Sizer
+
+
+class Probabilities(Protocol):
+    """One market's model output."""
+
+    @property
+    def p_buy(self) -> float: ...
+
+    @property
+    def p_sell(self) -> float: ...
+
+
+class SignalModel(Protocol):
+    """The ML prediction interface `ml_signal` calls (inference only)."""
+
+    @property
+    def model_id(self) -> str: ...
+
+    def predict(
+        self, features: Mapping[str, Mapping[str, float | None]]
+    ) -> Mapping[str, Probabilities]: ...
+
+
+class OrderLog(Protocol):
+    """Writes an order to the journal before it is sent and again once it is answered."""
+
+    def __call__(self, run_id: str | None, order: Mapping[str, Any]) -> None: ...
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class TradingPolicy:
+    """Deterministic limits that apply whatever the reviewers say."""
+
+    entry_probability_min: float = 0.45
+    exit_probability_min: float = 0.45
+    max_open_positions: int = 2
+    risk_level: Literal["low", "medium", "high"] = "medium"
+    min_investment_ratio: float = 0.05
+    max_investment_ratio: float = 1.0
+    stop_loss_cap_pct: float = 3.0
+    stop_loss_floor_pct: float = 0.2
+    take_profit_floor_pct: float = 0.2
+    take_profit_cap_pct: float = 20.0
+    fee_rate: Decimal = Decimal("0.0005")
+    min_order_krw: Decimal = Decimal(5000)
+
+
+@dataclass(kw_only=True, slots=True)
+class Context:
+    """Run-scoped dependencies handed to every node as `Runtime[Context]`."""
+
+    signal_model: SignalModel
+    exchange: Exchange
+    groq: Reviewer
+    ollama: Reviewer
+    sizer: Sizer
+    policy: TradingPolicy = TradingPolicy()
+    order_log: OrderLog | None = None
+    place_orders: bool = True  # False for forks and replays: they never place an order

@@ -1,0 +1,113 @@
+"""The state one decision cycle carries through the graph; JSON-friendly values only."""
+
+from __future__ import annotations
+
+import operator
+from typing import Annotated, Any, Literal, TypedDict
+
+Action = Literal["buy", "sell", "hold"]
+NODE_ORDER = ("ml_signal", "groq_check", "ollama_check", "sizing", "trade")
+
+
+class MarketSnapshot(TypedDict):
+    """What the engine knows of one market at the bar close."""
+
+    close: float
+    features: dict[str, float | None] | None  # None while the feature window warms up
+    blocked: str | None  # why entries are not allowed now (cooldown, ...), else None
+
+
+class PositionView(TypedDict):
+    volume: str  # Decimal as text
+    avg_buy_price: str
+    unrealized_pct: float
+    stop_loss_price: str | None
+    take_profit_price: str | None
+
+
+class AccountView(TypedDict):
+    krw: str  # free KRW, Decimal as text
+    equity: str
+    positions: dict[str, PositionView]
+
+
+class Signal(TypedDict):
+    p_buy: float
+    p_sell: float
+    edge: float  # p_buy - p_sell
+
+
+class Proposal(TypedDict):
+    action: Action
+    market: str | None
+    reason: str
+    entry_probability: float | None
+    exit_probability: float | None
+
+
+class VerdictView(TypedDict, total=False):
+    verdict: Action
+    agrees: bool
+    confidence: float
+    reasoning: str
+    risks: list[str]
+    reviewer: str  # "rule-based" or provider:model
+    checks: list[dict[str, Any]]
+    latency_ms: float
+    error: str | None
+
+
+class SizingView(TypedDict, total=False):
+    investment_ratio: float
+    stop_loss_pct: float
+    take_profit_pct: float
+    reasoning: str
+    reviewer: str
+    proposed: dict[str, float]  # what the sizer asked for, before clamps
+    clamps: list[dict[str, Any]]
+    order_krw: str | None  # for buys: KRW to spend
+    volume: str | None  # for sells: coin volume
+    refused: str | None  # why no order follows (below_minimum, sizer_failed, ...)
+    latency_ms: float
+
+
+class OrderView(TypedDict, total=False):
+    identifier: str
+    market: str
+    side: str
+    ord_type: str
+    state: str
+    requested_krw: str | None
+    requested_volume: str | None
+    executed_volume: str
+    avg_price: str | None
+    paid_fee: str
+    stop_loss_price: str | None
+    take_profit_price: str | None
+    error: str | None
+
+
+class Decision(TypedDict):
+    action: Action
+    market: str | None
+    reason: str
+
+
+class TradeState(TypedDict, total=False):
+    """One cycle: inputs from the engine, then each node's partial update."""
+
+    run_id: str
+    trigger: str  # "bar" | "manual"
+    bar_ts: str  # ISO-8601 UTC open time of the closing bar
+    markets: dict[str, MarketSnapshot]
+    account: AccountView
+    recent_results: list[float]  # closed-trade returns after fees, oldest first
+    model_id: str
+    signals: dict[str, Signal]
+    proposal: Proposal
+    groq: VerdictView
+    ollama: VerdictView
+    sizing: SizingView
+    order: OrderView
+    decision: Decision
+    events: Annotated[list[dict[str, Any]], operator.add]

@@ -1,0 +1,1 @@
+"""Journal (decisions, LLM calls, orders, fills, positions, events), migrations, event bus."""

@@ -1,0 +1,534 @@
+"""The journal: decisions, LLM calls, orders, fills, positions and events in SQLite or Postgres."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from datetime import date, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import URL, Connection, Engine, make_url
+from sqlalchemy.pool import StaticPool
+
+from store import schema
+from store.schema import decisions, events, fills, llm_calls, orders, positions, utc_now
+
+__all__ = ["MIGRATIONS_DIR", "Journal", "alembic_config", "normalise_url", "upgrade"]
+
+MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+
+_SQLITE_DRIVERS = {"sqlite", "sqlite+pysqlite"}
+_POSTGRES_SCHEMES = {"postgres", "postgresql"}
+# Any constant works: it only serialises concurrent `Journal.open` calls on one Postgres database.
+_MIGRATION_LOCK_KEY = 0x4C5841_5354
+
+
+def normalise_url(url: str | URL) -> URL:
+    """Parse a journal URL; Postgres URLs get the psycopg 3 driver.
+
+    Raises ValueError naming the scheme when it is neither SQLite nor PostgreSQL.
+    """
+    try:
+        parsed = make_url(url)
+    except sa.exc.ArgumentError as exc:
+        raise ValueError(f"not a database URL: {url!r}") from exc
+    scheme = parsed.drivername
+    if scheme in _SQLITE_DRIVERS:
+        return parsed.set(drivername="sqlite+pysqlite")
+    if scheme.split("+", 1)[0] in _POSTGRES_SCHEMES:
+        return parsed.set(drivername="postgresql+psycopg")
+    raise ValueError(
+        f"unsupported journal URL scheme {scheme!r}: use sqlite:///path.db or postgresql://..."
+    )
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
+def _json_dumps(value: Any) -> str:
+    return json.dumps(value, default=_json_default, ensure_ascii=False)
+
+
+def _create_engine(url: URL) -> Engine:
+    if url.drivername.startswith("sqlite"):
+        database = url.database or ""
+        in_memory = database in ("", ":memory:") or database.startswith("file::memory:")
+        if in_memory:
+            engine = sa.create_engine(
+                url,
+                json_serializer=_json_dumps,
+                poolclass=StaticPool,
+                connect_args={"check_same_thread": False},
+            )
+        else:
+            Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+            engine = sa.create_engine(url, json_serializer=_json_dumps)
+
+        @sa.event.listens_for(engine, "connect")
+        def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+            cursor = dbapi_connection.cursor()
+            try:
+                if not in_memory:
+                    cursor.execute("PRAGMA journal_mode=WAL")
+                    cursor.execute("PRAGMA synchronous=NORMAL")
+                cursor.execute("PRAGMA busy_timeout=30000")
+            finally:
+                cursor.close()
+
+        return engine
+    return sa.create_engine(url, json_serializer=_json_dumps, pool_pre_ping=True)
+
+
+def alembic_config() -> Config:
+    """Return an Alembic config for the store migrations (no ini file needed)."""
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    return config
+
+
+def upgrade(engine: Engine, revision: str = "head") -> None:
+    """Migrate the journal schema to `revision` in one transaction."""
+    config = alembic_config()
+    with engine.begin() as connection:
+        if connection.dialect.name == "postgresql":
+            connection.execute(
+                sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK_KEY}
+            )
+        config.attributes["connection"] = connection
+        command.upgrade(config, revision)
+
+
+def _checked(table: sa.Table, row: Mapping[str, Any]) -> dict[str, Any]:
+    unknown = sorted(set(row) - set(table.c.keys()))
+    if unknown:
+        raise ValueError(f"unknown column(s) for {table.name}: {', '.join(unknown)}")
+    return dict(row)
+
+
+def _as_dicts(result: sa.CursorResult[Any]) -> list[dict[str, Any]]:
+    return [dict(row._mapping) for row in result]
+
+
+def _new_id(result: sa.CursorResult[Any]) -> int:
+    key = result.inserted_primary_key
+    if key is None or key[0] is None:  # pragma: no cover - both backends report the new id
+        raise RuntimeError("the database did not report the new row's id")
+    return int(key[0])
+
+
+def _upsert(
+    connection: Connection,
+    table: sa.Table,
+    key: str,
+    values: dict[str, Any],
+    keep_on_update: frozenset[str],
+) -> None:
+    """Update the given columns of the row with `values[key]`, or insert it when missing.
+
+    A partial row can update an existing one; inserting needs every NOT NULL column. The
+    insert still carries ON CONFLICT so that a concurrent insert of the same key updates.
+    """
+    updates = {name: value for name, value in values.items() if name != key}
+    updates = {name: value for name, value in updates.items() if name not in keep_on_update}
+    if updates:
+        result = connection.execute(
+            table.update().where(table.c[key] == values[key]).values(**updates)
+        )
+        if result.rowcount:
+            return
+    dialect = connection.dialect.name
+    insert: Any
+    if dialect == "sqlite":
+        insert = sqlite.insert(table)
+    elif dialect == "postgresql":
+        insert = postgresql.insert(table)
+    else:  # pragma: no cover - normalise_url admits only these two
+        raise ValueError(f"unsupported dialect {dialect!r}")
+    stmt = insert.values(**values)
+    if updates:
+        excluded = {name: stmt.excluded[name] for name in updates}
+        stmt = stmt.on_conflict_do_update(index_elements=[table.c[key]], set_=excluded)
+    else:
+        stmt = stmt.on_conflict_do_nothing(index_elements=[table.c[key]])
+    connection.execute(stmt)
+
+
+class Journal:
+    """Record and query what the trader decided and did (sync, over a SQLAlchemy Engine)."""
+
+    def __init__(self, engine: Engine) -> None:
+        """Wrap an engine whose database is already migrated; prefer `Journal.open`."""
+        self.engine = engine
+
+    @classmethod
+    def open(cls, url: str) -> Journal:
+        """Connect to `url`, run `alembic upgrade head`, and return the journal.
+
+        Accepts `sqlite:///path.db` (parent folders are created; WAL is enabled),
+        `sqlite://` (in memory) and `postgresql://` / `postgresql+psycopg://` URLs.
+        """
+        engine = _create_engine(normalise_url(url))
+        try:
+            upgrade(engine)
+        except BaseException:
+            engine.dispose()
+            raise
+        return cls(engine)
+
+    def close(self) -> None:
+        """Release every pooled connection."""
+        self.engine.dispose()
+
+    def __enter__(self) -> Journal:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # ---- writes -------------------------------------------------------------------------
+
+    def record_decision(self, row: Mapping[str, Any]) -> None:
+        """Insert one decision; keys are column names."""
+        with self.engine.begin() as connection:
+            connection.execute(decisions.insert().values(**_checked(decisions, row)))
+
+    def record_llm_call(self, row: Mapping[str, Any]) -> int:
+        """Insert one LLM call and return its id."""
+        with self.engine.begin() as connection:
+            return self._insert_llm_call(connection, _checked(llm_calls, row))
+
+    def record_order(self, row: Mapping[str, Any]) -> None:
+        """Insert an order, or update the given columns of the order with that identifier.
+
+        `created_at` is kept from the first insert; `updated_at` defaults to now.
+        """
+        values = _checked(orders, row)
+        if "identifier" not in values:
+            raise ValueError("order row needs an identifier")
+        values.setdefault("updated_at", utc_now())
+        with self.engine.begin() as connection:
+            _upsert(connection, orders, "identifier", values, frozenset({"created_at"}))
+
+    def record_fill(self, row: Mapping[str, Any]) -> int:
+        """Insert one fill and return its id."""
+        with self.engine.begin() as connection:
+            result = connection.execute(fills.insert().values(**_checked(fills, row)))
+            return _new_id(result)
+
+    def upsert_position(self, row: Mapping[str, Any]) -> None:
+        """Insert or update the position for `row["market"]`.
+
+        `opened_at` is kept from the first insert; `updated_at` defaults to now.
+        """
+        values = _checked(positions, row)
+        if "market" not in values:
+            raise ValueError("position row needs a market")
+        values.setdefault("updated_at", utc_now())
+        with self.engine.begin() as connection:
+            _upsert(connection, positions, "market", values, frozenset({"opened_at"}))
+
+    def delete_position(self, market: str) -> bool:
+        """Delete the position for `market`; return whether there was one."""
+        with self.engine.begin() as connection:
+            result = connection.execute(positions.delete().where(positions.c.market == market))
+            return bool(result.rowcount)
+
+    def record_event(
+        self,
+        run_id: str | None,
+        type: str,
+        payload: Mapping[str, Any],
+        ts: datetime,
+    ) -> int:
+        """Append one event and return its id (a global, increasing sequence)."""
+        with self.engine.begin() as connection:
+            return self._insert_event(
+                connection, {"run_id": run_id, "type": type, "payload": dict(payload), "ts": ts}
+            )
+
+    def record_run(
+        self,
+        decision: Mapping[str, Any],
+        llm_calls: Sequence[Mapping[str, Any]] = (),
+        events: Sequence[Mapping[str, Any]] = (),
+    ) -> list[int]:
+        """Write a decision with its LLM calls and events in one transaction; return event ids.
+
+        LLM call and event rows without a `run_id` get the decision's.
+        """
+        decision_values = _checked(decisions, decision)
+        run_id = decision_values.get("run_id")
+        call_rows = [_checked(schema.llm_calls, {"run_id": run_id, **c}) for c in llm_calls]
+        event_rows = [_checked(schema.events, {"run_id": run_id, **e}) for e in events]
+        with self.engine.begin() as connection:
+            connection.execute(schema.decisions.insert().values(**decision_values))
+            for call in call_rows:
+                self._insert_llm_call(connection, call)
+            return [self._insert_event(connection, event) for event in event_rows]
+
+    @staticmethod
+    def _insert_llm_call(connection: Connection, values: dict[str, Any]) -> int:
+        result = connection.execute(llm_calls.insert().values(**values))
+        return _new_id(result)
+
+    @staticmethod
+    def _insert_event(connection: Connection, values: dict[str, Any]) -> int:
+        result = connection.execute(events.insert().values(**values))
+        return _new_id(result)
+
+    # ---- queries ------------------------------------------------------------------------
+
+    def get_decision(self, run_id: str) -> dict[str, Any] | None:
+        """Return one decision with its `llm_calls`, `orders` and `events` lists, or None."""
+        with self.engine.connect() as connection:
+            row = connection.execute(decisions.select().where(decisions.c.run_id == run_id)).first()
+            if row is None:
+                return None
+            decision = dict(row._mapping)
+            decision["llm_calls"] = _as_dicts(
+                connection.execute(
+                    llm_calls.select().where(llm_calls.c.run_id == run_id).order_by(llm_calls.c.id)
+                )
+            )
+            decision["orders"] = _as_dicts(
+                connection.execute(
+                    orders.select()
+                    .where(orders.c.run_id == run_id)
+                    .order_by(orders.c.created_at, orders.c.identifier)
+                )
+            )
+            decision["events"] = _as_dicts(
+                connection.execute(
+                    events.select().where(events.c.run_id == run_id).order_by(events.c.id)
+                )
+            )
+            return decision
+
+    @staticmethod
+    def _decision_filters(
+        *,
+        market: str | None = None,
+        action: str | None = None,
+        session_id: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> list[sa.ColumnElement[bool]]:
+        conditions: list[sa.ColumnElement[bool]] = []
+        if market is not None:
+            conditions.append(decisions.c.market == market)
+        if action is not None:
+            conditions.append(decisions.c.action == action)
+        if session_id is not None:
+            conditions.append(decisions.c.session_id == session_id)
+        if since is not None:
+            conditions.append(decisions.c.bar_ts >= since)
+        if until is not None:
+            conditions.append(decisions.c.bar_ts < until)
+        return conditions
+
+    def list_decisions(
+        self,
+        *,
+        limit: int = 50,
+        offset: int = 0,
+        market: str | None = None,
+        action: str | None = None,
+        session_id: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> list[dict[str, Any]]:
+        """Return decisions newest first (by `bar_ts`); `since` is inclusive, `until` exclusive."""
+        if limit < 0 or offset < 0:
+            raise ValueError(f"limit and offset must be >= 0, got limit={limit} offset={offset}")
+        conditions = self._decision_filters(
+            market=market, action=action, session_id=session_id, since=since, until=until
+        )
+        stmt = (
+            decisions.select()
+            .where(*conditions)
+            .order_by(
+                decisions.c.bar_ts.desc(), decisions.c.created_at.desc(), decisions.c.run_id.desc()
+            )
+            .limit(limit)
+            .offset(offset)
+        )
+        with self.engine.connect() as connection:
+            return _as_dicts(connection.execute(stmt))
+
+    def count_decisions(
+        self,
+        session_id: str | None = None,
+        *,
+        market: str | None = None,
+        action: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> int:
+        """Count decisions matching the same filters as `list_decisions`."""
+        conditions = self._decision_filters(
+            market=market, action=action, session_id=session_id, since=since, until=until
+        )
+        stmt = sa.select(sa.func.count()).select_from(decisions).where(*conditions)
+        with self.engine.connect() as connection:
+            return int(connection.execute(stmt).scalar_one())
+
+    def hold_reasons(self, session_id: str | None = None) -> dict[str, int]:
+        """Count `hold` decisions by reason, most frequent first."""
+        count = sa.func.count().label("count")
+        stmt = (
+            sa.select(decisions.c.reason, count)
+            .where(decisions.c.action == "hold")
+            .group_by(decisions.c.reason)
+            .order_by(count.desc(), decisions.c.reason)
+        )
+        if session_id is not None:
+            stmt = stmt.where(decisions.c.session_id == session_id)
+        with self.engine.connect() as connection:
+            return {reason: int(n) for reason, n in connection.execute(stmt)}
+
+    def list_orders(
+        self,
+        run_id: str | None = None,
+        market: str | None = None,
+        *,
+        state: str | None = None,
+    ) -> list[dict[str, Any]]:
+        """Return orders oldest first, optionally for one run, market or state."""
+        stmt = orders.select().order_by(orders.c.created_at, orders.c.identifier)
+        if run_id is not None:
+            stmt = stmt.where(orders.c.run_id == run_id)
+        if market is not None:
+            stmt = stmt.where(orders.c.market == market)
+        if state is not None:
+            stmt = stmt.where(orders.c.state == state)
+        with self.engine.connect() as connection:
+            return _as_dicts(connection.execute(stmt))
+
+    @staticmethod
+    def _fill_filters(
+        *,
+        session_id: str | None,
+        since: datetime | None,
+        until: datetime | None,
+        market: str | None,
+    ) -> list[sa.ColumnElement[bool]]:
+        conditions: list[sa.ColumnElement[bool]] = []
+        if session_id is not None:
+            runs_in_session = sa.select(decisions.c.run_id).where(
+                decisions.c.session_id == session_id
+            )
+            orders_in_session = sa.select(orders.c.identifier).where(
+                orders.c.run_id.in_(runs_in_session)
+            )
+            conditions.append(fills.c.order_identifier.in_(orders_in_session))
+        if since is not None:
+            conditions.append(fills.c.ts >= since)
+        if until is not None:
+            conditions.append(fills.c.ts < until)
+        if market is not None:
+            conditions.append(fills.c.market == market)
+        return conditions
+
+    def list_fills(
+        self,
+        *,
+        session_id: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        market: str | None = None,
+    ) -> list[dict[str, Any]]:
+        """Return fills oldest first.
+
+        `session_id` selects fills of orders placed by that session's runs (order.run_id ->
+        decision.session_id); `since` is inclusive, `until` exclusive.
+        """
+        conditions = self._fill_filters(
+            session_id=session_id, since=since, until=until, market=market
+        )
+        stmt = fills.select().where(*conditions).order_by(fills.c.ts, fills.c.id)
+        with self.engine.connect() as connection:
+            return _as_dicts(connection.execute(stmt))
+
+    def total_fees(
+        self,
+        *,
+        session_id: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        market: str | None = None,
+    ) -> Decimal:
+        """Sum the fees of the fills that `list_fills` would return with the same filters."""
+        conditions = self._fill_filters(
+            session_id=session_id, since=since, until=until, market=market
+        )
+        stmt = sa.select(fills.c.fee).where(*conditions)
+        with self.engine.connect() as connection:
+            return sum((fee for (fee,) in connection.execute(stmt)), Decimal(0))
+
+    def positions(self) -> dict[str, dict[str, Any]]:
+        """Return the open positions keyed by market."""
+        with self.engine.connect() as connection:
+            rows = _as_dicts(connection.execute(positions.select().order_by(positions.c.market)))
+        return {row["market"]: row for row in rows}
+
+    def events_after(self, event_id: int, limit: int = 1000) -> list[dict[str, Any]]:
+        """Return up to `limit` events with id > `event_id`, oldest first."""
+        stmt = events.select().where(events.c.id > event_id).order_by(events.c.id).limit(limit)
+        with self.engine.connect() as connection:
+            return _as_dicts(connection.execute(stmt))
+
+    # ---- engine restart support ---------------------------------------------------------
+
+    def first_bar_ts(self, session_id: str) -> datetime | None:
+        """Return the earliest bar a session decided on, or None."""
+        stmt = sa.select(sa.func.min(decisions.c.bar_ts)).where(
+            decisions.c.session_id == session_id, decisions.c.trigger == "bar"
+        )
+        with self.engine.connect() as connection:
+            return connection.execute(stmt).scalar_one_or_none()
+
+    def last_bar_ts(self, session_id: str) -> datetime | None:
+        """Return the latest bar a session decided on, or None."""
+        stmt = sa.select(sa.func.max(decisions.c.bar_ts)).where(
+            decisions.c.session_id == session_id, decisions.c.trigger == "bar"
+        )
+        with self.engine.connect() as connection:
+            return connection.execute(stmt).scalar_one_or_none()
+
+    def unfinished_runs(self, session_id: str) -> list[str]:
+        """Return runs of a session that started (a `run_started` event) but have no decision."""
+        prefix = f"{session_id}-"
+        stmt = (
+            sa.select(events.c.run_id)
+            .where(
+                events.c.type == "run_started",
+                events.c.run_id.startswith(prefix, autoescape=True),
+                ~sa.exists().where(decisions.c.run_id == events.c.run_id),
+            )
+            .order_by(events.c.id)
+        )
+        with self.engine.connect() as connection:
+            return [run_id for (run_id,) in connection.execute(stmt)]
+
+    def recent_results(self, limit: int = 20) -> list[float]:
+        """Return the returns of the last closed positions, oldest first."""
+        stmt = (
+            sa.select(events.c.payload)
+            .where(events.c.type == "position_closed")
+            .order_by(events.c.id.desc())
+            .limit(limit)
+        )
+        with self.engine.connect() as connection:
+            payloads = [payload for (payload,) in connection.execute(stmt)]
+        return [float(p["return"]) for p in reversed(payloads) if p and "return" in p]

@@ -1,0 +1,204 @@
+"""Journal tables (SQLAlchemy Core); Alembic migrations create them, never `create_all`."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.engine import Dialect
+from sqlalchemy.types import TypeDecorator
+
+__all__ = [
+    "DecimalText",
+    "UtcDateTime",
+    "decisions",
+    "events",
+    "fills",
+    "llm_calls",
+    "metadata",
+    "orders",
+    "positions",
+    "utc_now",
+]
+
+
+def utc_now() -> datetime:
+    """Return the current time, timezone-aware UTC."""
+    return datetime.now(UTC)
+
+
+class DecimalText(TypeDecorator[Decimal]):
+    """Store a `Decimal` as its exact text so it round-trips on every backend.
+
+    SQLite's NUMERIC affinity converts to a float and loses digits; text does not.
+    """
+
+    impl = sa.String
+    cache_ok = True
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> str | None:
+        if value is None:
+            return None
+        if isinstance(value, float):
+            raise TypeError(f"decimal columns take Decimal, int or str, not float {value!r}")
+        try:
+            number = Decimal(value)
+        except (InvalidOperation, TypeError, ValueError) as exc:
+            raise ValueError(f"not a decimal number: {value!r}") from exc
+        if not number.is_finite():
+            raise ValueError(f"decimal column value must be finite, got {value!r}")
+        return str(number)
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> Decimal | None:
+        if value is None:
+            return None
+        return Decimal(value)
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """A timezone-aware UTC datetime on every backend; naive datetimes are refused."""
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if not isinstance(value, datetime):
+            raise TypeError(f"expected a datetime, got {type(value).__name__}")
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise ValueError(f"naive datetime {value.isoformat()} (timezone-aware UTC required)")
+        value = value.astimezone(UTC)
+        if dialect.name == "sqlite":
+            # SQLite has no timezone type: keep a naive UTC value that sorts as text.
+            return value.replace(tzinfo=None)
+        return value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+def _json() -> sa.types.TypeEngine[Any]:
+    return sa.JSON(none_as_null=True).with_variant(
+        postgresql.JSONB(none_as_null=True), "postgresql"
+    )
+
+
+def _autoincrement_id() -> sa.Column[int]:
+    return sa.Column(
+        "id",
+        sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
+        primary_key=True,
+        autoincrement=True,
+    )
+
+
+metadata = sa.MetaData()
+
+decisions = sa.Table(
+    "decisions",
+    metadata,
+    sa.Column("run_id", sa.String, primary_key=True),
+    sa.Column("session_id", sa.String, nullable=False),
+    sa.Column("bar_ts", UtcDateTime, nullable=False),
+    sa.Column("created_at", UtcDateTime, nullable=False, default=utc_now),
+    sa.Column("trigger", sa.String, nullable=False),
+    sa.Column("action", sa.String, nullable=False),
+    sa.Column("market", sa.String, nullable=True),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("reviewer_labels", _json(), nullable=False, default=dict),
+    sa.Column("nodes", _json(), nullable=False, default=dict),
+    sa.Column("ml", _json(), nullable=False, default=dict),
+    sa.Column("verdicts", _json(), nullable=False, default=dict),
+    sa.Column("sizing", _json(), nullable=True),
+    sa.Column("duration_ms", sa.Float, nullable=False),
+    sa.Index("ix_decisions_bar_ts", "bar_ts"),
+    sa.Index("ix_decisions_action", "action"),
+    sa.Index("ix_decisions_session_id", "session_id"),
+)
+
+llm_calls = sa.Table(
+    "llm_calls",
+    metadata,
+    _autoincrement_id(),
+    sa.Column("run_id", sa.String, nullable=False),
+    sa.Column("node", sa.String, nullable=False),
+    sa.Column("provider", sa.String, nullable=False),
+    sa.Column("model", sa.String, nullable=False),
+    sa.Column("prompt_ref", sa.String, nullable=True),
+    sa.Column("request", _json(), nullable=False, default=dict),
+    sa.Column("response", _json(), nullable=True),
+    sa.Column("verdict", sa.String, nullable=True),
+    sa.Column("latency_ms", sa.Float, nullable=False),
+    sa.Column("created_at", UtcDateTime, nullable=False, default=utc_now),
+    sa.Column("error", sa.Text, nullable=True),
+    sa.Index("ix_llm_calls_run_id", "run_id"),
+)
+
+orders = sa.Table(
+    "orders",
+    metadata,
+    sa.Column("identifier", sa.String, primary_key=True),
+    sa.Column("run_id", sa.String, nullable=True),
+    sa.Column("market", sa.String, nullable=False),
+    sa.Column("side", sa.String, nullable=False),
+    sa.Column("ord_type", sa.String, nullable=False),
+    sa.Column("price", DecimalText, nullable=True),
+    sa.Column("volume", DecimalText, nullable=True),
+    sa.Column("state", sa.String, nullable=False),
+    sa.Column("reason", sa.Text, nullable=True),
+    sa.Column("created_at", UtcDateTime, nullable=False, default=utc_now),
+    sa.Column("updated_at", UtcDateTime, nullable=False, default=utc_now),
+    sa.Column("executed_volume", DecimalText, nullable=False, default=Decimal(0)),
+    sa.Column("paid_fee", DecimalText, nullable=False, default=Decimal(0)),
+    sa.Index("ix_orders_run_id", "run_id"),
+    sa.Index("ix_orders_market", "market"),
+)
+
+fills = sa.Table(
+    "fills",
+    metadata,
+    _autoincrement_id(),
+    sa.Column("order_identifier", sa.String, nullable=False),
+    sa.Column("market", sa.String, nullable=False),
+    sa.Column("side", sa.String, nullable=False),
+    sa.Column("price", DecimalText, nullable=False),
+    sa.Column("volume", DecimalText, nullable=False),
+    sa.Column("fee", DecimalText, nullable=False),
+    sa.Column("ts", UtcDateTime, nullable=False),
+    sa.Index("ix_fills_order_identifier", "order_identifier"),
+    sa.Index("ix_fills_ts", "ts"),
+)
+
+positions = sa.Table(
+    "positions",
+    metadata,
+    sa.Column("market", sa.String, primary_key=True),
+    sa.Column("volume", DecimalText, nullable=False),
+    sa.Column("avg_buy_price", DecimalText, nullable=False),
+    sa.Column("stop_loss_price", DecimalText, nullable=True),
+    sa.Column("take_profit_price", DecimalText, nullable=True),
+    sa.Column("opened_at", UtcDateTime, nullable=False, default=utc_now),
+    sa.Column("updated_at", UtcDateTime, nullable=False, default=utc_now),
+    sa.Column("run_id", sa.String, nullable=True),
+)
+
+events = sa.Table(
+    "events",
+    metadata,
+    _autoincrement_id(),
+    sa.Column("run_id", sa.String, nullable=True),
+    sa.Column("ts", UtcDateTime, nullable=False),
+    sa.Column("type", sa.String, nullable=False),
+    sa.Column("payload", _json(), nullable=False, default=dict),
+    sa.Index("ix_events_run_id", "run_id"),
+    # AUTOINCREMENT on SQLite: ids are never reused, so the sequence only increases.
+    sqlite_autoincrement=True,
+)

@@ -1,0 +1,135 @@
+"""Tests for ml.features: no look-ahead, segment isolation and live/batch parity."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from ml.data import SEGMENT_GAP, regularize
+from ml.features import (
+    FEATURE_NAMES,
+    MISSING_FROM_CANDLES,
+    WARMUP_BARS,
+    LiveFeatures,
+    compute_features,
+)
+
+
+def _assert_rows_equal(left: pd.DataFrame, right: pd.DataFrame) -> None:
+    """Assert two feature frames match exactly, NaN matching NaN."""
+    np.testing.assert_array_equal(left.to_numpy(), right.to_numpy())
+
+
+def test_features_are_nan_before_warmup_and_defined_after(btc_bars: pd.DataFrame) -> None:
+    features = compute_features(regularize(btc_bars))
+
+    assert list(features.columns) == list(FEATURE_NAMES)
+    assert features.iloc[: WARMUP_BARS - 1].isna().all().all()
+    defined = features.drop(columns=list(MISSING_FROM_CANDLES)).iloc[WARMUP_BARS - 1 :]
+    assert defined.notna().all().all()
+    assert features[list(MISSING_FROM_CANDLES)].isna().all().all()
+
+
+def test_changing_future_bars_leaves_past_feature_rows_unchanged(btc_bars: pd.DataFrame) -> None:
+    regular = regularize(btc_bars)
+    cut = 400
+    altered = regular.copy()
+    altered.loc[cut:, ["open", "high", "low", "close"]] *= 1.5
+    altered.loc[cut:, "volume"] *= 7.0
+
+    before = compute_features(regular)
+    after = compute_features(altered)
+
+    _assert_rows_equal(before.iloc[:cut], after.iloc[:cut])
+    assert not np.allclose(before.iloc[cut:, :5].to_numpy(), after.iloc[cut:, :5].to_numpy())
+
+
+def test_features_restart_warmup_after_a_segment_break(btc_bars: pd.DataFrame) -> None:
+    bars = btc_bars.copy()
+    bars.loc[300:, "ts"] = bars.loc[300:, "ts"] + SEGMENT_GAP * 10
+    regular = regularize(bars)
+    assert regular["segment"].tolist().count(1) == 300
+
+    features = compute_features(regular)
+    second = features[regular["segment"] == 1]
+    alone = compute_features(regular[regular["segment"] == 1])
+
+    assert second.iloc[: WARMUP_BARS - 1].isna().all().all()
+    _assert_rows_equal(second, alone)
+
+
+def test_compute_features_requires_a_regularized_frame(btc_bars: pd.DataFrame) -> None:
+    with pytest.raises(ValueError, match="segment"):
+        compute_features(btc_bars)
+
+
+def test_live_features_match_batch_on_real_bars_with_a_quiet_minute(
+    btc_bars: pd.DataFrame,
+) -> None:
+    # Remove two real minutes: they must be filled as quiet bars by both paths.
+    bars = btc_bars.drop(index=[150, 420]).reset_index(drop=True)
+    regular = regularize(bars)
+    assert regular["filled"].sum() == 2
+    batch = compute_features(regular).set_index(regular["ts"])
+    live = LiveFeatures(history_bars=WARMUP_BARS + 20)  # small buffer: exercises compaction
+
+    compared = 0
+    for bar in bars.itertuples(index=False):
+        live.update(bar.ts.to_pydatetime(), bar.open, bar.high, bar.low, bar.close, bar.volume)
+        row = live.latest()
+        expected = batch.loc[bar.ts]
+        if row is None:
+            assert expected.isna().all()
+            continue
+        got = np.array([row[name] for name in FEATURE_NAMES])
+        np.testing.assert_allclose(got, expected.to_numpy(), rtol=0, atol=1e-9)
+        compared += 1
+
+    assert compared == len(regular) - (WARMUP_BARS - 1) - 2
+    assert live.bars_in_segment == len(regular)
+
+
+def test_live_features_reset_on_a_jump_longer_than_max_gap(btc_bars: pd.DataFrame) -> None:
+    live = LiveFeatures()
+    for bar in btc_bars.iloc[:200].itertuples(index=False):
+        live.update(bar.ts.to_pydatetime(), bar.open, bar.high, bar.low, bar.close, bar.volume)
+    assert live.latest() is not None
+
+    later = btc_bars.iloc[200]
+    live.update(
+        (later.ts + SEGMENT_GAP * 2).to_pydatetime(),
+        later.open,
+        later.high,
+        later.low,
+        later.close,
+        later.volume,
+    )
+
+    assert live.latest() is None
+    assert live.bars_in_segment == 1
+
+
+def test_live_features_reject_a_bar_older_than_the_newest(btc_bars: pd.DataFrame) -> None:
+    live = LiveFeatures()
+    first, second = btc_bars.iloc[0], btc_bars.iloc[1]
+    live.update(second.ts.to_pydatetime(), 1.0, 1.0, 1.0, 1.0, 1.0)
+
+    with pytest.raises(ValueError, match="older"):
+        live.update(first.ts.to_pydatetime(), 1.0, 1.0, 1.0, 1.0, 1.0)
+
+
+def test_live_update_and_latest_take_well_under_a_millisecond(btc_bars: pd.DataFrame) -> None:
+    live = LiveFeatures()
+    bars = list(btc_bars.itertuples(index=False))
+    stamps = [bar.ts.to_pydatetime() for bar in bars]
+
+    started = time.perf_counter()
+    for stamp, bar in zip(stamps, bars, strict=True):
+        live.update(stamp, bar.open, bar.high, bar.low, bar.close, bar.volume)
+        live.latest()
+    per_call = (time.perf_counter() - started) / len(bars)
+
+    assert per_call < 1e-3
