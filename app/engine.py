@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -131,6 +132,11 @@ class Engine:
         task.add_done_callback(self._tasks.discard)
         return run_id
 
+    async def wait_idle(self) -> None:
+        """Wait until the manual runs started so far have finished."""
+        if self._tasks:
+            await asyncio.gather(*list(self._tasks))
+
     async def run_manual(self, run_id: str) -> CycleResult:
         """Run the graph now on the latest bar under the given run id."""
         async with self._lock:
@@ -170,9 +176,13 @@ class Engine:
         for market in self.markets:
             if market not in self.closes:
                 continue
+            row = self.features[market].latest()
             snapshots[market] = {
                 "close": self.closes[market],
-                "features": self.features[market].latest(),
+                # JSON-friendly state: a missing feature is None, never NaN.
+                "features": None
+                if row is None
+                else {name: value if math.isfinite(value) else None for name, value in row.items()},
                 "blocked": None,
             }
         return snapshots

@@ -7,7 +7,15 @@ from typing import Any
 
 from langgraph.runtime import Runtime
 
-from exchange.types import ExchangeError, Order, OrderRejected, OrderRequest, OrderType, Side
+from exchange.types import (
+    ExchangeError,
+    Order,
+    OrderRejected,
+    OrderRequest,
+    OrderState,
+    OrderType,
+    Side,
+)
 from graph.context import Context
 from graph.state import Decision, OrderView, TradeState
 from nodes._common import emit, event
@@ -60,6 +68,15 @@ async def _send(context: Context, request: OrderRequest) -> tuple[Order | None, 
     try:
         return await context.exchange.place_order(request), None
     except OrderRejected as exc:
+        # A resumed run re-enters trade with the same identifier: the exchange refuses it
+        # because the first attempt already went through. Adopt that order, never report
+        # a rejection for a coin that was bought (its fills and protections would be lost).
+        try:
+            found = await context.exchange.get_order(request.identifier)
+        except Exception:
+            found = None
+        if found is not None and found.state is not OrderState.REJECTED:
+            return found, None
         return None, f"rejected: {exc.reason}"
     except (ExchangeError, OSError, TimeoutError) as exc:
         try:

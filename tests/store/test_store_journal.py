@@ -15,7 +15,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
 from store.journal import Journal, normalise_url
-from store.schema import metadata
+from store.schema import metadata, utc_now
 
 T0 = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
 SMALL = Decimal("0.00012345")
@@ -516,3 +516,15 @@ def test_in_memory_sqlite_journal_works() -> None:
     with Journal.open("sqlite://") as journal:
         journal.record_decision(decision_row("run-1"))
         assert journal.count_decisions() == 1
+
+
+def test_nan_and_infinity_in_json_columns_are_stored_as_null(tmp_path: Path) -> None:
+    journal = Journal.open(f"sqlite:///{tmp_path / 'nan.db'}")
+    try:
+        journal.record_event("r1", "x", {"a": float("nan"), "b": [float("inf"), 1.5]}, utc_now())
+
+        (event,) = journal.events_after(0)
+    finally:
+        journal.close()
+
+    assert event["payload"] == {"a": None, "b": [None, 1.5]}

@@ -1,0 +1,90 @@
+"""The `lxa` command as a user runs it (a subprocess, a fresh data directory)."""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+LXA = [sys.executable, "-m", "app.cli"]
+
+
+def _env(tmp_path: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LXA_")}
+    env["LXA_DATA_DIR"] = str(tmp_path / "data")
+    return env
+
+
+def test_demo_json_reports_600_runs_and_the_journal_holds_one_decision_per_run(
+    tmp_path: Path,
+) -> None:
+    result = subprocess.run(
+        [*LXA, "demo", "--minutes", "600", "--no-serve", "--json"],
+        env=_env(tmp_path), cwd=tmp_path, capture_output=True, text=True, timeout=300,
+    )
+
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["runs"] == 600
+    for key in ("holds", "trades", "fees", "final_equity", "buy_and_hold_equity"):
+        assert key in summary
+    assert sum(summary["holds"].values()) + summary["trades"] - summary["sells"] >= 0
+    journal = Path(summary["journal"].removeprefix("sqlite:///"))
+    with sqlite3.connect(journal) as db:
+        (decisions,) = db.execute("select count(*) from decisions").fetchone()
+        (holds,) = db.execute("select count(*) from decisions where action='hold'").fetchone()
+    assert decisions == 600
+    assert holds == sum(summary["holds"].values())
+    assert "2025-09-17" in summary["model_trained_on"]  # trained before the replayed days
+
+
+def test_demo_resume_continues_the_last_demo_account(tmp_path: Path) -> None:
+    first = subprocess.run(
+        [*LXA, "demo", "--minutes", "5", "--no-serve", "--json"],
+        env=_env(tmp_path), cwd=tmp_path, capture_output=True, text=True, timeout=120,
+    )
+    second = subprocess.run(
+        [*LXA, "demo", "--minutes", "7", "--no-serve", "--json", "--resume"],
+        env=_env(tmp_path), cwd=tmp_path, capture_output=True, text=True, timeout=120,
+    )
+
+    assert first.returncode == 0 and second.returncode == 0, second.stderr
+    one, two = json.loads(first.stdout), json.loads(second.stdout)
+    assert two["session_id"] == one["session_id"]
+    assert two["runs"] == 12
+
+
+def test_graph_prints_mermaid_of_the_compiled_graph(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [*LXA, "graph"], env=_env(tmp_path), capture_output=True, text=True, timeout=60
+    )
+
+    assert result.returncode == 0
+    assert "graph TD;" in result.stdout
+    assert "groq_check -.-> ollama_check;" in result.stdout
+    assert "groq_check -.-> hold;" in result.stdout
+
+
+def test_help_explains_each_command(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [*LXA, "--help"], env=_env(tmp_path), capture_output=True, text=True, timeout=60
+    )
+
+    assert result.returncode == 0
+    for command in ("demo", "run", "graph", "train"):
+        assert command in result.stdout
+
+
+def test_bad_setting_exits_with_a_message_naming_it(tmp_path: Path) -> None:
+    env = _env(tmp_path) | {"LXA_INITIAL_CAPITAL_KRW": "-1"}
+
+    result = subprocess.run(
+        [*LXA, "demo", "--minutes", "1", "--no-serve", "--json"],
+        env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60,
+    )
+
+    assert result.returncode == 2
+    assert "LXA_INITIAL_CAPITAL_KRW" in result.stderr

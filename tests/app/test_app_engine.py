@@ -1,0 +1,142 @@
+"""The engine over the bundled real candles: one journaled decision per run, restarts resume."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from app.engine import Protection
+from app.session import ReplayError, replay
+from app.settings import Settings
+from app.wiring import open_services
+from exchange.feed import BarClose
+from ml.features import WARMUP_BARS
+
+async def test_every_bar_close_makes_one_journaled_decision(
+    settings: Settings, tmp_path: Path, bundled_closes: list[BarClose]
+) -> None:
+    async with open_services(
+        settings, session_id="t1", account_path=tmp_path / "acct.json"
+    ) as services:
+        summary = await replay(services, bundled_closes, minutes=120, pace_seconds=0)
+
+        assert summary.runs == 120
+        assert services.journal.count_decisions("t1") == 120
+        assert sum(summary.holds.values()) == services.journal.count_decisions("t1", action="hold")
+        first = services.journal.list_decisions(session_id="t1", limit=1)[0]
+        assert first["reviewer_labels"]["groq_check"] in (None, "rule-based")
+        assert set(first["ml"]["signals"]) == set(settings.markets)
+
+
+async def test_runs_are_named_by_session_and_bar_and_listed_newest_first(
+    settings: Settings, tmp_path: Path, bundled_closes: list[BarClose]
+) -> None:
+    async with open_services(
+        settings, session_id="t2", account_path=tmp_path / "acct.json"
+    ) as services:
+        await replay(services, bundled_closes, minutes=3, pace_seconds=0)
+
+        rows = services.journal.list_decisions(session_id="t2")
+        expected = [
+            "t2-" + c.ts.strftime("%Y%m%dT%H%MZ")
+            for c in bundled_closes[WARMUP_BARS : WARMUP_BARS + 3]
+        ]
+        assert [r["run_id"] for r in rows] == list(reversed(expected))
+
+
+async def test_restart_continues_after_the_last_journaled_bar_with_the_same_account(
+    settings: Settings, tmp_path: Path, bundled_closes: list[BarClose]
+) -> None:
+    settings = settings.model_copy(
+        update={"checkpoint_url": f"sqlite:///{tmp_path / 'cp.db'}"}
+    )
+    account = tmp_path / "acct.json"
+    async with open_services(settings, session_id="t3", account_path=account) as services:
+        await replay(services, bundled_closes, minutes=30, pace_seconds=0)
+        equity_before = (await services.exchange.get_account()).krw
+
+    async with open_services(settings, session_id="t3", account_path=account) as services:
+        assert (await services.exchange.get_account()).krw == equity_before
+        summary = await replay(services, bundled_closes, minutes=10, pace_seconds=0)
+
+        assert summary.runs == 40
+        assert summary.runs_this_call == 10
+
+
+@pytest.mark.services
+async def test_engine_runs_on_postgres_journal_and_checkpointer(
+    settings: Settings, tmp_path: Path, bundled_closes: list[BarClose], postgres_url: str
+) -> None:
+    settings = settings.model_copy(update={"database_url": postgres_url, "checkpoint_url": None})
+    async with open_services(
+        settings, session_id="pg", account_path=tmp_path / "acct.json"
+    ) as services:
+        summary = await replay(services, bundled_closes, minutes=20, pace_seconds=0)
+        run_id = services.journal.list_decisions(session_id="pg", limit=1)[0]["run_id"]
+        snapshot = await services.engine.graph.aget_state(
+            {"configurable": {"thread_id": run_id}}
+        )
+
+        assert summary.runs == 20
+        assert snapshot.values["decision"]["action"] in ("buy", "sell", "hold")
+        assert snapshot.next == ()
+
+
+async def test_replay_refuses_candles_the_model_was_trained_on(
+    settings: Settings, tmp_path: Path, bundled_closes: list[BarClose]
+) -> None:
+    async with open_services(
+        settings, session_id="t4", account_path=tmp_path / "acct.json"
+    ) as services:
+        services.predictor.meta["training_window"] = {
+            "KRW-BTC": {"first_ts": "2025-09-01T00:00:00+00:00",
+                        "last_ts": "2025-09-20T00:00:00+00:00"}
+        }
+
+        with pytest.raises(ReplayError, match="overlaps the replay"):
+            await replay(services, bundled_closes, minutes=5, pace_seconds=0)
+
+
+async def test_stop_loss_sells_a_held_coin_outside_the_graph(
+    settings: Settings, tmp_path: Path, bundled_closes: list[BarClose]
+) -> None:
+    async with open_services(
+        settings, session_id="t5", account_path=tmp_path / "acct.json"
+    ) as services:
+        engine = services.engine
+        engine.warm_up(bundled_closes[:WARMUP_BARS])
+        from exchange.types import OrderRequest, OrderType, Side
+
+        order = await services.exchange.place_order(
+            OrderRequest("KRW-XRP", Side.BID, OrderType.PRICE, "manual-buy", price=Decimal(100_000))
+        )
+        await engine._journal_fills(
+            None, order, Protection(stop_loss_price=Decimal(10**9), take_profit_price=None),
+            reason="test",
+        )
+        assert "KRW-XRP" in (await services.exchange.get_account()).positions
+
+        await engine.on_bar_close(bundled_closes[WARMUP_BARS])
+
+        assert "KRW-XRP" not in (await services.exchange.get_account()).positions
+        closed = services.journal.recent_results()
+        assert len(closed) == 1 and closed[0] < 0
+        sells = [o for o in services.journal.list_orders(market="KRW-XRP") if o["side"] == "ask"]
+        assert sells and sells[0]["identifier"].endswith("KRW-XRP-stop_loss")
+        assert sells[0]["run_id"] is None  # outside the graph
+
+
+async def test_manual_evaluation_returns_at_once_and_the_run_is_journaled(
+    settings: Settings, tmp_path: Path, bundled_closes: list[BarClose]
+) -> None:
+    async with open_services(
+        settings, session_id="t6", account_path=tmp_path / "acct.json"
+    ) as services:
+        await replay(services, bundled_closes, minutes=2, pace_seconds=0)
+
+        run_id = await services.engine.evaluate_now()
+        await services.engine.wait_idle()
+
+        decision = services.journal.get_decision(run_id)
+        assert decision is not None and decision["trigger"] == "manual"

@@ -1,0 +1,105 @@
+"""Settings: LXA_ variables, .env, and errors that name the offending variable."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from app.settings import Settings, SettingsError, load_settings
+
+
+@pytest.fixture(autouse=True)
+def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    for name in list(__import__("os").environ):
+        if name.startswith("LXA_"):
+            monkeypatch.delenv(name)
+    monkeypatch.chdir(tmp_path)  # no stray .env from the working directory
+
+
+def test_defaults_are_paper_trading_on_sqlite_under_the_data_dir() -> None:
+    settings = load_settings()
+
+    assert settings.live is False
+    assert settings.markets == ["KRW-BTC", "KRW-ETH", "KRW-XRP", "KRW-SOL"]
+    assert settings.journal_url.endswith("/data/journal.db")
+    assert settings.checkpointer_url.endswith("/data/checkpoints.db")
+
+
+def test_markets_read_from_a_comma_separated_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LXA_MARKETS", "krw-btc, KRW-ETH")
+
+    assert load_settings().markets == ["KRW-BTC", "KRW-ETH"]
+
+
+def test_dotenv_file_is_read(tmp_path: Path) -> None:
+    (tmp_path / ".env").write_text("LXA_INITIAL_CAPITAL_KRW=250000\nLXA_RISK_LEVEL=low\n")
+
+    settings = load_settings()
+
+    assert settings.initial_capital_krw == 250000
+    assert settings.risk_level == "low"
+
+
+def test_negative_capital_fails_naming_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LXA_INITIAL_CAPITAL_KRW", "-5")
+
+    with pytest.raises(SettingsError, match="LXA_INITIAL_CAPITAL_KRW"):
+        load_settings()
+
+
+def test_unknown_checkpointer_scheme_fails_naming_the_variable(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("LXA_CHECKPOINT_URL", "mongodb://127.0.0.1/x")
+
+    with pytest.raises(SettingsError, match="LXA_CHECKPOINT_URL: unknown scheme 'mongodb'"):
+        load_settings()
+
+
+def test_unknown_database_scheme_fails_naming_the_variable(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("LXA_DATABASE_URL", "mysql://root@127.0.0.1/test")
+
+    with pytest.raises(SettingsError, match="LXA_DATABASE_URL"):
+        load_settings()
+
+
+def test_bad_market_name_fails_naming_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LXA_MARKETS", "KRW-BTC,BTCUSDT")
+
+    with pytest.raises(SettingsError, match="LXA_MARKETS.*BTCUSDT"):
+        load_settings()
+
+
+def test_stop_loss_cap_above_the_plans_three_percent_is_refused(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("LXA_STOP_LOSS_CAP_PCT", "5")
+
+    with pytest.raises(SettingsError, match="LXA_STOP_LOSS_CAP_PCT"):
+        load_settings()
+
+
+def test_live_trading_is_refused_in_this_build(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LXA_LIVE", "1")
+
+    with pytest.raises(SettingsError, match="LXA_LIVE: live trading is not available"):
+        load_settings()
+
+
+def test_postgres_database_url_also_becomes_the_checkpointer() -> None:
+    settings = Settings(database_url="postgresql://postgres@127.0.0.1:5432/test")
+
+    assert settings.checkpointer_url == "postgresql://postgres@127.0.0.1:5432/test"
+    assert settings.journal_url == "postgresql://postgres@127.0.0.1:5432/test"
+
+
+def test_api_token_is_secret_in_repr(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LXA_API_TOKEN", "very-secret-token")
+
+    settings = load_settings()
+
+    assert "very-secret-token" not in repr(settings)
+    assert settings.api_token is not None
+    assert settings.api_token.get_secret_value() == "very-secret-token"
