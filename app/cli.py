@@ -75,7 +75,9 @@ def _print_summary(summary: dict[str, object]) -> None:
     holds = summary["holds"]
     assert isinstance(holds, dict)
     table.add_row("holds", ", ".join(f"{k}: {v}" for k, v in sorted(holds.items())) or "none")
-    for note in summary.get("notes", []) or []:  # type: ignore[union-attr]
+    notes = summary.get("notes") or []
+    assert isinstance(notes, list)
+    for note in notes:
         table.add_row("note", str(note))
     out.print(table)
 
@@ -160,7 +162,7 @@ def demo(
     ] = False,
     pace: Annotated[
         float | None,
-        typer.Option(min=0.0, help="Seconds between bars (default 0.25 when serving, else 0)."),
+        typer.Option(min=0.0, help="Seconds between bars (default 0.05 when serving, else 0)."),
     ] = None,
 ) -> None:
     """Paper-trade the bundled real Upbit candles (3 days the bundled model never saw)."""
@@ -185,7 +187,7 @@ def demo(
         session_id=session_id,
         account_path=session_dir / "paper_account.json",
         minutes=minutes,
-        pace=pace if pace is not None else (0.25 if serve else 0.0),
+        pace=pace if pace is not None else (0.05 if serve else 0.0),
         serve=serve,
         as_json=as_json,
         label="demo",

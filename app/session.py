@@ -83,8 +83,8 @@ def training_window_end(meta: dict[str, Any]) -> datetime | None:
 
 def _describe_training(meta: dict[str, Any]) -> str:
     window = meta.get("training_window") or {}
-    firsts = [v.get("first_ts") for v in window.values() if isinstance(v, dict)]
-    lasts = [v.get("last_ts") for v in window.values() if isinstance(v, dict)]
+    firsts = [str(v["first_ts"]) for v in window.values() if isinstance(v, dict)]
+    lasts = [str(v["last_ts"]) for v in window.values() if isinstance(v, dict)]
     if not firsts:
         return "unknown window"
     files = ", ".join(
@@ -217,7 +217,7 @@ async def summarize(
         buys=buys,
         sells=sells,
         protection_exits=protection_exits,
-        fees=float(journal.total_fees()),
+        fees=round(float(journal.total_fees()), 2),
         initial_equity=float(initial),
         final_equity=round(float(final), 2),
         buy_and_hold_equity=round(float(buy_and_hold), 2),

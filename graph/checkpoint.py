@@ -75,8 +75,8 @@ async def open_checkpointer(url: str) -> AsyncIterator[BaseCheckpointSaver]:
         )
         await pool.open(wait=True, timeout=10)
         try:
-            saver = AsyncPostgresSaver(pool)  # type: ignore[arg-type]
-            await saver.setup()
-            yield saver
+            postgres = AsyncPostgresSaver(pool)  # type: ignore[arg-type]
+            await postgres.setup()
+            yield postgres
         finally:
             await pool.close()

@@ -56,7 +56,7 @@ class Predictor:
             boosters.append(booster)
         return cls(str(meta["model_id"]), feature_names, meta, boosters[0], boosters[1])
 
-    def predict(self, features: Mapping[str, Mapping[str, float]]) -> dict[str, Prediction]:
+    def predict(self, features: Mapping[str, Mapping[str, float | None]]) -> dict[str, Prediction]:
         """Return a Prediction per market; None or NaN values count as missing."""
         markets = list(features)
         if not markets:

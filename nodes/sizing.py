@@ -107,7 +107,7 @@ async def sizing(state: TradeState, runtime: Runtime[Context]) -> dict[str, Any]
             "order_krw": None,
             "clamps": [],
             "refused": None,
-        }  # type: ignore[typeddict-unknown-key]
+        }
         return {"sizing": view, "events": [event("sizing", "sizing", market=market, **view)]}
 
     features = state["markets"][market]["features"] or {}
@@ -165,7 +165,7 @@ async def sizing(state: TradeState, runtime: Runtime[Context]) -> dict[str, Any]
         "volume": None,
         "refused": None,
         "latency_ms": latency_ms,
-    }  # type: ignore[typeddict-unknown-key]
+    }
     events.append(
         event(
             "sizing",

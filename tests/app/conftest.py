@@ -6,6 +6,7 @@ import asyncio
 from pathlib import Path
 
 import pytest
+
 from app.session import collect_closes
 from app.settings import Settings
 from app.wiring import BUNDLED_CANDLES, BUNDLED_MODELS

@@ -23,7 +23,11 @@ def test_demo_json_reports_600_runs_and_the_journal_holds_one_decision_per_run(
 ) -> None:
     result = subprocess.run(
         [*LXA, "demo", "--minutes", "600", "--no-serve", "--json"],
-        env=_env(tmp_path), cwd=tmp_path, capture_output=True, text=True, timeout=300,
+        env=_env(tmp_path),
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
 
     assert result.returncode == 0, result.stderr
@@ -44,11 +48,19 @@ def test_demo_json_reports_600_runs_and_the_journal_holds_one_decision_per_run(
 def test_demo_resume_continues_the_last_demo_account(tmp_path: Path) -> None:
     first = subprocess.run(
         [*LXA, "demo", "--minutes", "5", "--no-serve", "--json"],
-        env=_env(tmp_path), cwd=tmp_path, capture_output=True, text=True, timeout=120,
+        env=_env(tmp_path),
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     second = subprocess.run(
         [*LXA, "demo", "--minutes", "7", "--no-serve", "--json", "--resume"],
-        env=_env(tmp_path), cwd=tmp_path, capture_output=True, text=True, timeout=120,
+        env=_env(tmp_path),
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
 
     assert first.returncode == 0 and second.returncode == 0, second.stderr
@@ -83,7 +95,11 @@ def test_bad_setting_exits_with_a_message_naming_it(tmp_path: Path) -> None:
 
     result = subprocess.run(
         [*LXA, "demo", "--minutes", "1", "--no-serve", "--json"],
-        env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60,
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
 
     assert result.returncode == 2

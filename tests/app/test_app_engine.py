@@ -6,12 +6,14 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
+
 from app.engine import Protection
 from app.session import ReplayError, replay
 from app.settings import Settings
 from app.wiring import open_services
 from exchange.feed import BarClose
 from ml.features import WARMUP_BARS
+
 
 async def test_every_bar_close_makes_one_journaled_decision(
     settings: Settings, tmp_path: Path, bundled_closes: list[BarClose]
@@ -48,9 +50,7 @@ async def test_runs_are_named_by_session_and_bar_and_listed_newest_first(
 async def test_restart_continues_after_the_last_journaled_bar_with_the_same_account(
     settings: Settings, tmp_path: Path, bundled_closes: list[BarClose]
 ) -> None:
-    settings = settings.model_copy(
-        update={"checkpoint_url": f"sqlite:///{tmp_path / 'cp.db'}"}
-    )
+    settings = settings.model_copy(update={"checkpoint_url": f"sqlite:///{tmp_path / 'cp.db'}"})
     account = tmp_path / "acct.json"
     async with open_services(settings, session_id="t3", account_path=account) as services:
         await replay(services, bundled_closes, minutes=30, pace_seconds=0)
@@ -74,9 +74,7 @@ async def test_engine_runs_on_postgres_journal_and_checkpointer(
     ) as services:
         summary = await replay(services, bundled_closes, minutes=20, pace_seconds=0)
         run_id = services.journal.list_decisions(session_id="pg", limit=1)[0]["run_id"]
-        snapshot = await services.engine.graph.aget_state(
-            {"configurable": {"thread_id": run_id}}
-        )
+        snapshot = await services.engine.graph.aget_state({"configurable": {"thread_id": run_id}})
 
         assert summary.runs == 20
         assert snapshot.values["decision"]["action"] in ("buy", "sell", "hold")
@@ -90,8 +88,10 @@ async def test_replay_refuses_candles_the_model_was_trained_on(
         settings, session_id="t4", account_path=tmp_path / "acct.json"
     ) as services:
         services.predictor.meta["training_window"] = {
-            "KRW-BTC": {"first_ts": "2025-09-01T00:00:00+00:00",
-                        "last_ts": "2025-09-20T00:00:00+00:00"}
+            "KRW-BTC": {
+                "first_ts": "2025-09-01T00:00:00+00:00",
+                "last_ts": "2025-09-20T00:00:00+00:00",
+            }
         }
 
         with pytest.raises(ReplayError, match="overlaps the replay"):
@@ -112,7 +112,9 @@ async def test_stop_loss_sells_a_held_coin_outside_the_graph(
             OrderRequest("KRW-XRP", Side.BID, OrderType.PRICE, "manual-buy", price=Decimal(100_000))
         )
         await engine._journal_fills(
-            None, order, Protection(stop_loss_price=Decimal(10**9), take_profit_price=None),
+            None,
+            order,
+            Protection(stop_loss_price=Decimal(10**9), take_profit_price=None),
             reason="test",
         )
         assert "KRW-XRP" in (await services.exchange.get_account()).positions

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from app.settings import Settings, SettingsError, load_settings
 
 
@@ -68,7 +69,7 @@ def test_unknown_database_scheme_fails_naming_the_variable(
 def test_bad_market_name_fails_naming_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("LXA_MARKETS", "KRW-BTC,BTCUSDT")
 
-    with pytest.raises(SettingsError, match="LXA_MARKETS.*BTCUSDT"):
+    with pytest.raises(SettingsError, match=r"LXA_MARKETS.*BTCUSDT"):
         load_settings()
 
 
@@ -103,3 +104,13 @@ def test_api_token_is_secret_in_repr(monkeypatch: pytest.MonkeyPatch) -> None:
     assert "very-secret-token" not in repr(settings)
     assert settings.api_token is not None
     assert settings.api_token.get_secret_value() == "very-secret-token"
+
+
+def test_env_example_is_a_valid_settings_file(tmp_path: Path) -> None:
+    example = Path(__file__).resolve().parents[2] / ".env.example"
+    (tmp_path / ".env").write_text(example.read_text(encoding="utf-8"), encoding="utf-8")
+
+    settings = load_settings()
+
+    assert settings.markets == ["KRW-BTC", "KRW-ETH", "KRW-XRP", "KRW-SOL"]
+    assert settings.live is False

@@ -45,7 +45,9 @@ def test_checkpointer_kind_names_the_backend_of_each_known_scheme(url: str, kind
     assert checkpointer_kind(url) == kind
 
 
-@pytest.mark.parametrize("url", ["mongodb://x", "redis://localhost:6379/0", "postgresql+asyncpg://x"])
+@pytest.mark.parametrize(
+    "url", ["mongodb://x", "redis://localhost:6379/0", "postgresql+asyncpg://x"]
+)
 def test_checkpointer_kind_of_unknown_scheme_raises_naming_scheme_and_setting(url: str) -> None:
     scheme = url.split("://", 1)[0]
 

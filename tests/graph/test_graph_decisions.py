@@ -17,8 +17,8 @@ from graph_kit import (
     run_graph,
     skipped_nodes,
 )
+
 from exchange.paper import PaperExchange
-from exchange.rules import FEE_RATE
 from exchange.types import OrderRequest, OrderType, Side
 from graph.context import TradingPolicy
 
@@ -128,7 +128,6 @@ async def test_all_agree_on_buy_buys_with_fee_and_protections(exchange: PaperExc
     assert account.positions["KRW-ETH"].volume == Decimal(order["executed_volume"])
     funds = Decimal(order["executed_volume"]) * Decimal(order["avg_price"])
     assert Decimal(order["paid_fee"]) == funds * Decimal("0.0005")
-    assert FEE_RATE == Decimal("0.0005")
     assert krw_before - account.krw == funds + Decimal(order["paid_fee"])
     avg = Decimal(order["avg_price"])
     assert Decimal(order["stop_loss_price"]) == (avg * Decimal("0.99")).quantize(Decimal("0.0001"))
@@ -312,9 +311,7 @@ async def test_orders_disabled_holds_orders_disabled_and_sends_nothing(
 
 
 async def test_sizer_returning_nan_holds_sizer_invalid(exchange: PaperExchange) -> None:
-    context = make_context(
-        exchange, probabilities=BUY_ETH, sizer=ScriptedSizer(ratio=float("nan"))
-    )
+    context = make_context(exchange, probabilities=BUY_ETH, sizer=ScriptedSizer(ratio=float("nan")))
 
     result = await run_graph(context, await initial_state(exchange))
 
