@@ -106,7 +106,10 @@ def _run_session(
     as_json: bool,
     label: str,
 ) -> None:
+    from prompts.loader import PromptError
+
     from app.session import ReplayError, run_replay_session
+    from app.wiring import ModelNotFoundError
 
     with _progress(label, quiet=as_json) as progress:
         task = progress.add_task(label, total=None, last="")
@@ -134,8 +137,8 @@ def _run_session(
                     on_ready=on_ready,
                 )
             )
-        except ReplayError as exc:
-            err.print(f"[red]{exc}[/red]")
+        except (ReplayError, PromptError, ModelNotFoundError) as exc:
+            err.print(str(exc), style="red", markup=False, highlight=False)
             raise typer.Exit(1) from None
         except KeyboardInterrupt:
             err.print("stopped")
@@ -272,6 +275,44 @@ def train(
     meta = read_meta(model_dir)
     out.print(f"saved {meta['model_id']} to {model_dir}")
     out.print_json(json.dumps(meta.get("metrics", {})))
+
+
+prompts_app = typer.Typer(help="Prompt files the LLM checks and the sizer are rendered from.")
+app.add_typer(prompts_app, name="prompts")
+
+
+@prompts_app.command("check")
+def prompts_check(
+    directory: Annotated[
+        Path | None,
+        typer.Option("--dir", help="Prompt folder (default LXA_PROMPTS_DIR or the shipped one)."),
+    ] = None,
+) -> None:
+    """Validate every prompt file: syntax, declared variables, and the variables the code passes."""
+    from nodes.llm import REVIEW_VARIABLES, SIZING_VARIABLES
+    from prompts.loader import DEFAULT_PROMPTS_DIR, PromptError, PromptLibrary
+
+    folder = directory or _settings().prompts_dir or DEFAULT_PROMPTS_DIR
+    library = PromptLibrary(folder)
+    problems = library.check()
+    try:
+        library.require(
+            ["groq_check", "ollama_check", "sizing"],
+            {
+                "groq_check": set(REVIEW_VARIABLES),
+                "ollama_check": set(REVIEW_VARIABLES),
+                "sizing": set(SIZING_VARIABLES),
+            },
+        )
+    except PromptError as exc:
+        problems.extend(p for p in str(exc).splitlines() if p not in problems)
+    if problems:
+        for problem in problems:
+            err.print(problem, style="red", markup=False, highlight=False)
+        raise typer.Exit(1)
+    for name in library.names():
+        prompt = library.get(name)
+        out.print(f"ok  {prompt.ref}  {prompt.path}", highlight=False)
 
 
 def main() -> None:

@@ -12,6 +12,7 @@ import asyncio
 import logging
 import math
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -38,6 +39,8 @@ from store.journal import Journal
 
 log = logging.getLogger(__name__)
 RECENT_RESULTS = 20
+RECENT_CLOSES = 30  # closes each reviewer is shown
+LLM_NODES = (("groq_check", "groq"), ("ollama_check", "ollama"), ("sizing", "sizing"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +76,7 @@ class Engine:
     history_bars: int = 300
     features: dict[str, LiveFeatures] = field(init=False)
     closes: dict[str, float] = field(init=False, default_factory=dict)
+    recent_closes: dict[str, deque[float]] = field(init=False, default_factory=dict)
     last_bar_ts: datetime | None = field(init=False, default=None)
     protections: dict[str, Protection] = field(init=False, default_factory=dict)
     recent_results: list[float] = field(init=False, default_factory=list)
@@ -82,6 +86,7 @@ class Engine:
 
     def __post_init__(self) -> None:
         self.features = {m: LiveFeatures(history_bars=self.history_bars) for m in self.markets}
+        self.recent_closes = {m: deque(maxlen=RECENT_CLOSES) for m in self.markets}
         for market, row in self.journal.positions().items():
             self.protections[market] = Protection(
                 _decimal_or_none(row.get("stop_loss_price")),
@@ -106,6 +111,7 @@ class Engine:
             fills = self.exchange.on_bar(bar)
             self.features[market].update(bar.ts, bar.open, bar.high, bar.low, bar.close, bar.volume)
             self.closes[market] = bar.close
+            self.recent_closes[market].append(bar.close)
             touched.append((bar, fills))
         self.last_bar_ts = close.ts
         return touched
@@ -184,6 +190,7 @@ class Engine:
                 if row is None
                 else {name: value if math.isfinite(value) else None for name, value in row.items()},
                 "blocked": None,
+                "recent_closes": list(self.recent_closes[market]),
             }
         return snapshots
 
@@ -260,41 +267,10 @@ class Engine:
             "sizing": final.get("sizing", {}).get("reviewer"),
         }
         llm_calls = []
-        for node, key in (("groq_check", "groq"), ("ollama_check", "ollama")):
-            verdict = final.get(key)
-            if verdict:
-                llm_calls.append(
-                    {
-                        "run_id": run_id,
-                        "node": node,
-                        "provider": verdict.get("reviewer"),
-                        "model": verdict.get("reviewer"),
-                        "prompt_ref": None,
-                        "request": {"proposal": final.get("proposal")},
-                        "response": dict(verdict),
-                        "verdict": verdict.get("verdict"),
-                        "latency_ms": verdict.get("latency_ms"),
-                        "created_at": _now(),
-                        "error": verdict.get("error"),
-                    }
-                )
-        sizing = final.get("sizing")
-        if sizing and sizing.get("reviewer") not in (None, "deterministic"):
-            llm_calls.append(
-                {
-                    "run_id": run_id,
-                    "node": "sizing",
-                    "provider": sizing.get("reviewer"),
-                    "model": sizing.get("reviewer"),
-                    "prompt_ref": None,
-                    "request": {"proposal": final.get("proposal")},
-                    "response": dict(sizing),
-                    "verdict": None,
-                    "latency_ms": sizing.get("latency_ms"),
-                    "created_at": _now(),
-                    "error": sizing.get("refused"),
-                }
-            )
+        for node, key in LLM_NODES:
+            view = final.get(key)
+            if view and view.get("reviewer") not in (None, "deterministic"):
+                llm_calls.append(_llm_call_row(run_id, node, view))
         ml = {
             "model_id": final.get("model_id"),
             "signals": final.get("signals", {}),
@@ -521,6 +497,35 @@ class Engine:
 
     def _publish(self, event: dict[str, Any]) -> None:
         self.bus.publish(event)
+
+
+def _llm_call_row(run_id: str, node: str, view: Mapping[str, Any]) -> dict[str, Any]:
+    """One journal row for a reviewer's or sizer's answer (an LLM call, or a rule-based one)."""
+    call = view.get("call") or {}
+    response = {k: v for k, v in view.items() if k != "call"}
+    response["raw"] = call.get("raw")
+    response["thinking"] = call.get("thinking")
+    return {
+        "run_id": run_id,
+        "node": node,
+        "provider": call.get("provider") or view.get("reviewer"),
+        "model": call.get("model") or view.get("reviewer"),
+        "prompt_ref": call.get("prompt_ref"),
+        "request": {
+            "system": call.get("system"),
+            "user": call.get("user"),
+            "input_sha256": call.get("input_sha256"),
+        },
+        "response": response,
+        "verdict": view.get("verdict"),
+        "latency_ms": call.get("latency_ms") or view.get("latency_ms"),
+        "input_tokens": call.get("input_tokens"),
+        "output_tokens": call.get("output_tokens"),
+        "cached": bool(call.get("cached")),
+        "attempts": call.get("attempts"),
+        "created_at": _now(),
+        "error": view.get("error") or call.get("error") or view.get("refused"),
+    }
 
 
 def _now() -> datetime:

@@ -7,7 +7,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 ENV_PREFIX = "LXA_"
@@ -80,6 +80,30 @@ class Settings(BaseSettings):
     )
     slippage_bps: float = Field(default=2.0, ge=0.0, le=100.0)
     live: bool = Field(default=False, description="Live orders; also needs exchange API keys.")
+    groq_api_key: SecretStr | None = Field(
+        default=None, description="Groq API key; without it the first check is rule-based."
+    )
+    groq_base_url: str = Field(
+        default="https://api.groq.com",
+        description="Groq endpoint (the client appends /openai/v1/chat/completions).",
+    )
+    groq_model: str = Field(default="llama-3.1-8b-instant", min_length=1)
+    ollama_host: str | None = Field(
+        default=None,
+        description="Ollama server, e.g. http://localhost:11434; without it the second check "
+        "is rule-based.",
+    )
+    ollama_model: str = Field(default="qwen2.5:14b", min_length=1)
+    sizing_provider: Literal["rule-based", "groq", "ollama"] = Field(
+        default="rule-based", description="Who proposes the size: rule-based, groq or ollama."
+    )
+    llm_timeout_s: float = Field(default=30.0, gt=0.0, le=600.0)
+    llm_max_retries: int = Field(default=2, ge=0, le=10)
+    llm_breaker_failures: int = Field(default=3, ge=1, le=100)
+    llm_breaker_reset_s: float = Field(default=60.0, gt=0.0, le=86400.0)
+    prompts_dir: Path | None = Field(
+        default=None, description="Folder of prompt files; default the shipped prompts/."
+    )
     api_host: str = "127.0.0.1"
     api_port: int = Field(default=8000, ge=1, le=65535)
     api_token: SecretStr | None = Field(
@@ -126,6 +150,22 @@ class Settings(BaseSettings):
             raise ValueError(
                 f"unknown scheme {_scheme(value)!r}; use one of {', '.join(CHECKPOINT_SCHEMES)}"
             )
+        return value
+
+    @field_validator("groq_base_url", "ollama_host")
+    @classmethod
+    def _check_http_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError(f"must be an http:// or https:// URL; got {value!r}")
+        return value.rstrip("/") if value else value
+
+    @field_validator("sizing_provider")
+    @classmethod
+    def _sizing_provider_is_configured(cls, value: str, info: ValidationInfo) -> str:
+        if value == "groq" and info.data.get("groq_api_key") is None:
+            raise ValueError("is groq but LXA_GROQ_API_KEY is not set")
+        if value == "ollama" and info.data.get("ollama_host") is None:
+            raise ValueError("is ollama but LXA_OLLAMA_HOST is not set")
         return value
 
     @field_validator("live")

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from app.engine import Engine
+from app.llm import build_reviewers
 from app.settings import Settings
 from exchange.paper import PaperExchange, SlippageModel
 from graph.builder import build_graph
@@ -17,9 +18,8 @@ from graph.checkpoint import open_checkpointer
 from graph.context import Context, TradingPolicy
 from ml.predict import Predictor
 from ml.registry import latest_model_dir
-from nodes.review import RuleBasedMoodReviewer, RuleBasedSizer, RuleBasedTechnicalReviewer
 from store.bus import EventBus, InProcessBus
-from store.journal import Journal
+from store.journal import Journal, JournalResponseCache
 
 log = logging.getLogger(__name__)
 DEMO_DIR = Path(__file__).resolve().parent / "demo"
@@ -100,12 +100,13 @@ async def open_services(
         predictor = Predictor.load(resolve_model_dir(settings))
         event_bus = bus or InProcessBus()
         async with open_checkpointer(checkpointer_url or settings.checkpointer_url) as saver:
+            reviewers = build_reviewers(settings, JournalResponseCache(journal))
             context = Context(
                 signal_model=predictor,
                 exchange=exchange,
-                groq=RuleBasedMoodReviewer(),
-                ollama=RuleBasedTechnicalReviewer(),
-                sizer=RuleBasedSizer(),
+                groq=reviewers.groq,
+                ollama=reviewers.ollama,
+                sizer=reviewers.sizer,
                 policy=policy_from(settings, predictor.meta),
             )
             engine = Engine(

@@ -49,6 +49,11 @@ class TradingPolicy:
     min_investment_ratio: float = 0.05
     max_investment_ratio: float = 1.0
     stop_loss_cap_pct: float = 3.0
+    # Signal tiers for the sizing principles (None: 1.2x and 1.5x the entry threshold) and
+    # the minute volatility above which any signal counts as volatile.
+    medium_signal_probability: float | None = None
+    strong_signal_probability: float | None = None
+    high_volatility_60m: float = 0.0025
     stop_loss_floor_pct: float = 0.2
     take_profit_floor_pct: float = 0.2
     take_profit_cap_pct: float = 20.0

@@ -15,6 +15,7 @@ class MarketSnapshot(TypedDict):
     close: float
     features: dict[str, float | None] | None  # None while the feature window warms up
     blocked: str | None  # why entries are not allowed now (cooldown, ...), else None
+    recent_closes: list[float]  # the last closes, oldest first (what the reviewers are shown)
 
 
 class PositionView(TypedDict):
@@ -55,6 +56,7 @@ class VerdictView(TypedDict, total=False):
     checks: list[dict[str, Any]]
     latency_ms: float
     error: str | None
+    call: dict[str, Any] | None  # the LLM call: provider, model, prompt ref, raw answer, tokens
 
 
 class SizingView(TypedDict, total=False):
@@ -69,6 +71,8 @@ class SizingView(TypedDict, total=False):
     volume: str | None  # for sells: coin volume
     refused: str | None  # why no order follows (below_minimum, sizer_failed, ...)
     latency_ms: float
+    signal_strength: str
+    call: dict[str, Any] | None
 
 
 class OrderView(TypedDict, total=False):

@@ -9,7 +9,7 @@ from typing import Any
 from langgraph.config import get_stream_writer
 
 from graph.state import TradeState, VerdictView
-from nodes.review import Reviewer, ReviewRequest
+from nodes.review import Reviewer, ReviewRequest, TokenCallback, Verdict
 
 
 def event(node: str, kind: str, **payload: Any) -> dict[str, Any]:
@@ -26,6 +26,15 @@ def emit(payload: dict[str, Any]) -> None:
     writer(payload)
 
 
+def token_emitter(node: str) -> TokenCallback:
+    """Forward streamed LLM text to the run's `custom` stream."""
+
+    def on_token(text: str) -> None:
+        emit({"type": "llm_token", "node": node, "text": text})
+
+    return on_token
+
+
 async def run_check(role: str, reviewer: Reviewer, state: TradeState) -> dict[str, Any]:
     """Ask `reviewer` about the ML proposal; any failure becomes a recorded hold verdict."""
     proposal = state["proposal"]
@@ -33,7 +42,8 @@ async def run_check(role: str, reviewer: Reviewer, state: TradeState) -> dict[st
     if market is None or proposal["action"] == "hold":
         raise ValueError(f"{role} needs a buy or sell proposal, got {proposal!r}")
     snapshot = state["markets"][market]
-    position = state["account"]["positions"].get(market)
+    account = state["account"]
+    position = account["positions"].get(market)
     request = ReviewRequest(
         role=role,  # type: ignore[arg-type]
         action=proposal["action"],
@@ -42,37 +52,39 @@ async def run_check(role: str, reviewer: Reviewer, state: TradeState) -> dict[st
         exit_probability=proposal["exit_probability"],
         features=dict(snapshot["features"] or {}),
         position=dict(position) if position else None,
+        model_id=state.get("model_id", ""),
+        bar_time=state.get("bar_ts", ""),
+        recent_closes=tuple(snapshot.get("recent_closes", ())),
+        account=dict(account),
     )
     emit({"type": "llm_start", "node": role, "reviewer": reviewer.name})
     started = time.perf_counter()
     view: VerdictView
     try:
-        verdict = await reviewer.review(request)
+        verdict = await reviewer.review(request, on_token=token_emitter(role))
     except Exception as exc:  # a failed check is a hold, never a crash or an approval
-        view = {
-            "verdict": "hold",
-            "agrees": False,
-            "confidence": 0.0,
-            "reasoning": f"{role} failed: {type(exc).__name__}: {exc}",
-            "risks": [],
-            "reviewer": reviewer.name,
-            "checks": [],
-            "error": f"{type(exc).__name__}: {exc}",
-        }
-    else:
-        data = verdict.to_json()
-        view = {
-            "verdict": verdict.verdict,
-            "agrees": verdict.verdict == proposal["action"],
-            "confidence": verdict.confidence,
-            "reasoning": verdict.reasoning,
-            "risks": data["risks"],
-            "reviewer": verdict.reviewer,
-            "checks": data["checks"],
-            "error": None,
-        }
-    view["latency_ms"] = round((time.perf_counter() - started) * 1000, 3)
+        verdict = Verdict(
+            verdict="hold",
+            confidence=0.0,
+            reasoning=f"{role} failed: {type(exc).__name__}: {exc}",
+            reviewer=reviewer.name,
+            error=f"{type(exc).__name__}: {exc}",
+        )
+    data = verdict.to_json()
+    view = {
+        "verdict": verdict.verdict,
+        "agrees": verdict.verdict == proposal["action"] and verdict.error is None,
+        "confidence": verdict.confidence,
+        "reasoning": verdict.reasoning,
+        "risks": data["risks"],
+        "reviewer": verdict.reviewer,
+        "checks": data["checks"],
+        "error": verdict.error,
+        "call": verdict.call,
+        "latency_ms": round((time.perf_counter() - started) * 1000, 3),
+    }
     key = "groq" if role == "groq_check" else "ollama"
+    call = verdict.call or {}
     return {
         key: view,
         "events": [
@@ -85,7 +97,9 @@ async def run_check(role: str, reviewer: Reviewer, state: TradeState) -> dict[st
                 agrees=view["agrees"],
                 reviewer=view["reviewer"],
                 reasoning=view["reasoning"],
-                error=view.get("error"),
+                error=view["error"],
+                prompt_ref=call.get("prompt_ref"),
+                cached=call.get("cached"),
             )
         ],
     }

@@ -9,11 +9,13 @@ provider is configured the rule-based ones below stand in, and every verdict the
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal, Protocol
 
 Action = Literal["buy", "sell", "hold"]
 RULE_BASED = "rule-based"
+TokenCallback = Callable[[str], None]  # receives LLM text as it streams
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,6 +30,10 @@ class ReviewRequest:
     features: dict[str, float | None]
     position: dict[str, Any] | None  # the held position in this market, if any
     news: list[str] = field(default_factory=list)  # headlines when a news source exists
+    model_id: str = ""
+    bar_time: str = ""  # ISO-8601 UTC open time of the bar
+    recent_closes: tuple[float, ...] = ()  # oldest first
+    account: dict[str, Any] = field(default_factory=dict)  # equity, free KRW, positions held
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +56,8 @@ class Verdict:
     reviewer: str
     risks: tuple[str, ...] = ()
     checks: tuple[Check, ...] = ()
+    error: str | None = None  # why the reviewer could not judge (then verdict is "hold")
+    call: dict[str, Any] | None = None  # the LLM call behind it (prompt ref, raw answer, ...)
 
     def to_json(self) -> dict[str, Any]:
         """Return the verdict as plain JSON values."""
@@ -72,6 +80,13 @@ class SizingRequest:
     range_10m: float | None  # mean high-low range / close over 10 bars (an ATR proxy)
     recent_results: list[float]
     risk_level: Literal["low", "medium", "high"]
+    signal_strength: Literal["strong", "medium", "weak"] = "weak"
+    atr_pct: float | None = None  # range_10m in percent
+    bollinger_width_pct: float | None = None  # 20-bar Bollinger band width, percent of price
+    win_rate: float | None = None  # share of recent closed trades that made money
+    losing_streak: int = 0
+    winning_streak: int = 0
+    limits: dict[str, float] = field(default_factory=dict)  # the clamps that will apply
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,14 +98,19 @@ class SizingProposal:
     take_profit_pct: float
     reasoning: str
     reviewer: str
+    error: str | None = None  # why no usable proposal came back (numbers are then NaN)
+    call: dict[str, Any] | None = None
 
 
 class Reviewer(Protocol):
     """Checks one proposed action."""
 
-    name: str
+    @property
+    def name(self) -> str: ...
 
-    async def review(self, request: ReviewRequest) -> Verdict:
+    async def review(
+        self, request: ReviewRequest, on_token: TokenCallback | None = None
+    ) -> Verdict:
         """Agree (same action), disagree (another action) or hold."""
         ...
 
@@ -98,9 +118,12 @@ class Reviewer(Protocol):
 class Sizer(Protocol):
     """Proposes the size and protections of an entry."""
 
-    name: str
+    @property
+    def name(self) -> str: ...
 
-    async def size(self, request: SizingRequest) -> SizingProposal:
+    async def size(
+        self, request: SizingRequest, on_token: TokenCallback | None = None
+    ) -> SizingProposal:
         """Propose the investment ratio, stop-loss and take-profit."""
         ...
 
@@ -157,7 +180,9 @@ class RuleBasedMoodReviewer:
     max_volatility_60m: float = 0.004  # std of 1-minute log returns
     name: str = RULE_BASED
 
-    async def review(self, request: ReviewRequest) -> Verdict:
+    async def review(
+        self, request: ReviewRequest, on_token: TokenCallback | None = None
+    ) -> Verdict:
         """Apply the mood rules."""
         risks = ["no news source configured: sentiment unknown"]
         if request.action == "sell":
@@ -186,7 +211,9 @@ class RuleBasedTechnicalReviewer:
     oversold: float = 25.0
     name: str = RULE_BASED
 
-    async def review(self, request: ReviewRequest) -> Verdict:
+    async def review(
+        self, request: ReviewRequest, on_token: TokenCallback | None = None
+    ) -> Verdict:
         """Apply the technical rules."""
         rsi = _feature(request.features, "rsi_14")
         if request.action == "sell":
@@ -205,14 +232,15 @@ class RuleBasedSizer:
 
     name: str = RULE_BASED
 
-    async def size(self, request: SizingRequest) -> SizingProposal:
+    async def size(
+        self, request: SizingRequest, on_token: TokenCallback | None = None
+    ) -> SizingProposal:
         """Map signal strength, volatility and recent results to a ratio and protections."""
         vol = request.volatility_60m if request.volatility_60m is not None else 0.002
-        strength = request.entry_probability
-        calm = vol < 0.0015
-        if strength >= 0.65 and calm:
+        calm = request.volatility_60m is not None and vol < 0.0015
+        if request.signal_strength == "strong" and calm:
             ratio, tier = 0.5, "strong signal, low volatility"
-        elif strength >= 0.55:
+        elif request.signal_strength in ("strong", "medium"):
             ratio, tier = 0.3, "medium signal"
         else:
             ratio, tier = 0.1, "weak or volatile signal"

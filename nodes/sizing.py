@@ -11,10 +11,42 @@ from langgraph.runtime import Runtime
 
 from graph.context import Context, TradingPolicy
 from graph.state import SizingView, TradeState
-from nodes._common import emit, event
+from nodes._common import emit, event, token_emitter
 from nodes.review import SizingProposal, SizingRequest, streak
 
 LOSING_STREAK_RATIO_CAP = 0.10  # the plan: after a losing streak, 5-10%
+MEDIUM_SIGNAL_RATIO_CAP = 0.50  # the plan: medium signal, 20-50%
+WEAK_SIGNAL_RATIO_CAP = 0.20  # the plan: weak or volatile signal, 5-20%
+BOLLINGER_BARS = 20
+
+
+def signal_tier(
+    entry_probability: float, volatility_60m: float | None, policy: TradingPolicy
+) -> tuple[str, bool]:
+    """Return the signal's strength tier and whether the market is volatile.
+
+    Unknown volatility counts as volatile: a missing number never loosens a limit.
+    """
+    medium = policy.medium_signal_probability or policy.entry_probability_min * 1.2
+    strong = policy.strong_signal_probability or policy.entry_probability_min * 1.5
+    if entry_probability >= strong:
+        strength = "strong"
+    elif entry_probability >= medium:
+        strength = "medium"
+    else:
+        strength = "weak"
+    volatile = volatility_60m is None or volatility_60m >= policy.high_volatility_60m
+    return strength, volatile
+
+
+def bollinger_width_pct(closes: list[float]) -> float | None:
+    """Width of the 20-bar Bollinger band (4 standard deviations) in percent of the mean."""
+    window = closes[-BOLLINGER_BARS:]
+    if len(window) < BOLLINGER_BARS:
+        return None
+    mean = sum(window) / len(window)
+    variance = sum((c - mean) ** 2 for c in window) / len(window)
+    return round(400 * math.sqrt(variance) / mean, 4) if mean > 0 else None
 
 
 def _finite(value: object) -> float | None:
@@ -26,11 +58,18 @@ def _finite(value: object) -> float | None:
 
 
 def clamp_proposal(
-    proposal: SizingProposal, policy: TradingPolicy, recent_results: list[float]
+    proposal: SizingProposal,
+    policy: TradingPolicy,
+    recent_results: list[float],
+    *,
+    signal_strength: str = "strong",
+    volatile: bool = False,
 ) -> tuple[dict[str, float] | None, list[dict[str, Any]]]:
     """Apply the deterministic limits; return the clamped numbers and one record per clamp.
 
-    Returns None for the numbers when the proposal is unusable (not a finite number).
+    The plan's sizing principles are enforced as caps (never as floors: a limit may shrink
+    what the sizer asked for, never enlarge it). Returns None for the numbers when the
+    proposal is unusable (not a finite number).
     """
     raw = {
         "investment_ratio": _finite(proposal.investment_ratio),
@@ -42,6 +81,10 @@ def clamp_proposal(
     values: dict[str, float] = {k: v for k, v in raw.items() if v is not None}
     ratio_cap = policy.max_investment_ratio
     ratio_cap_rule = "max_investment_ratio"
+    if signal_strength == "weak" or volatile:
+        ratio_cap, ratio_cap_rule = min(ratio_cap, WEAK_SIGNAL_RATIO_CAP), "weak_or_volatile_signal"
+    elif signal_strength == "medium":
+        ratio_cap, ratio_cap_rule = min(ratio_cap, MEDIUM_SIGNAL_RATIO_CAP), "medium_signal"
     losses = streak(recent_results, losing=True)
     if losses >= 2:
         ratio_cap, ratio_cap_rule = min(ratio_cap, LOSING_STREAK_RATIO_CAP), "losing_streak"
@@ -110,31 +153,56 @@ async def sizing(state: TradeState, runtime: Runtime[Context]) -> dict[str, Any]
         }
         return {"sizing": view, "events": [event("sizing", "sizing", market=market, **view)]}
 
-    features = state["markets"][market]["features"] or {}
+    snapshot = state["markets"][market]
+    features = snapshot["features"] or {}
     equity = Decimal(account["equity"])
     cash = Decimal(account["krw"])
+    entry_probability = float(proposal["entry_probability"] or 0.0)
+    volatility = _finite(features.get("volatility_60"))
+    strength, volatile = signal_tier(entry_probability, volatility, policy)
+    results = list(state.get("recent_results", []))
+    range_10m = _finite(features.get("range_pct_mean_10"))
     request = SizingRequest(
         market=market,
         capital_krw=float(equity),
         cash_krw=float(cash),
         positions=dict(account["positions"]),
-        entry_probability=float(proposal["entry_probability"] or 0.0),
-        volatility_60m=_finite(features.get("volatility_60")),
-        range_10m=_finite(features.get("range_pct_mean_10")),
-        recent_results=list(state.get("recent_results", [])),
+        entry_probability=entry_probability,
+        volatility_60m=volatility,
+        range_10m=range_10m,
+        recent_results=results,
         risk_level=policy.risk_level,
+        signal_strength=strength,  # type: ignore[arg-type]
+        atr_pct=None if range_10m is None else round(100 * range_10m, 4),
+        bollinger_width_pct=bollinger_width_pct(list(snapshot.get("recent_closes", []))),
+        win_rate=round(sum(r > 0 for r in results) / len(results), 3) if results else None,
+        losing_streak=streak(results, losing=True),
+        winning_streak=streak(results, losing=False),
+        limits={
+            "min_investment_ratio": policy.min_investment_ratio,
+            "max_investment_ratio": policy.max_investment_ratio,
+            "stop_loss_cap_pct": policy.stop_loss_cap_pct,
+            "take_profit_cap_pct": policy.take_profit_cap_pct,
+        },
     )
     emit({"type": "llm_start", "node": "sizing", "reviewer": context.sizer.name})
     started = time.perf_counter()
     try:
-        sized = await context.sizer.size(request)
+        sized = await context.sizer.size(request, on_token=token_emitter("sizing"))
     except Exception as exc:  # a failed sizer is a recorded hold, never a default size
         return _refuse("sizer_failed", f"{type(exc).__name__}: {exc}", reviewer=context.sizer.name)
     latency_ms = round((time.perf_counter() - started) * 1000, 3)
-    values, clamps = clamp_proposal(sized, policy, request.recent_results)
+    if sized.error is not None:
+        return _refuse("sizer_failed", sized.error, reviewer=sized.reviewer, call=sized.call)
+    values, clamps = clamp_proposal(
+        sized, policy, request.recent_results, signal_strength=strength, volatile=volatile
+    )
     if values is None:
         return _refuse(
-            "sizer_invalid", f"non-numeric sizing output: {sized!r}", reviewer=sized.reviewer
+            "sizer_invalid",
+            f"non-numeric sizing output: {sized!r}",
+            reviewer=sized.reviewer,
+            call=sized.call,
         )
     budget = equity * Decimal(str(values["investment_ratio"]))
     spendable = cash / (1 + policy.fee_rate)
@@ -165,6 +233,8 @@ async def sizing(state: TradeState, runtime: Runtime[Context]) -> dict[str, Any]
         "volume": None,
         "refused": None,
         "latency_ms": latency_ms,
+        "signal_strength": strength if not volatile else f"{strength}, volatile",
+        "call": sized.call,
     }
     events.append(
         event(

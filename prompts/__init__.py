@@ -1,1 +1,1 @@
-
+"""Prompt files, one per LLM task, and their strict loader (`prompts.loader`)."""

@@ -18,9 +18,25 @@ from sqlalchemy.engine import URL, Connection, Engine, make_url
 from sqlalchemy.pool import StaticPool
 
 from store import schema
-from store.schema import decisions, events, fills, llm_calls, orders, positions, utc_now
+from store.schema import (
+    decisions,
+    events,
+    fills,
+    llm_cache,
+    llm_calls,
+    orders,
+    positions,
+    utc_now,
+)
 
-__all__ = ["MIGRATIONS_DIR", "Journal", "alembic_config", "normalise_url", "upgrade"]
+__all__ = [
+    "MIGRATIONS_DIR",
+    "Journal",
+    "JournalResponseCache",
+    "alembic_config",
+    "normalise_url",
+    "upgrade",
+]
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 
@@ -546,3 +562,43 @@ class Journal:
         with self.engine.connect() as connection:
             payloads = [payload for (payload,) in connection.execute(stmt)]
         return [float(p["return"]) for p in reversed(payloads) if p and "return" in p]
+
+    # ---- LLM response cache -------------------------------------------------------------
+
+    def cached_response(self, key: str) -> dict[str, Any] | None:
+        """Return a stored LLM answer by its cache key, or None."""
+        stmt = sa.select(llm_cache.c.response).where(llm_cache.c.key == key)
+        with self.engine.connect() as connection:
+            return connection.execute(stmt).scalar_one_or_none()
+
+    def store_response(self, key: str, value: Mapping[str, Any]) -> None:
+        """Store an LLM answer under its cache key (the first answer stored wins)."""
+        row = {
+            "key": key,
+            "provider": str(value.get("provider", "")),
+            "model": str(value.get("model", "")),
+            "prompt_ref": str(value.get("prompt_ref", "")),
+            "created_at": utc_now(),
+            "response": dict(value),
+        }
+        with self.engine.begin() as connection:
+            exists = connection.execute(
+                sa.select(llm_cache.c.key).where(llm_cache.c.key == key)
+            ).first()
+            if exists is None:
+                connection.execute(llm_cache.insert().values(**row))
+
+
+class JournalResponseCache:
+    """The LLM response cache kept in the journal database (survives restarts)."""
+
+    def __init__(self, journal: Journal) -> None:
+        self._journal = journal
+
+    def get(self, key: str) -> dict[str, Any] | None:
+        """Return the stored answer or None."""
+        return self._journal.cached_response(key)
+
+    def put(self, key: str, value: Mapping[str, Any]) -> None:
+        """Store an answer."""
+        self._journal.store_response(key, value)

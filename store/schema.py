@@ -17,6 +17,7 @@ __all__ = [
     "decisions",
     "events",
     "fills",
+    "llm_cache",
     "llm_calls",
     "metadata",
     "orders",
@@ -139,7 +140,22 @@ llm_calls = sa.Table(
     sa.Column("latency_ms", sa.Float, nullable=False),
     sa.Column("created_at", UtcDateTime, nullable=False, default=utc_now),
     sa.Column("error", sa.Text, nullable=True),
+    sa.Column("input_tokens", sa.Integer, nullable=True),
+    sa.Column("output_tokens", sa.Integer, nullable=True),
+    sa.Column("attempts", sa.Integer, nullable=True),
+    sa.Column("cached", sa.Boolean, nullable=False, server_default=sa.false(), default=False),
     sa.Index("ix_llm_calls_run_id", "run_id"),
+)
+
+llm_cache = sa.Table(
+    "llm_cache",
+    metadata,
+    sa.Column("key", sa.String(64), primary_key=True),
+    sa.Column("provider", sa.String, nullable=False),
+    sa.Column("model", sa.String, nullable=False),
+    sa.Column("prompt_ref", sa.String, nullable=False),
+    sa.Column("created_at", UtcDateTime, nullable=False, default=utc_now),
+    sa.Column("response", _json(), nullable=False),
 )
 
 orders = sa.Table(

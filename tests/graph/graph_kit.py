@@ -52,7 +52,7 @@ class ScriptedReviewer:
     name: str = "scripted"
     requests: list[ReviewRequest] = field(default_factory=list)
 
-    async def review(self, request: ReviewRequest) -> Verdict:
+    async def review(self, request: ReviewRequest, on_token: object = None) -> Verdict:
         self.requests.append(request)
         if isinstance(self.answer, Exception):
             raise self.answer
@@ -69,7 +69,7 @@ class BlockingReviewer:
     name: str = "blocking"
     calls: int = 0
 
-    async def review(self, request: ReviewRequest) -> Verdict:
+    async def review(self, request: ReviewRequest, on_token: object = None) -> Verdict:
         self.calls += 1
         if self.calls == 1:
             self.started.set()
@@ -87,7 +87,7 @@ class ScriptedSizer:
     name: str = "scripted-sizer"
     requests: list[SizingRequest] = field(default_factory=list)
 
-    async def size(self, request: SizingRequest) -> SizingProposal:
+    async def size(self, request: SizingRequest, on_token: object = None) -> SizingProposal:
         self.requests.append(request)
         return SizingProposal(
             investment_ratio=self.ratio,

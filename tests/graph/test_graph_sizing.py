@@ -15,7 +15,7 @@ BUY_ETH = {"KRW-BTC": (0.1, 0.1), "KRW-ETH": (0.8, 0.1), "KRW-XRP": (0.1, 0.1)}
 class FailingSizer:
     name = "failing-sizer"
 
-    async def size(self, request: SizingRequest) -> SizingProposal:
+    async def size(self, request: SizingRequest, on_token: object = None) -> SizingProposal:
         raise RuntimeError("sizer backend down")
 
 

@@ -183,7 +183,7 @@ async def test_every_rule_based_verdict_says_reviewer_rule_based(
 
 
 def _sizing_request(
-    probability: float = 0.7,
+    strength: str = "strong",
     volatility: float | None = 0.001,
     results: list[float] | None = None,
     risk_level: str = "medium",
@@ -193,52 +193,51 @@ def _sizing_request(
         capital_krw=1_000_000.0,
         cash_krw=1_000_000.0,
         positions={},
-        entry_probability=probability,
+        entry_probability=0.3,
         volatility_60m=volatility,
         range_10m=0.001,
         recent_results=results or [],
         risk_level=risk_level,  # type: ignore[arg-type]
+        signal_strength=strength,  # type: ignore[arg-type]
     )
 
 
 @pytest.mark.parametrize(
-    ("probability", "volatility", "ratio"),
+    ("strength", "volatility", "ratio"),
     [
-        (0.65, 0.001, 0.5),  # strong and calm
-        (0.65, 0.0015, 0.3),  # strong but not calm: medium tier
-        (0.55, 0.001, 0.3),  # medium
-        (0.5499, 0.001, 0.1),  # weak
-        (0.8, None, 0.3),  # unknown volatility counts as not calm
+        ("strong", 0.001, 0.5),  # strong and calm
+        ("strong", 0.0015, 0.3),  # strong but not calm: medium tier
+        ("medium", 0.001, 0.3),  # medium
+        ("weak", 0.001, 0.1),  # weak
+        ("strong", None, 0.3),  # unknown volatility counts as not calm
     ],
 )
 async def test_sizer_tiers_by_signal_strength_and_volatility(
-    probability: float, volatility: float | None, ratio: float
+    strength: str, volatility: float | None, ratio: float
 ) -> None:
-    proposal = await RuleBasedSizer().size(_sizing_request(probability, volatility))
+    proposal = await RuleBasedSizer().size(_sizing_request(strength, volatility))
 
     assert proposal.investment_ratio == ratio
     assert proposal.reviewer == "rule-based"
 
 
-@pytest.mark.parametrize("probability", [0.9, 0.6, 0.4])
-async def test_sizer_after_two_losses_proposes_at_most_eight_percent(probability: float) -> None:
-    proposal = await RuleBasedSizer().size(
-        _sizing_request(probability, results=[0.03, -0.01, -0.02])
-    )
+@pytest.mark.parametrize("strength", ["strong", "medium", "weak"])
+async def test_sizer_after_two_losses_proposes_at_most_eight_percent(strength: str) -> None:
+    proposal = await RuleBasedSizer().size(_sizing_request(strength, results=[0.03, -0.01, -0.02]))
 
     assert proposal.investment_ratio <= 0.08
     assert "2 losses in a row" in proposal.reasoning
 
 
 async def test_sizer_after_two_wins_raises_the_ratio_by_a_fifth() -> None:
-    proposal = await RuleBasedSizer().size(_sizing_request(0.6, results=[0.01, 0.02]))
+    proposal = await RuleBasedSizer().size(_sizing_request("medium", results=[0.01, 0.02]))
 
     assert proposal.investment_ratio == pytest.approx(0.36)
 
 
 @pytest.mark.parametrize(("risk_level", "ratio"), [("low", 0.25), ("medium", 0.5), ("high", 0.75)])
 async def test_sizer_scales_the_ratio_by_risk_level(risk_level: str, ratio: float) -> None:
-    proposal = await RuleBasedSizer().size(_sizing_request(0.7, risk_level=risk_level))
+    proposal = await RuleBasedSizer().size(_sizing_request("strong", risk_level=risk_level))
 
     assert proposal.investment_ratio == ratio
     assert f"risk level {risk_level}" in proposal.reasoning

@@ -463,7 +463,7 @@ def test_opening_twice_keeps_data_and_schema_at_head(journal_url: str) -> None:
             version = connection.execute(sa.text("SELECT version_num FROM alembic_version"))
             versions = [row[0] for row in version]
         assert second.count_decisions() == 1
-        assert versions == ["0001"]
+        assert versions == ["0002"]
     finally:
         second.close()
 
@@ -528,3 +528,20 @@ def test_nan_and_infinity_in_json_columns_are_stored_as_null(tmp_path: Path) -> 
         journal.close()
 
     assert event["payload"] == {"a": None, "b": [None, 1.5]}
+
+
+def test_llm_response_cache_round_trips_and_keeps_the_first_answer(journal_url: str) -> None:
+    from store.journal import JournalResponseCache
+
+    journal = Journal.open(journal_url)
+    try:
+        cache = JournalResponseCache(journal)
+        value = {"raw": '{"verdict": "buy"}', "provider": "groq", "model": "m", "prompt_ref": "p@1"}
+
+        assert cache.get("k1") is None
+        cache.put("k1", value)
+        cache.put("k1", {**value, "raw": "second"})
+
+        assert cache.get("k1") == value
+    finally:
+        journal.close()

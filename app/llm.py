@@ -1,0 +1,126 @@
+"""Build the reviewers and the sizer from settings: Groq, Ollama, or the rule-based stand-ins."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from app.settings import Settings
+from nodes.llm import (
+    REVIEW_VARIABLES,
+    SIZING_VARIABLES,
+    ChatProvider,
+    CircuitBreaker,
+    LLMReviewer,
+    LLMSizer,
+    ResponseCache,
+)
+from nodes.review import (
+    Reviewer,
+    RuleBasedMoodReviewer,
+    RuleBasedSizer,
+    RuleBasedTechnicalReviewer,
+    Sizer,
+)
+from prompts.loader import DEFAULT_PROMPTS_DIR, PromptLibrary
+
+
+@dataclass(frozen=True)
+class Reviewers:
+    """The two checks and the sizer a graph run uses."""
+
+    groq: Reviewer
+    ollama: Reviewer
+    sizer: Sizer
+
+
+def groq_provider(settings: Settings, cache: ResponseCache | None) -> ChatProvider:
+    """Groq through `langchain-groq`, asked for a JSON object (JSON mode does not stream)."""
+    from langchain_groq import ChatGroq
+
+    assert settings.groq_api_key is not None
+
+    def factory(schema: dict[str, Any]) -> Any:
+        chat = ChatGroq(
+            model=settings.groq_model,
+            api_key=settings.groq_api_key,
+            base_url=settings.groq_base_url,
+            temperature=0.0,
+            max_retries=0,  # retries, backoff and the breaker are ours
+            timeout=settings.llm_timeout_s,
+        )
+        return chat.bind(response_format={"type": "json_object"})
+
+    return _provider("groq", settings.groq_model, factory, False, settings, cache)
+
+
+def ollama_provider(settings: Settings, cache: ResponseCache | None) -> ChatProvider:
+    """Ollama through `langchain-ollama`, with the answer's JSON schema as `format`, streamed."""
+    from langchain_ollama import ChatOllama
+
+    assert settings.ollama_host is not None
+
+    def factory(schema: dict[str, Any]) -> Any:
+        return ChatOllama(
+            model=settings.ollama_model,
+            base_url=settings.ollama_host,
+            format=schema,
+            temperature=0.0,
+            client_kwargs={"timeout": settings.llm_timeout_s},
+        )
+
+    return _provider("ollama", settings.ollama_model, factory, True, settings, cache)
+
+
+def _provider(
+    name: str,
+    model: str,
+    factory: Any,
+    stream: bool,
+    settings: Settings,
+    cache: ResponseCache | None,
+) -> ChatProvider:
+    return ChatProvider(
+        name=name,
+        model=model,
+        factory=factory,
+        stream=stream,
+        timeout_s=settings.llm_timeout_s,
+        max_retries=settings.llm_max_retries,
+        breaker=CircuitBreaker(
+            failure_threshold=settings.llm_breaker_failures,
+            reset_after_s=settings.llm_breaker_reset_s,
+        ),
+        cache=cache,
+    )
+
+
+def build_reviewers(settings: Settings, cache: ResponseCache | None) -> Reviewers:
+    """Use Groq and Ollama where configured, the labelled rule-based stand-ins elsewhere.
+
+    The prompt files are validated first: the service refuses to start with a prompt that
+    uses an undeclared variable or lacks one the code passes, naming the file and variable.
+    """
+    prompts = PromptLibrary(settings.prompts_dir or DEFAULT_PROMPTS_DIR)
+    prompts.require(
+        ["groq_check", "ollama_check", "sizing"],
+        {
+            "groq_check": set(REVIEW_VARIABLES),
+            "ollama_check": set(REVIEW_VARIABLES),
+            "sizing": set(SIZING_VARIABLES),
+        },
+    )
+    groq = groq_provider(settings, cache) if settings.groq_api_key is not None else None
+    ollama = ollama_provider(settings, cache) if settings.ollama_host is not None else None
+    sizer: Sizer = RuleBasedSizer()
+    if settings.sizing_provider == "groq" and groq is not None:
+        sizer = LLMSizer(groq, prompts)
+    elif settings.sizing_provider == "ollama" and ollama is not None:
+        sizer = LLMSizer(ollama, prompts)
+    return Reviewers(
+        groq=LLMReviewer("groq_check", groq, prompts) if groq else RuleBasedMoodReviewer(),
+        ollama=(
+            LLMReviewer("ollama_check", ollama, prompts) if ollama else RuleBasedTechnicalReviewer()
+        ),
+        sizer=sizer,
+    )
