@@ -106,10 +106,9 @@ def _run_session(
     as_json: bool,
     label: str,
 ) -> None:
-    from prompts.loader import PromptError
-
     from app.session import ReplayError, run_replay_session
     from app.wiring import ModelNotFoundError
+    from prompts.loader import PromptError
 
     with _progress(label, quiet=as_json) as progress:
         task = progress.add_task(label, total=None, last="")

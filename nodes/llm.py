@@ -40,6 +40,8 @@ class LLMOutputError(ValueError):
 
 
 _THINK_RE = re.compile(r"<think>(.*?)</think>", re.DOTALL | re.IGNORECASE)
+_THINK_OPEN_RE = re.compile(r"<think>", re.IGNORECASE)
+_THINK_CLOSE_RE = re.compile(r"</think>", re.IGNORECASE)
 _FENCE_RE = re.compile(r"```(?:json)?\s*(.*?)```", re.DOTALL | re.IGNORECASE)
 _NOT_AVAILABLE = {"", "n/a", "na", "none", "null", "unknown", "-"}
 
@@ -48,10 +50,16 @@ def split_thinking(text: str) -> tuple[str, str]:
     """Separate DeepSeek-R1 style `<think>` blocks from the answer that follows them."""
     thinking = "\n".join(block.strip() for block in _THINK_RE.findall(text))
     answer = _THINK_RE.sub("", text)
-    opened = answer.lower().rfind("<think>")
-    if opened != -1:  # an unterminated block: everything after it is thinking, not an answer
-        thinking = (thinking + "\n" + answer[opened + len("<think>") :]).strip()
-        answer = answer[:opened]
+    # Match the tags with regexes, not on `answer.lower()`: lowering can change the length of
+    # the text ("İ" becomes two characters), which would shift the offsets.
+    closes = list(_THINK_CLOSE_RE.finditer(answer))
+    if closes:  # a block opened in the prompt (DeepSeek-R1 templates): all before it is thinking
+        thinking = (thinking + "\n" + answer[: closes[-1].start()]).strip()
+        answer = answer[closes[-1].end() :]
+    opened = _THINK_OPEN_RE.search(answer)
+    if opened:  # an unterminated block: everything after it is thinking, not an answer
+        thinking = (thinking + "\n" + answer[opened.end() :]).strip()
+        answer = answer[: opened.start()]
     return thinking.strip(), answer.strip()
 
 
@@ -63,7 +71,7 @@ def extract_json(text: str) -> dict[str, Any]:
         while start != -1:
             try:
                 value, _ = json.JSONDecoder().raw_decode(candidate[start:])
-            except json.JSONDecodeError:
+            except (ValueError, RecursionError):  # bad JSON, a 5000-digit int, deep nesting
                 start = candidate.find("{", start + 1)
                 continue
             if isinstance(value, dict):
@@ -77,7 +85,10 @@ def _number(value: Any, *, percent_means_fraction: bool) -> float | None:
     if value is None or isinstance(value, bool):
         return None
     if isinstance(value, int | float):
-        number = float(value)
+        try:
+            number = float(value)
+        except OverflowError:  # an int beyond float range: pydantic only catches ValueError
+            raise ValueError(f"not a finite number: {value!r}") from None
     elif isinstance(value, str):
         text = value.strip().lower().replace(",", "")
         if text in _NOT_AVAILABLE:
@@ -117,7 +128,8 @@ class VerdictAnswer(BaseModel):
         number = _number(value, percent_means_fraction=True)
         if number is None:
             return 0.5
-        if 1.0 < number <= 100.0:  # "85" meant 85%
+        written_as_percent = isinstance(value, str) and value.strip().endswith("%")
+        if 1.0 < number <= 100.0 and not written_as_percent:  # "85" meant 85%
             number /= 100
         return number
 
@@ -442,6 +454,10 @@ class ChatProvider:
         if merged is None:
             raise LLMOutputError("the stream ended without any message")
         _take_message(merged, call)
+        if not _finished(merged):
+            # Both clients return a stream cut short without its terminator as if it were
+            # complete; only the missing finish reason tells.
+            raise LLMOutputError(f"the stream ended before the model finished: {call.raw[:80]!r}")
 
 
 def _text_of(message: Any) -> str:
@@ -453,6 +469,13 @@ def _text_of(message: Any) -> str:
             block.get("text", "") if isinstance(block, dict) else str(block) for block in content
         )
     return str(content)
+
+
+def _finished(message: Any) -> bool:
+    metadata = getattr(message, "response_metadata", {}) or {}
+    return bool(
+        metadata.get("done_reason") or metadata.get("finish_reason") or metadata.get("done")
+    )
 
 
 def _take_message(message: Any, call: LLMCall) -> None:
