@@ -34,6 +34,7 @@ __all__ = [
     "Journal",
     "JournalResponseCache",
     "alembic_config",
+    "json_default",
     "normalise_url",
     "upgrade",
 ]
@@ -65,7 +66,8 @@ def normalise_url(url: str | URL) -> URL:
     )
 
 
-def _json_default(value: Any) -> Any:
+def json_default(value: Any) -> Any:
+    """Encode the non-JSON values the journal and the event stream carry (Decimal, datetime)."""
     if isinstance(value, Decimal):
         return str(value)
     if isinstance(value, datetime | date):
@@ -86,7 +88,7 @@ def _finite_only(value: Any) -> Any:
 
 def _json_dumps(value: Any) -> str:
     return json.dumps(
-        _finite_only(value), default=_json_default, ensure_ascii=False, allow_nan=False
+        _finite_only(value), default=json_default, ensure_ascii=False, allow_nan=False
     )
 
 

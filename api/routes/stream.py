@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator, Mapping
-from datetime import date, datetime
-from decimal import Decimal
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query
@@ -13,18 +11,11 @@ from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from api.deps import BusDep
 from store.bus import EventBus
+from store.journal import json_default
 
 router = APIRouter(prefix="/api/stream", tags=["stream"])
 
 PING_SECONDS = 15
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, Decimal):
-        return str(value)
-    if isinstance(value, datetime | date):
-        return value.isoformat()
-    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
 
 
 def to_sse(event: Mapping[str, Any]) -> ServerSentEvent:
@@ -35,7 +26,7 @@ def to_sse(event: Mapping[str, Any]) -> ServerSentEvent:
     """
     seq = event.get("seq")
     return ServerSentEvent(
-        data=json.dumps(event, default=_json_default, ensure_ascii=False, separators=(",", ":")),
+        data=json.dumps(event, default=json_default, ensure_ascii=False, separators=(",", ":")),
         event=str(event.get("type") or "message"),
         id=None if seq is None else str(seq),
     )

@@ -7,38 +7,12 @@ from typing import Any
 
 import pytest
 
+import nodes.llm
 from prompts.loader import DEFAULT_PROMPTS_DIR, PromptLibrary
 
-REVIEW_VARIABLES = {
-    "market",
-    "action",
-    "entry_probability",
-    "exit_probability",
-    "model_id",
-    "bar_time",
-    "features",
-    "recent_closes",
-    "position",
-    "news",
-    "account",
-}
-SIZING_VARIABLES = {
-    "market",
-    "capital_krw",
-    "cash_krw",
-    "positions",
-    "entry_probability",
-    "signal_strength",
-    "volatility_60m",
-    "atr_pct",
-    "bollinger_width_pct",
-    "win_rate",
-    "recent_results",
-    "losing_streak",
-    "winning_streak",
-    "risk_level",
-    "limits",
-}
+# The sets the LLM nodes render these prompts with: the files must declare exactly them.
+REVIEW_VARIABLES = set(nodes.llm.REVIEW_VARIABLES)
+SIZING_VARIABLES = set(nodes.llm.SIZING_VARIABLES)
 
 
 def review_values(**overrides: Any) -> dict[str, Any]:
