@@ -8,7 +8,7 @@ from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
 from api.deps import Runner, Services
-from api.routes import graph, health, runs, stream, web
+from api.routes import control, graph, health, runs, stream, web
 from store.bus import EventBus
 from store.journal import Journal
 
@@ -37,7 +37,14 @@ def create_app(
     app.state.services = Services(
         journal=journal, bus=bus, runner=runner, api_token=api_token, web_dir=resolved_web_dir
     )
-    for router in (health.router, runs.router, graph.router, stream.router, web.router):
+    for router in (
+        health.router,
+        runs.router,
+        control.router,
+        graph.router,
+        stream.router,
+        web.router,
+    ):
         app.include_router(router)
     assets = resolved_web_dir / "assets"
     if assets.is_dir():

@@ -6,19 +6,22 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 __all__ = [
     "EventOut",
     "GraphEdge",
     "GraphOut",
+    "HaltRequest",
     "Health",
     "LlmCallOut",
     "OrderOut",
+    "ResumeRequest",
     "RunAccepted",
     "RunDetail",
     "RunList",
     "RunSummary",
+    "TradingStateOut",
 ]
 
 
@@ -115,3 +118,30 @@ class GraphOut(BaseModel):
     mermaid: str
     nodes: list[str] = Field(description="the graph's nodes in order, without __start__/__end__")
     edges: list[GraphEdge] = Field(description="every edge, with __start__ and __end__ ones")
+
+
+class HaltRequest(BaseModel):
+    """Stop trading: no order of any kind except cancels (and selling all, with `flatten`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    reason: str = Field(min_length=1, max_length=200, description="why trading stops")
+    flatten: bool = Field(default=False, description="also sell every position at market")
+
+
+class ResumeRequest(BaseModel):
+    """Trade again (reducing, exits only, while today's daily loss limit is breached)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    reason: str = Field(min_length=1, max_length=200, description="why trading resumes")
+
+
+class TradingStateOut(BaseModel):
+    """The operator's trading state as the journal holds it; the engine applies it."""
+
+    state: str = Field(description="active, reducing (exits only) or halted")
+    reason: str
+    flatten_requested: bool = Field(description="a flatten was asked for and is not done yet")
+    updated_at: datetime | None = Field(description="None until the state was first set")
+    updated_by: str | None = Field(description="cli, api or engine; None until first set")

@@ -63,6 +63,7 @@ def _print_summary(summary: dict[str, object]) -> None:
         "buys",
         "sells",
         "protection_exits",
+        "emergency_exits",
         "fees",
         "initial_equity",
         "final_equity",
@@ -274,6 +275,72 @@ def train(
     meta = read_meta(model_dir)
     out.print(f"saved {meta['model_id']} to {model_dir}")
     out.print_json(json.dumps(meta.get("metrics", {})))
+
+
+def _print_trading_state(row: dict[str, object], *, as_json: bool) -> None:
+    if as_json:
+        from store.journal import json_default
+
+        sys.stdout.write(json.dumps(row, default=json_default, sort_keys=True) + "\n")
+        return
+    updated_at = row.get("updated_at")
+    out.print(f"state: {row['state']}", highlight=False)
+    out.print(f"reason: {row['reason'] or '-'}", markup=False, highlight=False)
+    out.print(f"flatten requested: {'yes' if row['flatten_requested'] else 'no'}", highlight=False)
+    if isinstance(updated_at, datetime):
+        stamp = updated_at.isoformat(timespec="seconds")
+        out.print(f"updated: {stamp} by {row['updated_by']}", markup=False, highlight=False)
+    else:
+        out.print("updated: never (the default)", highlight=False)
+
+
+def _write_trading_state(state: str, reason: str, *, flatten: bool, as_json: bool) -> None:
+    from store.journal import Journal
+
+    settings = _settings()
+    with Journal.open(settings.journal_url) as journal:
+        row = journal.write_trading_control(state, reason, flatten=flatten, by="cli")
+    _print_trading_state(row, as_json=as_json)
+
+
+@app.command()
+def halt(
+    flatten: Annotated[
+        bool, typer.Option("--flatten", help="Also sell every position at market.")
+    ] = False,
+    reason: Annotated[str, typer.Option(help="Why trading stops (recorded).")] = "manual halt",
+    as_json: Annotated[bool, typer.Option("--json", help="Print the new state as JSON.")] = False,
+) -> None:
+    """Halt trading: the engine sends no order but cancels (and the flattening, if asked)."""
+    if not reason.strip():
+        err.print("[red]--reason must not be empty[/red]")
+        raise typer.Exit(2)
+    _write_trading_state("halted", reason, flatten=flatten, as_json=as_json)
+
+
+@app.command()
+def resume(
+    reason: Annotated[str, typer.Option(help="Why trading resumes (recorded).")] = "manual resume",
+    as_json: Annotated[bool, typer.Option("--json", help="Print the new state as JSON.")] = False,
+) -> None:
+    """Resume trading (exits only while today's daily loss limit is breached)."""
+    if not reason.strip():
+        err.print("[red]--reason must not be empty[/red]")
+        raise typer.Exit(2)
+    _write_trading_state("active", reason, flatten=False, as_json=as_json)
+
+
+@app.command()
+def status(
+    as_json: Annotated[bool, typer.Option("--json", help="Print the state as JSON.")] = False,
+) -> None:
+    """Show the trading state the operator set (halt, resume) from the journal."""
+    from store.journal import Journal
+
+    settings = _settings()
+    with Journal.open(settings.journal_url) as journal:
+        row = journal.read_trading_control()
+    _print_trading_state(row, as_json=as_json)
 
 
 prompts_app = typer.Typer(help="Prompt files the LLM checks and the sizer are rendered from.")

@@ -15,12 +15,14 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import Any, Protocol
 
-from exchange.feed import BarClose
+from app.alerts import Alert
+from exchange.feed import BarClose, bar_to_ticks
 from exchange.paper import PaperExchange
+from exchange.risk import GuardedExchange, RiskGuard, TradingState
 from exchange.types import (
     AccountSnapshot,
     Bar,
@@ -31,6 +33,7 @@ from exchange.types import (
     OrderType,
     Side,
 )
+from exchange.watchdog import Trigger, Watchdog
 from graph.context import Context
 from graph.state import AccountView, MarketSnapshot, TradeState
 from ml.features import LiveFeatures
@@ -62,18 +65,35 @@ class Protection:
     take_profit_price: Decimal | None
 
 
+class AlertSink(Protocol):
+    """Where alerts go (the dispatcher); publishing never blocks."""
+
+    def publish(self, alert: Alert) -> bool: ...
+
+
 @dataclass
 class Engine:
-    """Owns the account, the features and the graph runs of one trading session."""
+    """Owns the account, the features and the graph runs of one trading session.
+
+    `paper` is the simulated venue the replayed market moves; `exchange` is the guarded view of
+    it that every order goes through (risk limits and the trading state, in one place).
+    """
 
     graph: Any  # a compiled LangGraph graph
     context: Context
-    exchange: PaperExchange
+    paper: PaperExchange
+    exchange: GuardedExchange
     journal: Journal
     bus: EventBus
     markets: list[str]
     session_id: str
+    watchdog: Watchdog | None = None
+    alerts: AlertSink | None = None
+    cooldown_s: int = 1800
+    exit_retry_s: tuple[float, ...] = (0.5, 1.0, 2.0, 4.0, 8.0, 15.0, 30.0)
     history_bars: int = 300
+    cooldowns: dict[str, tuple[datetime, str]] = field(init=False, default_factory=dict)
+    exchange_healthy: bool = field(init=False, default=True)
     features: dict[str, LiveFeatures] = field(init=False)
     closes: dict[str, float] = field(init=False, default_factory=dict)
     recent_closes: dict[str, deque[float]] = field(init=False, default_factory=dict)
@@ -83,6 +103,7 @@ class Engine:
     _lock: asyncio.Lock = field(init=False, default_factory=asyncio.Lock)
     _manual_runs: int = field(init=False, default=0)
     _tasks: set[asyncio.Task[CycleResult]] = field(init=False, default_factory=set)
+    _background: set[asyncio.Task[None]] = field(init=False, default_factory=set)
 
     def __post_init__(self) -> None:
         self.features = {m: LiveFeatures(history_bars=self.history_bars) for m in self.markets}
@@ -93,35 +114,247 @@ class Engine:
                 _decimal_or_none(row.get("take_profit_price")),
             )
         self.recent_results = self.journal.recent_results(RECENT_RESULTS)
+        control = self.journal.read_trading_control()
+        self.guard.set_state(TradingState(control["state"]), control.get("reason") or "")
+
+    @property
+    def guard(self) -> RiskGuard:
+        """The risk guard every order passes."""
+        return self.exchange.guard
 
     # Feeding -----------------------------------------------------------------------------
     def warm_up(self, closes: Iterable[BarClose]) -> int:
-        """Feed bars into the features and marks without running the graph; return the count."""
+        """Feed bars into the features, marks and watchdog without acting; return the count."""
         count = 0
         for close in closes:
-            self._apply_bars(close)
+            for market, bar in close.bars.items():
+                if market in self.features:
+                    if self.watchdog is not None:
+                        for ts, price, volume in bar_to_ticks(bar):
+                            self.watchdog.on_tick(market, _ms(ts), price, volume)
+                    self._apply_bar(market, bar)
+            self.last_bar_ts = close.ts
             count += 1
         return count
 
-    def _apply_bars(self, close: BarClose) -> list[tuple[Bar, list[Any]]]:
-        touched = []
-        for market, bar in close.bars.items():
-            if market not in self.features:
-                continue
-            fills = self.exchange.on_bar(bar)
-            self.features[market].update(bar.ts, bar.open, bar.high, bar.low, bar.close, bar.volume)
-            self.closes[market] = bar.close
-            self.recent_closes[market].append(bar.close)
-            touched.append((bar, fills))
-        self.last_bar_ts = close.ts
-        return touched
+    def _apply_bar(self, market: str, bar: Bar) -> None:
+        self.paper.on_bar(bar)
+        self.features[market].update(bar.ts, bar.open, bar.high, bar.low, bar.close, bar.volume)
+        self.closes[market] = bar.close
+        self.recent_closes[market].append(bar.close)
 
     async def on_bar_close(self, close: BarClose) -> CycleResult:
-        """Apply a closed bar, enforce protections, then run the graph once."""
+        """Replay a closed bar tick by tick (the watchdog acts at once), then run the graph."""
         async with self._lock:
-            self._apply_bars(close)
+            await self._sync_control(close.ts)
+            for market, bar in close.bars.items():
+                if market not in self.features:
+                    continue
+                for ts, price, volume in bar_to_ticks(bar):
+                    await self.on_tick(market, ts, price, volume)
+                self._apply_bar(market, bar)
+            self.last_bar_ts = close.ts
+            await self._check_daily_limit(close.ts + timedelta(minutes=1))
             await self._enforce_protections(close.ts)
             return await self._run_cycle("bar", close.ts)
+
+    # The watchdog --------------------------------------------------------------------------
+    async def on_tick(self, market: str, ts: datetime, price: float, volume: float) -> None:
+        """Mark the market at a trade and let the watchdog sell at once if it fires."""
+        self.paper.on_tick(market, ts, price)
+        if self.watchdog is None:
+            return
+        trigger = self.watchdog.on_tick(market, _ms(ts), price, volume)
+        if trigger is not None:
+            await self.on_trigger(trigger, ts)
+
+    async def on_trigger(self, trigger: Trigger, ts: datetime) -> None:
+        """Sell what the trigger covers now, bypassing the graph; cool the market down."""
+        markets = [trigger.market] if trigger.market else list(self.markets)
+        until = ts + timedelta(seconds=self.cooldown_s)
+        for market in markets:
+            self.cooldowns[market] = (until, trigger.detector)
+        payload = {
+            "market": trigger.market,
+            "detector": trigger.detector,
+            "price": trigger.price,
+            "details": dict(trigger.details),
+            "cooldown_until": until.isoformat(),
+        }
+        self.journal.record_event(None, "watchdog_trigger", payload, _now())
+        self._publish({"type": "watchdog_trigger", **payload})
+        account = await self.paper.get_account()
+        for market in markets:
+            position = account.positions.get(market)
+            if position is None or position.volume == 0:
+                continue
+            await self._emergency_exit(market, position.volume, trigger, ts)
+
+    async def _emergency_exit(
+        self, market: str, volume: Decimal, trigger: Trigger, ts: datetime
+    ) -> None:
+        stamp = ts.astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
+        request = OrderRequest(
+            market=market,
+            side=Side.ASK,
+            ord_type=OrderType.MARKET,
+            identifier=f"lxa-{self.session_id}-{stamp}-{market}-emergency-{trigger.detector}",
+            volume=volume,
+        )
+        self.order_log(None, _request_view(request, "sending"))
+        try:
+            order = await self.exchange.place_order(request, purpose="emergency")
+        except OrderRejected as exc:
+            self._record_exit_failure(market, request, trigger, str(exc), retrying=False)
+            return
+        except (ExchangeError, OSError, TimeoutError) as exc:
+            self._record_exit_failure(market, request, trigger, str(exc), retrying=True)
+            await self._exchange_failed(ts)
+            task = asyncio.create_task(self._retry_exit(request, trigger, ts))
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
+            return
+        await self._exchange_ok()
+        self.order_log(None, _order_view(order, request))
+        await self._journal_fills(None, order, None, reason=f"watchdog:{trigger.detector}")
+        self._alert(
+            "emergency_sell",
+            f"{market} sold: {trigger.detector}",
+            f"watchdog {trigger.detector} fired at {trigger.price}; sold {order.executed_volume} "
+            f"at {order.avg_price}",
+            market=market,
+            fields={k: str(v) for k, v in trigger.details.items()},
+        )
+
+    async def _retry_exit(self, request: OrderRequest, trigger: Trigger, ts: datetime) -> None:
+        """Keep trying an emergency sell the exchange did not take, then reconcile.
+
+        The identifier is the same on every attempt, so a sell that did reach the exchange is
+        found instead of sent twice. Entries stay blocked until the exchange answers again.
+        """
+        for delay in (*self.exit_retry_s, *[self.exit_retry_s[-1]] * 1000):
+            await asyncio.sleep(delay)
+            try:
+                order = await self.exchange.get_order(request.identifier)
+                if order is None:
+                    account = await self.paper.get_account()
+                    if request.market not in account.positions:
+                        await self._exchange_ok()
+                        return
+                    order = await self.exchange.place_order(request, purpose="emergency")
+            except OrderRejected as exc:
+                self._record_exit_failure(request.market, request, trigger, str(exc), False)
+                return
+            except (ExchangeError, OSError, TimeoutError) as exc:
+                log.warning("emergency sell %s still failing: %s", request.identifier, exc)
+                await self._exchange_failed(ts)
+                continue
+            await self._exchange_ok()
+            self.order_log(None, _order_view(order, request))
+            await self._journal_fills(None, order, None, reason=f"watchdog:{trigger.detector}")
+            self._alert(
+                "emergency_sell",
+                f"{request.market} sold after retries",
+                str(order.avg_price),
+                market=request.market,
+            )
+            return
+
+    def _record_exit_failure(
+        self, market: str, request: OrderRequest, trigger: Trigger, error: str, retrying: bool
+    ) -> None:
+        payload = {
+            "market": market,
+            "detector": trigger.detector,
+            "error": error,
+            "identifier": request.identifier,
+            "retrying": retrying,
+        }
+        self.journal.record_event(None, "emergency_sell_failed", payload, _now())
+        self._publish({"type": "emergency_sell_failed", **payload})
+        self._alert("error", f"emergency sell of {market} failed", error, market=market)
+
+    async def _exchange_failed(self, ts: datetime) -> None:
+        self.exchange_healthy = False
+        if self.watchdog is not None:
+            trigger = self.watchdog.record_exchange_failure(_ms(ts))
+            if trigger is not None:
+                payload = {"detector": trigger.detector, "details": dict(trigger.details)}
+                self.journal.record_event(None, "watchdog_trigger", payload, _now())
+                self._publish({"type": "watchdog_trigger", **payload})
+                self._alert("error", "exchange unreachable", "entries blocked; retrying exits")
+
+    async def _exchange_ok(self) -> None:
+        if not self.exchange_healthy:
+            self._publish({"type": "exchange_recovered"})
+        self.exchange_healthy = True
+        if self.watchdog is not None:
+            self.watchdog.record_exchange_success()
+
+    # Trading state and hard limits ---------------------------------------------------------
+    async def _sync_control(self, ts: datetime) -> None:
+        """Apply a halt, resume or flatten written by `lxa halt` or the API."""
+        control = self.journal.read_trading_control()
+        # Compare with the operator's choice, not the effective state: a breached daily limit
+        # makes the guard "reducing" while the journal still says "active".
+        if control["state"] != self.guard.manual_state.value:
+            previous = self.guard.state
+            self.guard.set_state(TradingState(control["state"]), control.get("reason", ""))
+            self._publish(
+                {
+                    "type": "trading_state",
+                    "state": self.guard.state.value,
+                    "previous": previous.value,
+                    "reason": self.guard.reason,
+                }
+            )
+            kind = "halt" if self.guard.state is TradingState.HALTED else "resume"
+            self._alert(kind, f"trading {self.guard.state.value}", self.guard.reason)
+            if self.guard.state is TradingState.HALTED:
+                await self.exchange.cancel_all()
+        if control.get("flatten_requested"):
+            await self.exchange.cancel_all()  # coins locked by resting sells cannot be sold
+            stamp = ts.astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
+            orders = await self.exchange.flatten(
+                identifier_prefix=f"lxa-{self.session_id}-{stamp}-flatten"
+            )
+            for order in orders:
+                self.order_log(None, _order_view(order, None))
+                await self._journal_fills(None, order, None, reason="flatten")
+            self.journal.clear_flatten_request()
+            self._alert("halt", "positions flattened", f"{len(orders)} sell order(s)")
+
+    async def _check_daily_limit(self, now: datetime) -> None:
+        account = await self.paper.get_account()
+        before = self.guard.state
+        after = self.guard.on_equity(account.equity(self.closes), now)
+        if after is not before:
+            payload = {"state": after.value, "previous": before.value, "reason": self.guard.reason}
+            self.journal.record_event(None, "trading_state", payload, _now())
+            self._publish({"type": "trading_state", **payload})
+            self._alert("trading_state", f"trading {after.value}", self.guard.reason)
+
+    def blocked_reason(self, market: str, now: datetime) -> str | None:
+        """Why entries into `market` are refused now, or None."""
+        if self.guard.state is not TradingState.ACTIVE:
+            return f"trading {self.guard.state.value}: {self.guard.reason}"
+        if not self.exchange_healthy:
+            return "exchange unreachable"
+        cooldown = self.cooldowns.get(market)
+        if cooldown is not None:
+            until, detector = cooldown
+            if now < until:
+                return f"cooldown after {detector} until {until.isoformat()}"
+            del self.cooldowns[market]
+        return None
+
+    def _alert(self, kind: str, title: str, text: str, **extra: Any) -> None:
+        if self.alerts is None:
+            return
+        try:
+            self.alerts.publish(Alert(kind=kind, title=title, text=text, ts=_now(), **extra))  # type: ignore[arg-type]
+        except Exception:  # an alert must never stop trading
+            log.exception("could not queue alert %s", title)
 
     async def evaluate_now(self) -> str:
         """Start a manual re-evaluation on the latest bar; return its run id at once.
@@ -152,7 +385,7 @@ class Engine:
     # Snapshots ---------------------------------------------------------------------------
     async def account_view(self) -> tuple[AccountSnapshot, AccountView]:
         """Return the account and its JSON view with P&L at the latest closes."""
-        account = await self.exchange.get_account()
+        account = await self.paper.get_account()
         positions = {}
         for market, pos in account.positions.items():
             mark = self.closes.get(market)
@@ -179,6 +412,7 @@ class Engine:
 
     def _market_snapshots(self) -> dict[str, MarketSnapshot]:
         snapshots: dict[str, MarketSnapshot] = {}
+        now = (self.last_bar_ts or _now()) + timedelta(minutes=1)
         for market in self.markets:
             if market not in self.closes:
                 continue
@@ -189,7 +423,7 @@ class Engine:
                 "features": None
                 if row is None
                 else {name: value if math.isfinite(value) else None for name, value in row.items()},
-                "blocked": None,
+                "blocked": self.blocked_reason(market, now),
                 "recent_closes": list(self.recent_closes[market]),
             }
         return snapshots
@@ -344,6 +578,10 @@ class Engine:
 
     async def _after_order(self, run_id: str, final: Mapping[str, Any]) -> None:
         order_view = final.get("order")
+        if order_view and order_view.get("state") == "unknown":  # the exchange did not answer
+            await self._exchange_failed(datetime.fromisoformat(final["bar_ts"]))
+        elif order_view and order_view.get("state") not in (None, "not_sent", "rejected"):
+            await self._exchange_ok()
         if not order_view or Decimal(order_view.get("executed_volume") or "0") == 0:
             return
         order = await self.exchange.get_order(order_view["identifier"])
@@ -385,7 +623,7 @@ class Engine:
                     "fee": str(fill.fee),
                 }
             )
-        account = await self.exchange.get_account()
+        account = await self.paper.get_account()
         position = account.positions.get(order.market)
         now = _now()
         if position is None or position.volume == 0:
@@ -429,7 +667,7 @@ class Engine:
         """
         if not self.protections:
             return
-        account = await self.exchange.get_account()
+        account = await self.paper.get_account()
         for market, protection in list(self.protections.items()):
             position = account.positions.get(market)
             close = self.closes.get(market)
@@ -460,39 +698,16 @@ class Engine:
             }
             self._publish(event)
             self.journal.record_event(None, "protection", event, _now())
-            self.order_log(
-                None,
-                {
-                    "identifier": request.identifier,
-                    "market": market,
-                    "side": "ask",
-                    "ord_type": "market",
-                    "state": "sending",
-                    "requested_volume": str(position.volume),
-                },
-            )
+            self.order_log(None, _request_view(request, "sending"))
             try:
-                order = await self.exchange.place_order(request)
+                order = await self.exchange.place_order(request, purpose="exit")
             except (OrderRejected, ExchangeError) as exc:
                 log.warning("protection sell %s failed: %s", request.identifier, exc)
                 self.journal.record_event(
                     None, "protection_failed", {**event, "error": str(exc)}, _now()
                 )
                 continue
-            self.order_log(
-                None,
-                {
-                    "identifier": order.identifier,
-                    "market": market,
-                    "side": "ask",
-                    "ord_type": "market",
-                    "state": order.state.value,
-                    "requested_volume": str(position.volume),
-                    "avg_price": _str_or_none(order.avg_price),
-                    "executed_volume": str(order.executed_volume),
-                    "paid_fee": str(order.paid_fee),
-                },
-            )
+            self.order_log(None, _order_view(order, request))
             await self._journal_fills(None, order, None, reason=reason)
 
     def _publish(self, event: dict[str, Any]) -> None:
@@ -526,6 +741,46 @@ def _llm_call_row(run_id: str, node: str, view: Mapping[str, Any]) -> dict[str, 
         "created_at": _now(),
         "error": view.get("error") or call.get("error") or view.get("refused"),
     }
+
+
+def _ms(ts: datetime) -> int:
+    return int(ts.timestamp() * 1000)
+
+
+def _request_view(request: OrderRequest, state: str) -> dict[str, Any]:
+    return {
+        "identifier": request.identifier,
+        "market": request.market,
+        "side": request.side.value,
+        "ord_type": request.ord_type.value,
+        "state": state,
+        "requested_volume": _str_or_none(request.volume),
+        "requested_krw": _str_or_none(request.price)
+        if request.ord_type is OrderType.PRICE
+        else None,
+    }
+
+
+def _order_view(order: Order, request: OrderRequest | None) -> dict[str, Any]:
+    view = (
+        _request_view(request, order.state.value)
+        if request
+        else {
+            "identifier": order.identifier,
+            "market": order.market,
+            "side": order.side.value,
+            "ord_type": order.ord_type.value,
+            "state": order.state.value,
+            "requested_volume": _str_or_none(order.volume),
+        }
+    )
+    view.update(
+        avg_price=_str_or_none(order.avg_price),
+        executed_volume=str(order.executed_volume),
+        paid_fee=str(order.paid_fee),
+        error=order.reason,
+    )
+    return view
 
 
 def _now() -> datetime:

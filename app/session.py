@@ -44,7 +44,8 @@ class SessionSummary:
     trades: int
     buys: int
     sells: int
-    protection_exits: int
+    protection_exits: int  # stop-loss / take-profit sells
+    emergency_exits: int  # watchdog sells
     fees: float
     initial_equity: float
     final_equity: float
@@ -217,6 +218,7 @@ async def summarize(
         buys=buys,
         sells=sells,
         protection_exits=protection_exits,
+        emergency_exits=emergency_exits,
         fees=round(float(journal.total_fees()), 2),
         initial_equity=float(initial),
         final_equity=round(float(final), 2),

@@ -104,6 +104,37 @@ class Settings(BaseSettings):
     prompts_dir: Path | None = Field(
         default=None, description="Folder of prompt files; default the shipped prompts/."
     )
+    # Emergency watchdog (outside the graph; sells without asking anyone).
+    watchdog_enabled: bool = Field(default=True, description="Run the emergency watchdog.")
+    watchdog_drop_pct: float = Field(
+        default=1.0,
+        gt=0.0,
+        lt=50.0,
+        description="Sell on a fall of more than this % below the window's high.",
+    )
+    watchdog_drop_window_s: int = Field(default=300, ge=10, le=3600, description="Drop window (s).")
+    watchdog_volume_spike_pct: float = Field(
+        default=600.0,
+        ge=400.0,
+        le=600.0,
+        description="Sell on a volume spike of +this % (the plan: 400-600; 400 fires 3-6x a day).",
+    )
+    watchdog_sentiment_threshold: float = Field(default=-0.6, ge=-1.0, le=0.0)
+    watchdog_network_failures: int = Field(default=3, ge=1, le=20)
+    watchdog_cooldown_s: int = Field(
+        default=1800, ge=0, le=86400, description="No re-entry into a market after its sell."
+    )
+    # Hard limits no LLM can override.
+    daily_loss_limit_pct: float = Field(
+        default=3.0, gt=0.0, le=50.0, description="Stop entries for the day after this loss."
+    )
+    max_exposure_pct: float = Field(default=100.0, gt=0.0, le=100.0)
+    max_position_pct: float = Field(default=100.0, gt=0.0, le=100.0)
+    # Alerts.
+    slack_webhook_url: SecretStr | None = None
+    telegram_bot_token: SecretStr | None = None
+    telegram_chat_id: str | None = None
+    telegram_api_base: str = "https://api.telegram.org"
     api_host: str = "127.0.0.1"
     api_port: int = Field(default=8000, ge=1, le=65535)
     api_token: SecretStr | None = Field(

@@ -9,10 +9,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
+from pydantic import SecretStr
+
+from app.alerts import AlertDispatcher, build_notifiers
 from app.engine import Engine
 from app.llm import build_reviewers
 from app.settings import Settings
 from exchange.paper import PaperExchange, SlippageModel
+from exchange.risk import GuardedExchange, RiskGuard, RiskLimits, TradingState
+from exchange.watchdog import Watchdog, WatchdogConfig
 from graph.builder import build_graph
 from graph.checkpoint import open_checkpointer
 from graph.context import Context, TradingPolicy
@@ -90,7 +96,9 @@ async def open_services(
 ) -> AsyncIterator[Services]:
     """Open the journal, paper account, model and checkpointer, and build the engine."""
     journal = Journal.open(journal_url or settings.journal_url)
+    http, alerts = None, None
     try:
+        http, alerts = await start_alerts(settings)
         account_path.parent.mkdir(parents=True, exist_ok=True)
         exchange = PaperExchange(
             account_path,
@@ -99,11 +107,23 @@ async def open_services(
         )
         predictor = Predictor.load(resolve_model_dir(settings))
         event_bus = bus or InProcessBus()
+        control = journal.read_trading_control()
+        guard = RiskGuard(
+            RiskLimits(
+                daily_loss_limit_pct=settings.daily_loss_limit_pct,
+                max_exposure_pct=settings.max_exposure_pct,
+                max_position_pct=settings.max_position_pct,
+            ),
+            state=TradingState(control["state"]),
+            reason=control.get("reason") or "",
+        )
+        # Orders are judged on the replay's clock, so a replayed day rolls like a real one.
+        guarded = GuardedExchange(exchange, guard, marks=exchange.marks, clock=exchange.now)
         async with open_checkpointer(checkpointer_url or settings.checkpointer_url) as saver:
             reviewers = build_reviewers(settings, JournalResponseCache(journal))
             context = Context(
                 signal_model=predictor,
-                exchange=exchange,
+                exchange=guarded,
                 groq=reviewers.groq,
                 ollama=reviewers.ollama,
                 sizer=reviewers.sizer,
@@ -112,7 +132,11 @@ async def open_services(
             engine = Engine(
                 graph=build_graph(saver),
                 context=context,
-                exchange=exchange,
+                paper=exchange,
+                exchange=guarded,
+                watchdog=build_watchdog(settings),
+                alerts=alerts,
+                cooldown_s=settings.watchdog_cooldown_s,
                 journal=journal,
                 bus=event_bus,
                 markets=list(settings.markets),
@@ -121,4 +145,46 @@ async def open_services(
             context.order_log = engine.order_log
             yield Services(settings, engine, journal, event_bus, exchange, predictor)
     finally:
+        if alerts is not None:
+            await alerts.stop()
+        if http is not None:
+            await http.aclose()
         journal.close()
+
+
+def build_watchdog(settings: Settings) -> Watchdog | None:
+    """The emergency watchdog from settings, or None when disabled."""
+    if not settings.watchdog_enabled:
+        return None
+    config = WatchdogConfig(
+        drop_window_s=settings.watchdog_drop_window_s,
+        drop_pct=settings.watchdog_drop_pct / 100,
+        volume_spike_pct=settings.watchdog_volume_spike_pct / 100,
+        sentiment_threshold=settings.watchdog_sentiment_threshold,
+        network_failures=settings.watchdog_network_failures,
+    )
+    return Watchdog(settings.markets, config)
+
+
+async def start_alerts(
+    settings: Settings,
+) -> tuple[httpx.AsyncClient | None, AlertDispatcher | None]:
+    """Start Slack/Telegram alerting when configured."""
+    client = httpx.AsyncClient(timeout=10.0)
+    notifiers = build_notifiers(
+        slack_webhook_url=_secret(settings.slack_webhook_url),
+        telegram_bot_token=_secret(settings.telegram_bot_token),
+        telegram_chat_id=settings.telegram_chat_id,
+        telegram_api_base=settings.telegram_api_base,
+        client=client,
+    )
+    if not notifiers:
+        await client.aclose()
+        return None, None
+    dispatcher = AlertDispatcher(notifiers)
+    await dispatcher.start()
+    return client, dispatcher
+
+
+def _secret(value: SecretStr | None) -> str | None:
+    return value.get_secret_value() if value is not None else None

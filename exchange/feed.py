@@ -28,6 +28,26 @@ class BarClose:
     bars: dict[str, Bar]
 
 
+TICK_OFFSETS_S = (0, 15, 30, 59)
+
+
+def bar_to_ticks(bar: Bar) -> list[tuple[datetime, float, float]]:
+    """Derive four trades from a 1-minute candle: (time, price, volume).
+
+    No real ticks exist yet, so a replay derives them: the open at +0 s, then the low and the
+    high (low first when the candle closed up, high first when it closed down) at +15 s and
+    +30 s, and the close at +59 s, each carrying a quarter of the volume. This keeps the
+    candle's extremes and volume but invents their timing inside the minute.
+    """
+    first, second = (bar.low, bar.high) if bar.close >= bar.open else (bar.high, bar.low)
+    prices = (bar.open, first, second, bar.close)
+    quarter = bar.volume / 4
+    return [
+        (bar.ts + timedelta(seconds=offset), price, quarter)
+        for offset, price in zip(TICK_OFFSETS_S, prices, strict=True)
+    ]
+
+
 class ReplayFeed:
     """Replay stored candles as bar closes, in time order (`async for close in feed`).
 

@@ -152,6 +152,12 @@ class PaperExchange:
             self._save()
         return fills
 
+    def on_tick(self, market: str, ts: datetime, price: float) -> None:
+        """Mark a market at a trade price inside a bar (an emergency sell fills there)."""
+        if self._bar_time is None or ts > self._bar_time:
+            self._bar_time = ts
+        self._marks[market] = Decimal(str(price))
+
     # -- the Exchange protocol ---------------------------------------------------------------
 
     async def get_account(self) -> AccountSnapshot:

@@ -48,13 +48,14 @@ def choose_action(
             "entry_probability": signals[market]["p_buy"],
             "exit_probability": p_sell,
         }
-    candidates = [
+    eligible = [
         (sig["edge"], market)
         for market, sig in signals.items()
-        if market not in held
-        and market not in blocked
-        and sig["p_buy"] >= policy.entry_probability_min
+        if market not in held and sig["p_buy"] >= policy.entry_probability_min
     ]
+    candidates = [(edge, market) for edge, market in eligible if market not in blocked]
+    if eligible and not candidates:
+        return _hold("blocked")  # the signal is there, but a cooldown or the trading state bars it
     if not candidates:
         return _hold("no_signal")
     if len(held) >= policy.max_open_positions:

@@ -26,6 +26,7 @@ from store.schema import (
     llm_calls,
     orders,
     positions,
+    trading_control,
     utc_now,
 )
 
@@ -40,6 +41,10 @@ __all__ = [
 ]
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+
+TRADING_STATES = frozenset({"active", "reducing", "halted"})
+TRADING_CONTROL_WRITERS = frozenset({"cli", "api", "engine"})
+_CONTROL_ROW_ID = 1
 
 _SQLITE_DRIVERS = {"sqlite", "sqlite+pysqlite"}
 _POSTGRES_SCHEMES = {"postgres", "postgresql"}
@@ -589,6 +594,106 @@ class Journal:
             ).first()
             if exists is None:
                 connection.execute(llm_cache.insert().values(**row))
+
+    # ---- trading control (halt, resume, flatten) ----------------------------------------
+
+    @staticmethod
+    def _control_row(connection: Connection) -> dict[str, Any] | None:
+        row = connection.execute(
+            trading_control.select().where(trading_control.c.id == _CONTROL_ROW_ID)
+        ).first()
+        if row is None:
+            return None
+        values = dict(row._mapping)
+        del values["id"]
+        return values
+
+    def read_trading_control(self) -> dict[str, Any]:
+        """Return the operator's trading state: state, reason, flatten_requested, updated_*.
+
+        Before anyone wrote one: active, no reason, `updated_at` and `updated_by` None.
+        """
+        with self.engine.connect() as connection:
+            row = self._control_row(connection)
+        if row is None:
+            return {
+                "state": "active",
+                "reason": "",
+                "flatten_requested": False,
+                "updated_at": None,
+                "updated_by": None,
+            }
+        return row
+
+    def write_trading_control(
+        self, state: str, reason: str, *, flatten: bool = False, by: str
+    ) -> dict[str, Any]:
+        """Set the trading state, record a `trading_state` event, and return the new row.
+
+        `flatten` asks the engine to sell every position (halted only). A pending flatten
+        request survives another halt and is dropped by any other state.
+        """
+        if state not in TRADING_STATES:
+            raise ValueError(f"state must be one of {sorted(TRADING_STATES)}, got {state!r}")
+        if by not in TRADING_CONTROL_WRITERS:
+            raise ValueError(f"by must be one of {sorted(TRADING_CONTROL_WRITERS)}, got {by!r}")
+        if flatten and state != "halted":
+            raise ValueError(f"flatten is only allowed with state 'halted', got {state!r}")
+        now = utc_now()
+        with self.engine.begin() as connection:
+            previous = self._control_row(connection)
+            pending = bool(previous and previous["flatten_requested"])
+            values = {
+                "id": _CONTROL_ROW_ID,
+                "state": state,
+                "reason": reason,
+                "flatten_requested": flatten or (pending and state == "halted"),
+                "updated_at": now,
+                "updated_by": by,
+            }
+            _upsert(connection, trading_control, "id", values, frozenset())
+            row = self._control_row(connection)
+            assert row is not None
+            self._insert_event(
+                connection,
+                {
+                    "run_id": None,
+                    "type": "trading_state",
+                    "ts": now,
+                    "payload": {
+                        **row,
+                        "previous_state": "active" if previous is None else previous["state"],
+                    },
+                },
+            )
+        return row
+
+    def clear_flatten_request(self, *, by: str = "engine") -> bool:
+        """Mark a requested flatten as done; return whether one was pending (then an event)."""
+        now = utc_now()
+        with self.engine.begin() as connection:
+            result = connection.execute(
+                trading_control.update()
+                .where(
+                    trading_control.c.id == _CONTROL_ROW_ID,
+                    trading_control.c.flatten_requested.is_(True),
+                )
+                .values(flatten_requested=False, updated_at=now, updated_by=by)
+            )
+            if not result.rowcount:
+                return False
+            row = self._control_row(connection)
+            assert row is not None
+            self._insert_event(
+                connection,
+                {
+                    "run_id": None,
+                    "type": "trading_state",
+                    "ts": now,
+                    "payload": {**row, "previous_state": row["state"], "flattened": True},
+                },
+            )
+        return True
 
 
 class JournalResponseCache:

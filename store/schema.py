@@ -22,6 +22,7 @@ __all__ = [
     "metadata",
     "orders",
     "positions",
+    "trading_control",
     "utc_now",
 ]
 
@@ -217,4 +218,18 @@ events = sa.Table(
     sa.Index("ix_events_run_id", "run_id"),
     # AUTOINCREMENT on SQLite: ids are never reused, so the sequence only increases.
     sqlite_autoincrement=True,
+)
+
+# The operator's trading state (halt, resume, flatten): one row, id 1. The engine reads it.
+trading_control = sa.Table(
+    "trading_control",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("state", sa.String, nullable=False),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column(
+        "flatten_requested", sa.Boolean, nullable=False, server_default=sa.false(), default=False
+    ),
+    sa.Column("updated_at", UtcDateTime, nullable=False, default=utc_now),
+    sa.Column("updated_by", sa.String, nullable=False),
 )

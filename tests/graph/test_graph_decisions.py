@@ -251,14 +251,14 @@ async def test_blocked_market_is_never_proposed_for_entry(exchange: PaperExchang
     assert result["events"][0]["blocked"] == {"KRW-ETH": "cooldown"}
 
 
-async def test_only_signal_on_a_blocked_market_holds_no_signal(exchange: PaperExchange) -> None:
+async def test_only_signal_on_a_blocked_market_holds_blocked(exchange: PaperExchange) -> None:
     state = await initial_state(exchange)
     state["markets"]["KRW-ETH"]["blocked"] = "cooldown"
     context = make_context(exchange, probabilities=BUY_ETH)
 
     result = await run_graph(context, state)
 
-    assert result["decision"]["reason"] == "no_signal"
+    assert result["decision"]["reason"] == "blocked"
     assert _reviewer(context, "groq").requests == []
 
 

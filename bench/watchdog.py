@@ -1,0 +1,268 @@
+"""Watchdog detectors: numba batch against the pandas reference, and the streaming cost per tick.
+
+Data (default): SYNTHETIC random-walk ticks generated here for 4 markets (10 million ticks in
+all, exponential gaps of 50 ms on average, log-normal volumes, with a few injected 2% crashes
+and x10 volume bursts so both detectors fire). ``--real`` instead derives ticks from the shared
+real Upbit 1-minute candles (4 ticks per candle, see ``candles_to_ticks``) and repeats them,
+each copy shifted past the previous one, up to ``--ticks``.
+
+Reports:
+
+* ``flags_identical``: ``detect_batch`` (numba, markets in parallel) against
+  ``reference_flags`` (pandas rolling windows) on the same ticks, all of them.
+* ``batch_ratio_vs_pandas``: pandas seconds / numba seconds on the same ticks in the same run
+  (numba compiled before timing; best of ``--repeats`` for each).
+* ``stream_p50_us`` / ``stream_p99_us``: one tick at a time from Python, each a trade message in
+  Upbit's JSON field names, parsed (orjson when installed, else json) and fed to
+  ``Watchdog.on_tick``; ``stream_flags_identical`` checks the streamed levels against the batch.
+* ``tick_to_order_p99_ms``: null here; it is measured by the engine benchmark.
+
+Run from the project root: ``.venv/bin/python bench/watchdog.py [--real] [--ticks N] [--json]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from exchange.watchdog import (  # noqa: E402
+    DROP,
+    VOLUME_SPIKE,
+    Watchdog,
+    WatchdogConfig,
+    candles_to_ticks,
+    detect_batch,
+    reference_flags,
+)
+
+try:
+    import orjson
+
+    PARSER = "orjson"
+    loads: Callable[[str | bytes], Any] = orjson.loads
+except ImportError:  # pragma: no cover - depends on the environment
+    PARSER = "json"
+    loads = json.loads
+
+MARKETS = ("KRW-BTC", "KRW-ETH", "KRW-XRP", "KRW-SOL")
+START_PRICE = {
+    "KRW-BTC": 150_000_000.0,
+    "KRW-ETH": 6_000_000.0,
+    "KRW-XRP": 4_000.0,
+    "KRW-SOL": 300_000.0,
+}
+T0 = 1_756_684_800_000
+CANDLES_1M = ROOT.parent / "shared" / "data" / "candles_upbit_1m.parquet"
+
+
+def synthetic_ticks(n_ticks: int, seed: int) -> pd.DataFrame:
+    """SYNTHETIC: random-walk ticks per market, grouped by market, with crashes and bursts."""
+    rng = np.random.default_rng(seed)
+    per_market = n_ticks // len(MARKETS)
+    frames = []
+    for market in MARKETS:
+        gaps = rng.exponential(50.0, per_market)
+        ts = T0 + np.cumsum(gaps).astype(np.int64)
+        steps = rng.normal(0.0, 5e-5, per_market)
+        volume = rng.lognormal(-2.0, 1.0, per_market)
+        for start in rng.integers(0, per_market - 5000, 6):  # crashes: -2.5% over ~1 minute
+            steps[start : start + 1200] -= 0.025 / 1200
+        for start in rng.integers(0, per_market - 8000, 6):  # bursts: x10 volume for ~5 minutes
+            volume[start : start + 6000] *= 10.0
+        price = START_PRICE[market] * np.exp(np.cumsum(steps))
+        frames.append(
+            pd.DataFrame({"market": market, "ts_ms": ts, "price": price, "volume": volume})
+        )
+    return pd.concat(frames, ignore_index=True)
+
+
+def real_ticks(n_ticks: int) -> pd.DataFrame:
+    """Ticks derived from the shared real 1m candles, repeated (shifted in time) to n_ticks."""
+    if not CANDLES_1M.exists():
+        raise SystemExit(f"--real needs {CANDLES_1M}")
+    base = candles_to_ticks(pd.read_parquet(CANDLES_1M))
+    span = int(base["ts_ms"].max() - base["ts_ms"].min()) + 86_400_000
+    copies = -(-n_ticks // len(base))
+    frames = []
+    for market, rows in base.groupby("market", sort=False).indices.items():
+        one = base.iloc[rows]
+        per = [one.assign(ts_ms=one["ts_ms"] + k * span) for k in range(copies)]
+        frames.append(pd.concat(per, ignore_index=True).assign(market=market))
+    ticks = pd.concat(frames, ignore_index=True)
+    keep = np.zeros(len(ticks), dtype=bool)  # trim each market evenly to n_ticks in all
+    for rows in ticks.groupby("market", sort=False).indices.values():
+        keep[rows[: n_ticks // len(MARKETS)]] = True
+    return ticks[keep].reset_index(drop=True)
+
+
+def best_of(repeats: int, fn: Callable[[], np.ndarray]) -> tuple[float, np.ndarray]:
+    best = float("inf")
+    result = np.empty(0)
+    for _ in range(repeats):
+        start = time.perf_counter()
+        result = fn()
+        best = min(best, time.perf_counter() - start)
+    return best, result
+
+
+def stream_messages(ticks: pd.DataFrame, n: int) -> tuple[list[bytes], pd.DataFrame]:
+    """The first n ticks in time order across markets, as Upbit-style trade JSON messages."""
+    per_market = n // len(MARKETS)
+    head = pd.concat(
+        [
+            ticks.iloc[rows[:per_market]]
+            for rows in ticks.groupby("market", sort=False).indices.values()
+        ]
+    )
+    head = head.sort_values("ts_ms", kind="stable").reset_index(drop=True)
+    messages = [
+        json.dumps(
+            {
+                "type": "trade",
+                "code": market,
+                "trade_price": float(price),
+                "trade_volume": float(volume),
+                "ask_bid": "BID" if i % 2 else "ASK",
+                "trade_timestamp": int(ts),
+                "timestamp": int(ts) + 3,
+                "sequential_id": int(ts) * 1000 + i % 1000,
+                "stream_type": "REALTIME",
+            }
+        ).encode()
+        for i, (market, ts, price, volume) in enumerate(
+            zip(head["market"], head["ts_ms"], head["price"], head["volume"], strict=True)
+        )
+    ]
+    return messages, head
+
+
+def run_stream(messages: list[bytes], config: WatchdogConfig) -> tuple[np.ndarray, np.ndarray, int]:
+    """Feed each message (parse + on_tick) and time it; return per-tick ns, levels, triggers."""
+    watchdog = Watchdog(MARKETS, config)
+    levels = watchdog._tick_flags
+    elapsed = np.empty(len(messages), dtype=np.int64)
+    flags = np.empty(len(messages), dtype=np.uint8)
+    triggers = 0
+    clock = time.perf_counter_ns
+    on_tick = watchdog.on_tick
+    for i, raw in enumerate(messages):
+        start = clock()
+        msg = loads(raw)
+        trigger = on_tick(
+            msg["code"], msg["trade_timestamp"], msg["trade_price"], msg["trade_volume"]
+        )
+        elapsed[i] = clock() - start
+        if trigger is not None:
+            triggers += 1
+        flags[i] = levels[msg["code"]]
+    return elapsed, flags, triggers
+
+
+def codes_of(ticks: pd.DataFrame) -> np.ndarray:
+    codes, _ = pd.factorize(ticks["market"], sort=False)
+    return codes.astype(np.int32)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--ticks", type=int, default=10_000_000)
+    parser.add_argument("--real", action="store_true", help="ticks derived from real 1m candles")
+    parser.add_argument("--stream-ticks", type=int, default=200_000)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--seed", type=int, default=11)
+    parser.add_argument("--json", action="store_true", help="print only the JSON object")
+    args = parser.parse_args()
+    config = WatchdogConfig()
+
+    ticks = real_ticks(args.ticks) if args.real else synthetic_ticks(args.ticks, args.seed)
+    codes = codes_of(ticks)
+    ts = ticks["ts_ms"].to_numpy(np.int64)
+    price = ticks["price"].to_numpy(np.float64)
+    volume = ticks["volume"].to_numpy(np.float64)
+
+    warm = slice(0, 1000)
+    detect_batch(codes[warm], ts[warm], price[warm], volume[warm], config)  # compile / load cache
+    batch_s, flags = best_of(args.repeats, lambda: detect_batch(codes, ts, price, volume, config))
+    pandas_s, reference = best_of(args.repeats, lambda: reference_flags(ticks, config))
+    identical = bool(np.array_equal(flags, reference))
+
+    messages, head = stream_messages(ticks, args.stream_ticks)
+    warm_messages, _ = stream_messages(ticks.iloc[-20_000:], 4_000)
+    run_stream(warm_messages, config)  # warm the dispatcher and caches
+    elapsed, stream_flags, stream_triggers = run_stream(messages, config)
+    head_sorted = head.sort_values("market", kind="stable")  # group by market for the batch
+    head_flags = np.empty(len(head), dtype=np.uint8)
+    head_flags[head_sorted.index.to_numpy()] = detect_batch(
+        codes_of(head_sorted),
+        head_sorted["ts_ms"].to_numpy(np.int64),
+        head_sorted["price"].to_numpy(np.float64),
+        head_sorted["volume"].to_numpy(np.float64),
+        config,
+    )
+    micros = elapsed / 1000.0
+
+    result = {
+        "data": "real candles -> derived ticks, repeated" if args.real else "synthetic random walk",
+        "ticks": len(ticks),
+        "markets": int(ticks["market"].nunique()),
+        "flags_identical": identical,
+        "reference_ticks": len(ticks),
+        "batch_s": round(batch_s, 4),
+        "pandas_s": round(pandas_s, 4),
+        "batch_ratio_vs_pandas": round(pandas_s / batch_s, 2),
+        "batch_ns_per_tick": round(batch_s * 1e9 / len(ticks), 1),
+        "drop_ticks": int(np.count_nonzero(flags & DROP)),
+        "volume_spike_ticks": int(np.count_nonzero(flags & VOLUME_SPIKE)),
+        "stream_ticks": len(messages),
+        "stream_parser": PARSER,
+        "stream_p50_us": round(float(np.percentile(micros, 50)), 2),
+        "stream_p99_us": round(float(np.percentile(micros, 99)), 2),
+        "stream_max_us": round(float(micros.max()), 1),
+        "stream_flags_identical": bool(np.array_equal(stream_flags, head_flags)),
+        "stream_triggers": stream_triggers,
+        "tick_to_order_p99_ms": None,
+        "tick_to_order_note": "measured by the engine benchmark",
+        "cpu_count": os.cpu_count(),
+        "python": platform.python_version(),
+    }
+    if not args.json:
+        rows = [
+            ("data", result["data"]),
+            ("ticks (markets)", f"{result['ticks']:,} ({result['markets']})"),
+            ("flags identical (batch vs pandas, all ticks)", result["flags_identical"]),
+            ("numba batch, s (ns/tick)", f"{batch_s:.3f} ({result['batch_ns_per_tick']})"),
+            ("pandas reference, s", f"{pandas_s:.3f}"),
+            ("batch ratio vs pandas", f"{result['batch_ratio_vs_pandas']}x"),
+            (
+                "ticks flagged drop / volume spike",
+                f"{result['drop_ticks']:,} / {result['volume_spike_ticks']:,}",
+            ),
+            (
+                f"stream: {PARSER} parse + on_tick, p50 / p99 us",
+                f"{result['stream_p50_us']} / {result['stream_p99_us']}",
+            ),
+            ("stream flags identical to batch", result["stream_flags_identical"]),
+            ("tick to order p99 ms", "null (measured by the engine benchmark)"),
+        ]
+        width = max(len(name) for name, _ in rows)
+        for name, value in rows:
+            print(f"{name:<{width}}  {value}")
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
