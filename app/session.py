@@ -185,7 +185,9 @@ async def summarize(
     orders = [o for o in journal.list_orders() if o["executed_volume"] and o["executed_volume"] > 0]
     buys = sum(1 for o in orders if o["side"] == "bid")
     sells = sum(1 for o in orders if o["side"] == "ask")
-    protection_exits = sum(1 for o in orders if o["side"] == "ask" and o["run_id"] is None)
+    outside = [o for o in orders if o["side"] == "ask" and o["run_id"] is None]
+    emergency_exits = sum(1 for o in outside if "-emergency-" in o["identifier"])
+    protection_exits = len(outside) - emergency_exits
     account = await services.exchange.get_account()
     initial = services.exchange.initial_krw
     final = account.equity(engine.closes)

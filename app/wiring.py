@@ -56,8 +56,12 @@ def resolve_model_dir(settings: Settings) -> Path:
 def policy_from(settings: Settings, model_meta: dict[str, Any]) -> TradingPolicy:
     """Translate settings (and the model set's own thresholds) into the graph's limits."""
     thresholds = model_meta.get("decision_thresholds") or {}
-    entry = settings.entry_probability_min or thresholds.get("entry_probability_min")
-    exit_ = settings.exit_probability_min or thresholds.get("exit_probability_min")
+    entry = settings.entry_probability_min
+    if entry is None:  # 0.0 is a valid setting, so no `or` here
+        entry = thresholds.get("entry_probability_min")
+    exit_ = settings.exit_probability_min
+    if exit_ is None:
+        exit_ = thresholds.get("exit_probability_min")
     if entry is None or exit_ is None:
         raise ModelNotFoundError(
             f"model {model_meta.get('model_id')} carries no decision thresholds: set "
