@@ -326,8 +326,18 @@ class Engine:
 
     async def _check_daily_limit(self, now: datetime) -> None:
         account = await self.paper.get_account()
+        equity = account.equity(self.closes)
+        day_before, start_before = self.guard.trading_day, self.guard.day_start_equity
         before = self.guard.state
-        after = self.guard.on_equity(account.equity(self.closes), now)
+        after = self.guard.on_equity(equity, now)
+        if day_before is not None and self.guard.trading_day != day_before and start_before:
+            change = float(equity / start_before - 1) * 100
+            self._alert(
+                "daily_summary",
+                f"trading day {day_before.isoformat()} closed",
+                f"equity {equity:.0f} KRW ({change:+.2f}% on the day)",
+                fields={"positions": ", ".join(sorted(account.positions)) or "none"},
+            )
         if after is not before:
             payload = {"state": after.value, "previous": before.value, "reason": self.guard.reason}
             self.journal.record_event(None, "trading_state", payload, _now())
@@ -622,6 +632,15 @@ class Engine:
                     "volume": str(fill.volume),
                     "fee": str(fill.fee),
                 }
+            )
+        if order.executed_volume > 0:
+            side = "bought" if order.side is Side.BID else "sold"
+            self._alert(
+                "fill",
+                f"{order.market} {side}",
+                f"{order.executed_volume} at {order.avg_price} ({reason})",
+                market=order.market,
+                fields={"fee": str(order.paid_fee), "identifier": order.identifier},
             )
         account = await self.paper.get_account()
         position = account.positions.get(order.market)

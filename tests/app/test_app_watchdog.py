@@ -16,6 +16,7 @@ import pytest
 from alert_server import AlertServer
 from pydantic import SecretStr
 
+from app.alerts import Alert
 from app.settings import Settings
 from app.wiring import open_services
 from exchange.feed import BarClose
@@ -83,6 +84,7 @@ async def test_a_replayed_crash_is_sold_within_one_tick_alerted_and_cooled_down(
         assert triggers[0]["payload"]["details"]["drop_fraction"] > 0.01
         posts = alert_server.posts(SLACK_PATH)
         assert any("긴급 매도" in p.json["text"] and MARKET in p.json["text"] for p in posts)
+        assert any("체결" in p.json["text"] for p in posts)  # the fill alert
         assert result.action == "hold" and result.reason == "blocked"
 
 
@@ -125,6 +127,8 @@ async def test_the_daily_loss_limit_stops_entries_until_the_next_trading_day(
         }
     )
     async with open_services(settings, session_id="dl", account_path=tmp_path / "a.json") as svc:
+        sink = RecordingSink()
+        svc.engine.alerts = sink
         svc.engine.warm_up(bundled_closes[:WARMUP_BARS])
         await buy_xrp(svc)
         await svc.engine.on_bar_close(bundled_closes[WARMUP_BARS])  # the day's starting equity
@@ -139,6 +143,19 @@ async def test_the_daily_loss_limit_stops_entries_until_the_next_trading_day(
         next_day = next(c for c in bundled_closes if c.ts.hour == 15 and c.ts.day == 20)
         await svc.engine.on_bar_close(next_day)
         assert svc.engine.guard.state.value == "active"
+        kinds = [a.kind for a in sink.alerts]
+        assert "trading_state" in kinds and "daily_summary" in kinds
+
+
+class RecordingSink:
+    """Collects alerts in memory (the engine's AlertSink interface; delivery is tested apart)."""
+
+    def __init__(self) -> None:
+        self.alerts: list[Alert] = []
+
+    def publish(self, alert: Alert) -> bool:
+        self.alerts.append(alert)
+        return True
 
 
 class FlakyExchange:
