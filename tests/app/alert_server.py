@@ -14,15 +14,14 @@ Slack's 200 "ok" for anything else):
 from __future__ import annotations
 
 import json
-import socket
 import threading
-import time
 from collections import defaultdict, deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Self
 
 import uvicorn
+from loopback import start_in_thread
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
@@ -136,32 +135,7 @@ class AlertServer:
     # -- lifecycle ------------------------------------------------------------------------
 
     def start(self) -> Self:
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(("127.0.0.1", 0))
-        self.port = sock.getsockname()[1]
-        config = uvicorn.Config(
-            self.app,
-            lifespan="off",
-            log_config=None,
-            access_log=False,
-            http="h11",
-            loop="asyncio",
-            ws="none",
-        )
-        self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(
-            target=self._server.run,
-            kwargs={"sockets": [sock]},
-            name=f"alert-server-{self.port}",
-            daemon=True,
-        )
-        self._thread.start()
-        deadline = time.monotonic() + 5
-        while not self._server.started:
-            if not self._thread.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError("AlertServer failed to start")
-            time.sleep(0.002)
+        self._server, self._thread, self.port = start_in_thread(self.app, "alert-server")
         return self
 
     def stop(self) -> None:

@@ -20,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-import socket
 import threading
 import time
 import uuid
@@ -31,6 +30,7 @@ from datetime import UTC, datetime
 from typing import Any, ClassVar, Self
 
 import uvicorn
+from loopback import start_in_thread
 from starlette.applications import Starlette
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
@@ -274,32 +274,7 @@ class LLMServer:
 
     def start(self) -> Self:
         self._closing = False
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(("127.0.0.1", 0))
-        self.port = sock.getsockname()[1]
-        config = uvicorn.Config(
-            self.app,
-            lifespan="off",
-            log_config=None,
-            access_log=False,
-            http="h11",
-            loop="asyncio",
-            ws="none",
-        )
-        self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(
-            target=self._server.run,
-            kwargs={"sockets": [sock]},
-            name=f"{self.name}-server-{self.port}",
-            daemon=True,
-        )
-        self._thread.start()
-        deadline = time.monotonic() + 5
-        while not self._server.started:
-            if not self._thread.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError(f"{type(self).__name__} failed to start")
-            time.sleep(0.002)
+        self._server, self._thread, self.port = start_in_thread(self.app, f"{self.name}-server")
         return self
 
     def stop(self) -> None:
