@@ -9,6 +9,7 @@ engine publishes every node update and event on the bus and never waits for a re
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import math
 import time
@@ -232,7 +233,7 @@ class Engine:
         The identifier is the same on every attempt, so a sell that did reach the exchange is
         found instead of sent twice. Entries stay blocked until the exchange answers again.
         """
-        for delay in (*self.exit_retry_s, *[self.exit_retry_s[-1]] * 1000):
+        for delay in itertools.chain(self.exit_retry_s, itertools.repeat(self.exit_retry_s[-1])):
             await asyncio.sleep(delay)
             try:
                 order = await self.exchange.get_order(request.identifier)
@@ -380,6 +381,13 @@ class Engine:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return run_id
+
+    async def close(self) -> None:
+        """Stop background work (exit retries, manual runs) when the engine shuts down."""
+        pending = [*self._background, *self._tasks]
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
 
     async def wait_idle(self) -> None:
         """Wait until the manual runs started so far have finished."""

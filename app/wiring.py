@@ -147,7 +147,10 @@ async def open_services(
                 session_id=session_id,
             )
             context.order_log = engine.order_log
-            yield Services(settings, engine, journal, event_bus, exchange, predictor)
+            try:
+                yield Services(settings, engine, journal, event_bus, exchange, predictor)
+            finally:
+                await engine.close()
     finally:
         if alerts is not None:
             await alerts.stop()
