@@ -15,7 +15,8 @@ Reports:
 * ``stream_p50_us`` / ``stream_p99_us``: one tick at a time from Python, each a trade message in
   Upbit's JSON field names, parsed (orjson when installed, else json) and fed to
   ``Watchdog.on_tick``; ``stream_flags_identical`` checks the streamed levels against the batch.
-* ``tick_to_order_p99_ms``: null here; it is measured by the engine benchmark.
+* ``tick_to_order_p99_ms``: null: not measured yet (the order must leave the process, which
+  needs the Upbit REST client and a local fake Upbit server).
 
 Run from the project root: ``.venv/bin/python bench/watchdog.py [--real] [--ticks N] [--json]``.
 """
@@ -235,7 +236,7 @@ def main() -> None:
         "stream_flags_identical": bool(np.array_equal(stream_flags, head_flags)),
         "stream_triggers": stream_triggers,
         "tick_to_order_p99_ms": None,
-        "tick_to_order_note": "measured by the engine benchmark",
+        "tick_to_order_note": "not measured yet: needs the Upbit REST client and a fake Upbit",
         "cpu_count": os.cpu_count(),
         "python": platform.python_version(),
     }
@@ -256,7 +257,7 @@ def main() -> None:
                 f"{result['stream_p50_us']} / {result['stream_p99_us']}",
             ),
             ("stream flags identical to batch", result["stream_flags_identical"]),
-            ("tick to order p99 ms", "null (measured by the engine benchmark)"),
+            ("tick to order p99 ms", "null (not measured yet: no Upbit REST client)"),
         ]
         width = max(len(name) for name, _ in rows)
         for name, value in rows:
