@@ -33,8 +33,8 @@ import numpy as np
 import pandas as pd
 
 from app.session import (
-    _describe_training,
     collect_closes,
+    describe_training,
     new_session_id,
     summarize,
     training_window_end,
@@ -246,7 +246,7 @@ def auc_metrics(rows: pd.DataFrame) -> dict[str, float | None]:
         "auc_buy": roc_auc(buy_rows["label_buy"], buy_rows["p_buy"]),
         "baseline_auc_vol60": roc_auc(buy_rows["label_buy"], buy_rows[VOL_FEATURE]),
         "auc_sell": roc_auc(sell_rows["label_sell"], sell_rows["p_sell"]),
-        "scored_bars": int(len(buy_rows)),
+        "scored_bars": len(buy_rows),
         "buy_label_rate": float(buy_rows["label_buy"].astype("float64").mean())
         if len(buy_rows)
         else None,
@@ -308,7 +308,9 @@ async def simulate(
         journal = services.journal
         fills = journal.list_fills()
         closed = sum(
-            1 for event in journal.events_after(0, limit=10**9) if event["type"] == "position_closed"
+            1
+            for event in journal.events_after(0, limit=10**9)
+            if event["type"] == "position_closed"
         )
         initial = float(services.exchange.initial_krw)
     index = pd.DatetimeIndex([c.ts for c in to_run]).tz_convert("UTC")
@@ -401,7 +403,8 @@ async def run_backtest(
             "win_rate": win_rate(book.round_trips),
             "pnl_krw": round(book.pnl_krw(close), 2),
             "fees_paid": round(book.fees_krw, 2),
-            "buy_and_hold_return": (1 - fee) * float(close_matrix[market].iloc[-1])
+            "buy_and_hold_return": (1 - fee)
+            * float(close_matrix[market].iloc[-1])
             / float(close_matrix[market].iloc[0])
             - 1,
             "held_at_end": book.open_volume > 0,
@@ -410,7 +413,7 @@ async def run_backtest(
     summary = simulation.summary
     metrics: dict[str, Any] = {
         "model_id": predictor.model_id,
-        "model_trained_on": _describe_training(meta),
+        "model_trained_on": describe_training(meta),
         "training_window_end": (
             end.isoformat() if (end := training_window_end(meta)) is not None else None
         ),
@@ -488,9 +491,7 @@ def _notes(metrics: dict[str, Any], simulation: Simulation) -> list[str]:
     return notes
 
 
-def _plot(
-    simulation: Simulation, hold_curve: pd.Series, vol_curve: pd.Series, path: Path
-) -> bytes:
+def _plot(simulation: Simulation, hold_curve: pd.Series, vol_curve: pd.Series, path: Path) -> bytes:
     import matplotlib
 
     matplotlib.use("Agg")

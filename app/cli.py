@@ -277,6 +277,94 @@ def train(
     out.print_json(json.dumps(meta.get("metrics", {})))
 
 
+def _utc(value: datetime | None) -> datetime | None:
+    from datetime import UTC
+
+    if value is not None and value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value
+
+
+@app.command()
+def backtest(
+    candles: Annotated[
+        list[Path], typer.Option(help="Candle parquet file(s) the model never trained on.")
+    ],
+    report: Annotated[
+        Path, typer.Option(help="Report directory: metrics.json, equity.png, report.html.")
+    ],
+    model: Annotated[
+        Path | None, typer.Option(help="Model set directory (default: the bundled model).")
+    ] = None,
+    minutes: Annotated[
+        int | None, typer.Option(min=1, help="Trade at most this many bars after warm-up.")
+    ] = None,
+    since: Annotated[
+        datetime | None, typer.Option(help="Use candles from this UTC time on (warm-up included).")
+    ] = None,
+    until: Annotated[
+        datetime | None, typer.Option(help="Use candles before this UTC time only.")
+    ] = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print metrics.json on stdout, nothing else.")
+    ] = False,
+) -> None:
+    """Score the model on unseen candles and trade them with the LLM checks off.
+
+    The real engine runs (paper account, fees and minimums, rule-based sizing, stop-loss and
+    take-profit, watchdog, risk limits); both reviewers agree with every ML proposal.
+    """
+    from app.backtest import BacktestError, run_backtest
+    from app.wiring import ModelNotFoundError
+    from prompts.loader import PromptError
+
+    settings = _settings()
+    with _progress("backtest", quiet=as_json) as progress:
+        task = progress.add_task("backtest", total=None, last="")
+
+        def on_progress(done: int, total: int) -> None:
+            progress.update(task, completed=done, total=total)
+
+        try:
+            metrics = asyncio.run(
+                run_backtest(
+                    settings,
+                    candles_paths=candles,
+                    report_dir=report,
+                    model_dir=model,
+                    minutes=minutes,
+                    since=_utc(since),
+                    until=_utc(until),
+                    on_progress=on_progress,
+                )
+            )
+        except (BacktestError, PromptError, ModelNotFoundError, FileNotFoundError) as exc:
+            err.print(str(exc), style="red", markup=False, highlight=False)
+            raise typer.Exit(1) from None
+    if as_json:
+        sys.stdout.write(json.dumps(metrics, sort_keys=True) + "\n")
+        return
+    table = Table(title=f"backtest {metrics['model_id']}", show_header=False)
+    for key in (
+        "traded_span",
+        "bars",
+        "auc_buy",
+        "baseline_auc_vol60",
+        "auc_sell",
+        "n_trades",
+        "win_rate",
+        "total_return",
+        "buy_and_hold_return",
+        "vol_baseline_return",
+        "max_drawdown",
+        "sharpe",
+        "fees_paid",
+    ):
+        table.add_row(key, str(metrics[key]))
+    out.print(table)
+    out.print(f"report: {report / 'report.html'}", markup=False, highlight=False)
+
+
 def _print_trading_state(row: dict[str, object], *, as_json: bool) -> None:
     if as_json:
         from store.journal import json_default

@@ -82,7 +82,8 @@ def training_window_end(meta: dict[str, Any]) -> datetime | None:
     return max(ends) if ends else None
 
 
-def _describe_training(meta: dict[str, Any]) -> str:
+def describe_training(meta: dict[str, Any]) -> str:
+    """Say which candles a model set was trained on, for summaries and reports."""
     window = meta.get("training_window") or {}
     firsts = [str(v["first_ts"]) for v in window.values() if isinstance(v, dict)]
     lasts = [str(v["last_ts"]) for v in window.values() if isinstance(v, dict)]
@@ -210,7 +211,7 @@ async def summarize(
     return SessionSummary(
         session_id=session_id,
         model_id=services.predictor.model_id,
-        model_trained_on=_describe_training(meta),
+        model_trained_on=describe_training(meta),
         replayed=f"{start_close.ts.isoformat()} .. {end_close.ts.isoformat()}",
         warmup_bars=WARMUP_BARS,
         runs=journal.count_decisions(session_id),
