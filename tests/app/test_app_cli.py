@@ -104,3 +104,35 @@ def test_bad_setting_exits_with_a_message_naming_it(tmp_path: Path) -> None:
 
     assert result.returncode == 2
     assert "LXA_INITIAL_CAPITAL_KRW" in result.stderr
+
+
+def test_prompts_check_passes_on_the_shipped_prompts(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [*LXA, "prompts", "check"], env=_env(tmp_path), capture_output=True, text=True, timeout=60
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert "groq_check@" in result.stdout and "sizing@" in result.stdout
+
+
+def test_prompts_check_fails_naming_the_file_and_the_undeclared_variable(tmp_path: Path) -> None:
+    from prompts.loader import DEFAULT_PROMPTS_DIR
+
+    folder = tmp_path / "prompts"
+    folder.mkdir()
+    for prompt in DEFAULT_PROMPTS_DIR.glob("*.md"):
+        text = prompt.read_text(encoding="utf-8")
+        if prompt.name == "sizing.md":
+            text = text.replace("{{ market }}", "{{ market }} {{ leverage }}", 1)
+        (folder / prompt.name).write_text(text, encoding="utf-8")
+
+    result = subprocess.run(
+        [*LXA, "prompts", "check", "--dir", str(folder)],
+        env=_env(tmp_path) | {"COLUMNS": "300"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+    assert result.returncode == 1
+    assert "sizing.md" in result.stderr and "'leverage'" in result.stderr
