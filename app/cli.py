@@ -365,6 +365,54 @@ def backtest(
     out.print(f"report: {report / 'report.html'}", markup=False, highlight=False)
 
 
+@app.command()
+def lookahead(
+    candles: Annotated[
+        list[Path], typer.Option(help="Candle parquet file(s) in the shared schema.")
+    ],
+    model: Annotated[
+        Path | None,
+        typer.Option(
+            help="Model set directory, or a models directory (its newest set); also checks "
+            "P(buy) and P(sell)."
+        ),
+    ] = None,
+    cut_points: Annotated[int, typer.Option(min=1, help="Cut times per market.")] = 20,
+    seed: Annotated[int, typer.Option(help="Seed for picking the cut times.")] = 0,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the report as one JSON object, nothing else.")
+    ] = False,
+) -> None:
+    """Check features, model probabilities and labels for look-ahead on truncated data.
+
+    Exits 1 when a leak is found, 2 when the inputs cannot be read, 0 otherwise.
+    """
+    from ml.data import load_candles
+    from ml.lookahead import check_lookahead, format_report
+    from ml.predict import Predictor
+    from ml.registry import META_FILE, latest_model_dir
+
+    try:
+        frame = load_candles([str(p) for p in candles])
+        predictor = None
+        if model is not None:
+            model_dir = model if (model / META_FILE).is_file() else latest_model_dir(model)
+            if model_dir is None:
+                raise FileNotFoundError(f"no model set in {model}")
+            predictor = Predictor.load(model_dir)
+        result = check_lookahead(frame, predictor=predictor, cut_points=cut_points, seed=seed)
+    except (FileNotFoundError, ValueError) as exc:
+        err.print(str(exc), style="red", markup=False, highlight=False)
+        raise typer.Exit(2) from None
+    if as_json:
+        sys.stdout.write(json.dumps(result.to_json(), sort_keys=True) + "\n")
+    else:
+        for line in format_report(result):
+            out.print(line, markup=False, highlight=False, soft_wrap=True)
+    if not result.ok:
+        raise typer.Exit(1)
+
+
 def _print_trading_state(row: dict[str, object], *, as_json: bool) -> None:
     if as_json:
         from store.journal import json_default
