@@ -12,9 +12,9 @@ from __future__ import annotations
 import math
 from datetime import UTC, datetime, timedelta
 
+import numba
 import numpy as np
 import pandas as pd
-from numpy.lib.stride_tricks import sliding_window_view
 
 from ml.data import BAR, SEGMENT_GAP
 
@@ -75,9 +75,223 @@ _FIRST_ROW = WARMUP_BARS - 1
 assert max(*_RETURN_LAGS, *_VOLATILITY_WINDOWS, _VOLUME_WINDOW, _RSI_WINDOW) <= _FIRST_ROW
 
 
-def _ending_at(values: np.ndarray, window: int, first: int) -> np.ndarray:
-    """Return the windows of ``window`` values that end at rows ``first`` .. last."""
-    return sliding_window_view(values[first - window + 1 :], window)
+_FASTMATH = {"reassoc", "contract"}  # lets LLVM vectorise the window sums; NaN kept
+_N_FEATURES = len(FEATURE_NAMES)
+# _fill_rows writes the columns by index, in this order.
+assert _RETURN_LAGS == (1, 5, 10, 30, 60) and _VOLATILITY_WINDOWS == (10, 30, 60)
+assert FEATURE_NAMES.index("tod_cos") == 17 and FEATURE_NAMES[18:] == MISSING_FROM_CANDLES
+_ANGLE_STEP = 2.0 * math.pi / _MINUTES_PER_DAY
+_TOD_SIN = np.sin(_ANGLE_STEP * np.arange(_MINUTES_PER_DAY, dtype="float64"))
+_TOD_COS = np.cos(_ANGLE_STEP * np.arange(_MINUTES_PER_DAY, dtype="float64"))
+
+
+@numba.njit(cache=True, fastmath=_FASTMATH)
+def _window_mean(values: np.ndarray, i: int, window: int) -> float:
+    """Return the mean of ``values[i - window + 1 : i + 1]``."""
+    total = 0.0
+    for k in range(i - window + 1, i + 1):
+        total += values[k]
+    return total / window
+
+
+@numba.njit(cache=True, fastmath=_FASTMATH)
+def _window_std(values: np.ndarray, i: int, window: int, mean: float) -> float:
+    """Return the sample standard deviation (ddof 1) of the window, given its mean."""
+    squares = 0.0
+    for k in range(i - window + 1, i + 1):
+        deviation = values[k] - mean
+        squares += deviation * deviation
+    return math.sqrt(squares / (window - 1))
+
+
+@numba.njit(cache=True, fastmath=_FASTMATH)
+def _inputs(
+    log_close: np.ndarray,
+    high: np.ndarray,
+    low: np.ndarray,
+    close: np.ndarray,
+    position: np.ndarray,
+    one_bar: np.ndarray,
+    gain: np.ndarray,
+    loss: np.ndarray,
+    range_pct: np.ndarray,
+    line: np.ndarray,
+    lo: int,
+    hi: int,
+) -> None:
+    """Fill the per-bar series the windows read (rows ``lo`` .. ``hi - 1``)."""
+    w_fast = _W_FAST
+    w_slow = _W_SLOW
+    for i in range(lo, hi):
+        range_pct[i] = (high[i] - low[i]) / close[i]
+        if position[i] == 0:
+            one_bar[i] = np.nan
+            gain[i] = 0.0
+            loss[i] = 0.0
+        else:
+            one_bar[i] = log_close[i] - log_close[i - 1]
+            change = close[i] - close[i - 1]
+            nan = change != change  # NaN propagates, as np.maximum does
+            gain[i] = change if change > 0.0 or nan else 0.0
+            loss[i] = -change if change < 0.0 or nan else 0.0
+        if position[i] >= _MACD_LINE_FIRST:
+            fast = 0.0
+            base = i - len(w_fast) + 1
+            for k in range(len(w_fast)):
+                fast += close[base + k] * w_fast[k]
+            slow = 0.0
+            base = i - len(w_slow) + 1
+            for k in range(len(w_slow)):
+                slow += close[base + k] * w_slow[k]
+            line[i] = fast - slow
+
+
+@numba.njit(cache=True, fastmath=_FASTMATH)
+def _rows(
+    log_close: np.ndarray,
+    close: np.ndarray,
+    volume: np.ndarray,
+    minute_of_day: np.ndarray,
+    position: np.ndarray,
+    one_bar: np.ndarray,
+    gain: np.ndarray,
+    loss: np.ndarray,
+    range_pct: np.ndarray,
+    line: np.ndarray,
+    out: np.ndarray,
+    lo: int,
+    hi: int,
+) -> None:
+    """Write the feature rows ``lo`` .. ``hi - 1`` whose segment position is >= _FIRST_ROW."""
+    w_signal = _W_SIGNAL
+    tod_sin = _TOD_SIN
+    tod_cos = _TOD_COS
+    for i in range(lo, hi):
+        if position[i] < _FIRST_ROW:
+            for column in range(_N_FEATURES):
+                out[i, column] = np.nan
+            continue
+        now = log_close[i]
+        out[i, 0] = now - log_close[i - 1]
+        out[i, 1] = now - log_close[i - 5]
+        out[i, 2] = now - log_close[i - 10]
+        out[i, 3] = now - log_close[i - 30]
+        out[i, 4] = now - log_close[i - 60]
+        out[i, 5] = _window_std(one_bar, i, 10, _window_mean(one_bar, i, 10))
+        out[i, 6] = _window_std(one_bar, i, 30, _window_mean(one_bar, i, 30))
+        out[i, 7] = _window_std(one_bar, i, 60, _window_mean(one_bar, i, 60))
+
+        volume_mean = _window_mean(volume, i, _VOLUME_WINDOW)
+        volume_std = _window_std(volume, i, _VOLUME_WINDOW, volume_mean)
+        if volume_std > 1e-9 * max(volume_mean, 1e-300):
+            out[i, 8] = (volume[i] - volume_mean) / volume_std
+        else:
+            out[i, 8] = 0.0
+        short_mean = _window_mean(volume, i, _VOLUME_SHORT)
+        out[i, 9] = short_mean / volume_mean if volume_mean > 0 else np.nan
+
+        out[i, 10] = range_pct[i]
+        out[i, 11] = _window_mean(range_pct, i, _RANGE_MEAN_WINDOW)
+
+        gains = _window_mean(gain, i, _RSI_WINDOW)
+        losses = _window_mean(loss, i, _RSI_WINDOW)
+        moved = gains + losses
+        out[i, 12] = 100.0 * gains / moved if moved > 0 else 50.0
+
+        signal = 0.0
+        base = i - len(w_signal) + 1
+        for k in range(len(w_signal)):
+            signal += line[base + k] * w_signal[k]
+        close_now = close[i]
+        out[i, 13] = line[i] / close_now
+        out[i, 14] = signal / close_now
+        out[i, 15] = (line[i] - signal) / close_now
+
+        minute = minute_of_day[i]
+        out[i, 16] = tod_sin[minute]
+        out[i, 17] = tod_cos[minute]
+        out[i, 18] = np.nan  # trade_intensity, spread_bps: missing (NaN, never zero)
+        out[i, 19] = np.nan
+
+
+_CHUNK = 4096
+
+
+@numba.njit(cache=True, parallel=True)
+def _fill_all(
+    log_close: np.ndarray,
+    high: np.ndarray,
+    low: np.ndarray,
+    close: np.ndarray,
+    volume: np.ndarray,
+    minute_of_day: np.ndarray,
+    position: np.ndarray,
+    out: np.ndarray,
+    chunk: int,
+) -> None:
+    """Write the feature row of every bar whose segment position is at least ``_FIRST_ROW``.
+
+    ``position[i]`` is bar ``i``'s index inside its segment; earlier rows are set to NaN.
+    Each row reads only its own window, so the result does not depend on the chunking or on
+    where the segment sits in the arrays.
+    """
+    n = len(close)
+    one_bar = np.empty(n)
+    gain = np.empty(n)
+    loss = np.empty(n)
+    range_pct = np.empty(n)
+    line = np.empty(n)
+    chunks = (n + chunk - 1) // chunk
+    for c in numba.prange(chunks):
+        lo = c * chunk
+        hi = min(n, lo + chunk)
+        _inputs(log_close, high, low, close, position, one_bar, gain, loss, range_pct, line, lo, hi)
+    for c in numba.prange(chunks):
+        lo = c * chunk
+        hi = min(n, lo + chunk)
+        _rows(
+            log_close,
+            close,
+            volume,
+            minute_of_day,
+            position,
+            one_bar,
+            gain,
+            loss,
+            range_pct,
+            line,
+            out,
+            lo,
+            hi,
+        )
+
+
+def _fill(
+    open_: np.ndarray,
+    high: np.ndarray,
+    low: np.ndarray,
+    close: np.ndarray,
+    volume: np.ndarray,
+    minute_of_day: np.ndarray,
+    position: np.ndarray,
+    out: np.ndarray,
+    *,
+    parallel: bool,
+) -> None:
+    """Run the compiled kernel on whole arrays (see ``_fill_all``); one chunk unless parallel."""
+    del open_  # not used by the current feature set; kept so the kernel sees a whole bar
+    close = np.ascontiguousarray(close, dtype="float64")
+    _fill_all(
+        np.log(close),
+        np.ascontiguousarray(high, dtype="float64"),
+        np.ascontiguousarray(low, dtype="float64"),
+        close,
+        np.ascontiguousarray(volume, dtype="float64"),
+        np.ascontiguousarray(minute_of_day, dtype="int64") % _MINUTES_PER_DAY,
+        position,
+        out,
+        _CHUNK if parallel else max(len(close), 1),
+    )
 
 
 def _kernel(
@@ -92,74 +306,14 @@ def _kernel(
 
     Returns an array of shape (len - WARMUP_BARS + 1, len(FEATURE_NAMES)).
     """
-    del open_  # not used by the current feature set; kept so the kernel sees a whole bar
-    first = _FIRST_ROW
-    rows = len(close) - first
-    out = np.full((max(rows, 0), len(FEATURE_NAMES)), np.nan)
+    n = len(close)
+    rows = n - _FIRST_ROW
     if rows <= 0:
-        return out
-    column = 0
-    log_close = np.log(close)
-    now_log_close = log_close[first:]
-    for lag in _RETURN_LAGS:
-        out[:, column] = now_log_close - log_close[first - lag : len(close) - lag]
-        column += 1
-    one_bar = np.empty_like(log_close)
-    one_bar[0] = np.nan
-    one_bar[1:] = log_close[1:] - log_close[:-1]
-    for window in _VOLATILITY_WINDOWS:
-        out[:, column] = _ending_at(one_bar, window, first).std(axis=1, ddof=1)
-        column += 1
-
-    volume_windows = _ending_at(volume, _VOLUME_WINDOW, first)
-    volume_mean = volume_windows.mean(axis=1)
-    volume_std = volume_windows.std(axis=1, ddof=1)
-    volume_now = volume[first:]
-    spread = volume_std > 1e-9 * np.maximum(volume_mean, 1e-300)
-    out[:, column] = np.divide(
-        volume_now - volume_mean, volume_std, out=np.zeros(rows), where=spread
-    )
-    column += 1
-    short_mean = _ending_at(volume, _VOLUME_SHORT, first).mean(axis=1)
-    out[:, column] = np.divide(
-        short_mean, volume_mean, out=np.full(rows, np.nan), where=volume_mean > 0
-    )
-    column += 1
-
-    range_pct = (high - low) / close
-    out[:, column] = range_pct[first:]
-    column += 1
-    out[:, column] = _ending_at(range_pct, _RANGE_MEAN_WINDOW, first).mean(axis=1)
-    column += 1
-
-    change = np.empty_like(close)
-    change[0] = 0.0
-    change[1:] = close[1:] - close[:-1]
-    gains = _ending_at(np.maximum(change, 0.0), _RSI_WINDOW, first).mean(axis=1)
-    losses = _ending_at(np.maximum(-change, 0.0), _RSI_WINDOW, first).mean(axis=1)
-    moved = gains + losses
-    out[:, column] = np.divide(100.0 * gains, moved, out=np.full(rows, 50.0), where=moved > 0)
-    column += 1
-
-    line_first = _MACD_LINE_FIRST
-    ema_fast = _ending_at(close, len(_W_FAST), line_first) @ _W_FAST
-    ema_slow = _ending_at(close, len(_W_SLOW), line_first) @ _W_SLOW
-    macd_line = ema_fast - ema_slow  # rows line_first .. end
-    macd_signal = sliding_window_view(macd_line, len(_W_SIGNAL)) @ _W_SIGNAL  # rows first ..
-    macd_line_now = macd_line[first - line_first :]
-    close_now = close[first:]
-    out[:, column] = macd_line_now / close_now
-    out[:, column + 1] = macd_signal / close_now
-    out[:, column + 2] = (macd_line_now - macd_signal) / close_now
-    column += 3
-
-    angle = (2.0 * math.pi / _MINUTES_PER_DAY) * minute_of_day[first:].astype("float64")
-    out[:, column] = np.sin(angle)
-    out[:, column + 1] = np.cos(angle)
-    column += 2
-    # trade_intensity, spread_bps: left NaN (missing, never zero).
-    assert column + len(MISSING_FROM_CANDLES) == len(FEATURE_NAMES)
-    return out
+        return np.full((0, _N_FEATURES), np.nan)
+    out = np.full((n, _N_FEATURES), np.nan)
+    position = np.arange(n, dtype="int64")
+    _fill(open_, high, low, close, volume, minute_of_day, position, out, parallel=False)
+    return out[_FIRST_ROW:]
 
 
 def compute_features(frame_one_market: pd.DataFrame) -> pd.DataFrame:
@@ -173,13 +327,12 @@ def compute_features(frame_one_market: pd.DataFrame) -> pd.DataFrame:
         if column not in frame.columns:
             hint = " (run ml.data.regularize first)" if column == "segment" else ""
             raise ValueError(f"compute_features needs column {column!r}{hint}")
-    out = np.full((len(frame), len(FEATURE_NAMES)), np.nan)
+    n = len(frame)
     ts = pd.DatetimeIndex(frame["ts"])
     if ts.tz is None:
         raise ValueError("compute_features needs timezone-aware 'ts' (UTC)")
-    ts = ts.tz_convert("UTC")
-    minute_of_day = (ts.hour * 60 + ts.minute).to_numpy(dtype="int64")
-    ts_ns = ts.as_unit("ns").asi8
+    ts_ns = ts.tz_convert("UTC").as_unit("ns").asi8
+    minute_of_day = (ts_ns // 60_000_000_000) % _MINUTES_PER_DAY  # UTC hour * 60 + minute
     segment = frame["segment"].to_numpy()
     if len(segment) > 1 and np.any(segment[1:] < segment[:-1]):
         raise ValueError("compute_features needs rows sorted by segment and ts")
@@ -188,8 +341,8 @@ def compute_features(frame_one_market: pd.DataFrame) -> pd.DataFrame:
         for column in ("open", "high", "low", "close", "volume")
     }
     boundaries = np.flatnonzero(np.diff(segment)) + 1
-    starts = np.concatenate([[0], boundaries])
-    ends = np.concatenate([boundaries, [len(frame)]])
+    starts = np.concatenate([[0], boundaries]).astype("int64")
+    ends = np.concatenate([boundaries, [n]]).astype("int64")
     for start, end in zip(starts, ends, strict=True):
         if end - start < 1:
             continue
@@ -199,17 +352,22 @@ def compute_features(frame_one_market: pd.DataFrame) -> pd.DataFrame:
                 f"segment {segment[start]} is not regular (bars must be evenly spaced; "
                 "run ml.data.regularize first)"
             )
-        if end - start < WARMUP_BARS:
-            continue
-        out[start + _FIRST_ROW : end] = _kernel(
-            arrays["open"][start:end],
-            arrays["high"][start:end],
-            arrays["low"][start:end],
-            arrays["close"][start:end],
-            arrays["volume"][start:end],
-            minute_of_day[start:end],
+    # Column-major, so each feature is one contiguous column of the DataFrame (no copy).
+    out = np.empty((n, len(FEATURE_NAMES)), order="F")  # the kernel writes every cell
+    if n:
+        position = np.arange(n, dtype="int64") - np.repeat(starts, ends - starts)
+        _fill(
+            arrays["open"],
+            arrays["high"],
+            arrays["low"],
+            arrays["close"],
+            arrays["volume"],
+            minute_of_day,
+            position,
+            out,
+            parallel=True,
         )
-    return pd.DataFrame(out, index=frame.index, columns=list(FEATURE_NAMES))
+    return pd.DataFrame(out, index=frame.index, columns=list(FEATURE_NAMES), copy=False)
 
 
 class LiveFeatures:
