@@ -85,21 +85,94 @@ _TOD_SIN = np.sin(_ANGLE_STEP * np.arange(_MINUTES_PER_DAY, dtype="float64"))
 _TOD_COS = np.cos(_ANGLE_STEP * np.arange(_MINUTES_PER_DAY, dtype="float64"))
 
 
+_RESEED = 256  # running sums are recomputed from scratch at least every this many rows
+_FAST_DECAY = 1.0 - 2.0 / (_MACD_FAST + 1.0)
+_SLOW_DECAY = 1.0 - 2.0 / (_MACD_SLOW + 1.0)
+_SIGNAL_DECAY = 1.0 - 2.0 / (_MACD_SIGNAL + 1.0)
+_SMALL = 1e-3  # see _roll_exact_small
+
+
 @numba.njit(cache=True, fastmath=_FASTMATH)
-def _window_mean(values: np.ndarray, i: int, window: int) -> float:
-    """Return the mean of ``values[i - window + 1 : i + 1]``."""
+def _window_sum(values: np.ndarray, i: int, window: int) -> float:
+    """Return the sum of ``values[i - window + 1 : i + 1]``."""
+    # Indexing a slice from 0 spares numba's negative-index check, so the loop vectorises.
+    window_values = values[i - window + 1 : i + 1]
     total = 0.0
-    for k in range(i - window + 1, i + 1):
-        total += values[k]
-    return total / window
+    for k in range(window):
+        total += window_values[k]
+    return total
+
+
+@numba.njit(cache=True, fastmath=_FASTMATH)
+def _roll(total: float, values: np.ndarray, i: int, window: int, fresh: bool) -> float:
+    """Return the window sum ending at ``i``, updating ``total`` (the one ending at i - 1).
+
+    Recomputed from scratch when ``fresh`` or when the running value is not finite (a NaN or
+    inf in the window), so it never carries anything from outside the window for long.
+    """
+    if not fresh:
+        total += values[i] - values[i - window]
+        if math.isfinite(total):
+            return total
+    return _window_sum(values, i, window)
+
+
+@numba.njit(cache=True, fastmath=_FASTMATH)
+def _roll_exact_small(
+    total: float, scale: float, values: np.ndarray, i: int, window: int, fresh: bool
+) -> tuple[float, float]:
+    """Like ``_roll`` for non-negative values, also exact when the window sum is small.
+
+    ``scale`` adds up the magnitudes that went through the running sum since it was seeded;
+    its rounding error is a tiny fraction of that. When the sum drops below ``_SMALL`` of it
+    (an all-zero window of quiet bars, say) it is recomputed, so zero windows give exactly 0
+    and small ones keep their relative precision. Returns the sum and the new scale.
+    """
+    if not fresh:
+        entering = values[i]
+        leaving = values[i - window]
+        total += entering - leaving
+        scale += abs(entering) + abs(leaving)
+        if math.isfinite(total) and math.isfinite(scale) and total > _SMALL * scale:
+            return total, scale
+    total = _window_sum(values, i, window)
+    return total, abs(total)
+
+
+@numba.njit(cache=True, fastmath=_FASTMATH)
+def _dot(values: np.ndarray, i: int, weights: np.ndarray) -> float:
+    """Return the weighted sum of the ``len(weights)`` values ending at ``i`` (oldest first)."""
+    window_values = values[i - len(weights) + 1 : i + 1]  # see _window_sum
+    total = 0.0
+    for k in range(len(weights)):
+        total += window_values[k] * weights[k]
+    return total
+
+
+@numba.njit(cache=True, fastmath=_FASTMATH)
+def _ema(
+    previous: float, values: np.ndarray, i: int, weights: np.ndarray, decay: float, fresh: bool
+) -> float:
+    """Return the truncated EMA ending at ``i`` from the one ending at ``i - 1`` (O(1)).
+
+    The update decays the previous value, adds the newest bar and drops the one that left the
+    window; it is recomputed exactly when ``fresh`` or when the result is not finite.
+    """
+    if not fresh:
+        total = decay * previous + weights[-1] * values[i]
+        total -= decay * weights[0] * values[i - len(weights)]
+        if math.isfinite(total):
+            return total
+    return _dot(values, i, weights)
 
 
 @numba.njit(cache=True, fastmath=_FASTMATH)
 def _window_std(values: np.ndarray, i: int, window: int, mean: float) -> float:
     """Return the sample standard deviation (ddof 1) of the window, given its mean."""
+    window_values = values[i - window + 1 : i + 1]  # see _window_sum
     squares = 0.0
-    for k in range(i - window + 1, i + 1):
-        deviation = values[k] - mean
+    for k in range(window):
+        deviation = window_values[k] - mean
         squares += deviation * deviation
     return math.sqrt(squares / (window - 1))
 
@@ -122,6 +195,10 @@ def _inputs(
     """Fill the per-bar series the windows read (rows ``lo`` .. ``hi - 1``)."""
     w_fast = _W_FAST
     w_slow = _W_SLOW
+    fast = 0.0
+    slow = 0.0
+    fresh = True
+    seeded = lo
     for i in range(lo, hi):
         range_pct[i] = (high[i] - low[i]) / close[i]
         if position[i] == 0:
@@ -135,15 +212,16 @@ def _inputs(
             gain[i] = change if change > 0.0 or nan else 0.0
             loss[i] = -change if change < 0.0 or nan else 0.0
         if position[i] >= _MACD_LINE_FIRST:
-            fast = 0.0
-            base = i - len(w_fast) + 1
-            for k in range(len(w_fast)):
-                fast += close[base + k] * w_fast[k]
-            slow = 0.0
-            base = i - len(w_slow) + 1
-            for k in range(len(w_slow)):
-                slow += close[base + k] * w_slow[k]
+            if i - seeded >= _RESEED:
+                fresh = True
+            if fresh:
+                seeded = i
+            fast = _ema(fast, close, i, w_fast, _FAST_DECAY, fresh)
+            slow = _ema(slow, close, i, w_slow, _SLOW_DECAY, fresh)
+            fresh = False
             line[i] = fast - slow
+        else:
+            fresh = True
 
 
 @numba.njit(cache=True, fastmath=_FASTMATH)
@@ -162,46 +240,78 @@ def _rows(
     lo: int,
     hi: int,
 ) -> None:
-    """Write the feature rows ``lo`` .. ``hi - 1`` whose segment position is >= _FIRST_ROW."""
+    """Write the feature rows ``lo`` .. ``hi - 1`` whose segment position is >= _FIRST_ROW.
+
+    The window sums (means) and the EMAs are running values, recomputed from scratch at the
+    chunk's or segment's first row, every ``_RESEED`` rows and whenever they turn non-finite;
+    the sums of non-negative series (volume, range, RSI gains and losses) are also recomputed
+    when (near) zero, so quiet and flat windows stay exact (``_roll_exact_small``). All
+    standard deviations are exact second passes over their windows.
+    """
     w_signal = _W_SIGNAL
     tod_sin = _TOD_SIN
     tod_cos = _TOD_COS
+    fresh = True
+    seeded = lo
+    sum_10 = sum_30 = sum_60 = 0.0
+    range_sum = range_scale = gain_sum = gain_scale = loss_sum = loss_scale = signal = 0.0
+    volume_sum = volume_scale = short_sum = short_scale = 0.0
     for i in range(lo, hi):
         if position[i] < _FIRST_ROW:
             for column in range(_N_FEATURES):
                 out[i, column] = np.nan
+            fresh = True
             continue
+        if i - seeded >= _RESEED:
+            fresh = True
+        if fresh:
+            seeded = i
         now = log_close[i]
         out[i, 0] = now - log_close[i - 1]
         out[i, 1] = now - log_close[i - 5]
         out[i, 2] = now - log_close[i - 10]
         out[i, 3] = now - log_close[i - 30]
         out[i, 4] = now - log_close[i - 60]
-        out[i, 5] = _window_std(one_bar, i, 10, _window_mean(one_bar, i, 10))
-        out[i, 6] = _window_std(one_bar, i, 30, _window_mean(one_bar, i, 30))
-        out[i, 7] = _window_std(one_bar, i, 60, _window_mean(one_bar, i, 60))
+        sum_10 = _roll(sum_10, one_bar, i, 10, fresh)
+        sum_30 = _roll(sum_30, one_bar, i, 30, fresh)
+        sum_60 = _roll(sum_60, one_bar, i, 60, fresh)
+        out[i, 5] = _window_std(one_bar, i, 10, sum_10 / 10)
+        out[i, 6] = _window_std(one_bar, i, 30, sum_30 / 30)
+        out[i, 7] = _window_std(one_bar, i, 60, sum_60 / 60)
 
-        volume_mean = _window_mean(volume, i, _VOLUME_WINDOW)
+        # Zero (quiet) windows must give exactly 0 (volume_z's guard, the ratio's NaN), which
+        # a plain running sum's leftover rounding would break.
+        volume_sum, volume_scale = _roll_exact_small(
+            volume_sum, volume_scale, volume, i, _VOLUME_WINDOW, fresh
+        )
+        volume_mean = volume_sum / _VOLUME_WINDOW
         volume_std = _window_std(volume, i, _VOLUME_WINDOW, volume_mean)
         if volume_std > 1e-9 * max(volume_mean, 1e-300):
             out[i, 8] = (volume[i] - volume_mean) / volume_std
         else:
             out[i, 8] = 0.0
-        short_mean = _window_mean(volume, i, _VOLUME_SHORT)
+        short_sum, short_scale = _roll_exact_small(
+            short_sum, short_scale, volume, i, _VOLUME_SHORT, fresh
+        )
+        short_mean = short_sum / _VOLUME_SHORT
         out[i, 9] = short_mean / volume_mean if volume_mean > 0 else np.nan
 
         out[i, 10] = range_pct[i]
-        out[i, 11] = _window_mean(range_pct, i, _RANGE_MEAN_WINDOW)
+        range_sum, range_scale = _roll_exact_small(
+            range_sum, range_scale, range_pct, i, _RANGE_MEAN_WINDOW, fresh
+        )
+        out[i, 11] = range_sum / _RANGE_MEAN_WINDOW
 
-        gains = _window_mean(gain, i, _RSI_WINDOW)
-        losses = _window_mean(loss, i, _RSI_WINDOW)
+        # Flat stretches must give exactly 0 gains and losses (RSI 50), hence the exact sums.
+        gain_sum, gain_scale = _roll_exact_small(gain_sum, gain_scale, gain, i, _RSI_WINDOW, fresh)
+        loss_sum, loss_scale = _roll_exact_small(loss_sum, loss_scale, loss, i, _RSI_WINDOW, fresh)
+        gains = gain_sum / _RSI_WINDOW
+        losses = loss_sum / _RSI_WINDOW
         moved = gains + losses
         out[i, 12] = 100.0 * gains / moved if moved > 0 else 50.0
 
-        signal = 0.0
-        base = i - len(w_signal) + 1
-        for k in range(len(w_signal)):
-            signal += line[base + k] * w_signal[k]
+        signal = _ema(signal, line, i, w_signal, _SIGNAL_DECAY, fresh)
+        fresh = False
         close_now = close[i]
         out[i, 13] = line[i] / close_now
         out[i, 14] = signal / close_now
@@ -232,8 +342,8 @@ def _fill_all(
     """Write the feature row of every bar whose segment position is at least ``_FIRST_ROW``.
 
     ``position[i]`` is bar ``i``'s index inside its segment; earlier rows are set to NaN.
-    Each row reads only its own window, so the result does not depend on the chunking or on
-    where the segment sits in the arrays.
+    Each row reads only its own window; the running sums are reseeded often (see ``_rows``),
+    so the chunking or where the segment sits in the arrays changes only the last bits.
     """
     n = len(close)
     one_bar = np.empty(n)
