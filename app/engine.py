@@ -14,7 +14,7 @@ import logging
 import math
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -828,6 +828,3 @@ def _decimal_or_none(value: Any) -> Decimal | None:
 
 def _str_or_none(value: Decimal | None) -> str | None:
     return None if value is None else str(value)
-
-
-ProgressCallback = Callable[[CycleResult], None]

@@ -7,6 +7,7 @@ on loopback; everything between the graph and the socket is the production code 
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -67,19 +68,11 @@ def llm_settings(groq: GroqServer, ollama: OllamaServer, **overrides: Any) -> Se
     return Settings(_env_file=None, **values)  # type: ignore[call-arg]
 
 
-async def run_once(reviewers: Reviewers, *, run_id: str = "llm-run") -> dict[str, Any]:
+def eth_cycle(reviewers: Reviewers, run_id: str) -> tuple[Context, dict[str, Any]]:
+    """A context over a paper account marked at PRICE, and one cycle's state proposing ETH."""
     exchange = PaperExchange(None, initial_krw=Decimal(1_000_000), slippage=SlippageModel(0))
-    exchange.on_bar(
-        Bar(
-            "KRW-ETH",
-            __import__("datetime").datetime.fromisoformat(BAR),
-            PRICE,
-            PRICE,
-            PRICE,
-            PRICE,
-            100.0,
-        )
-    )
+    ts = datetime.fromisoformat(BAR)
+    exchange.on_bar(Bar("KRW-ETH", ts, PRICE, PRICE, PRICE, PRICE, 100.0))
     context = Context(
         signal_model=_EthBuyModel(),
         exchange=exchange,
@@ -112,6 +105,11 @@ async def run_once(reviewers: Reviewers, *, run_id: str = "llm-run") -> dict[str
         "recent_results": [],
         "events": [],
     }
+    return context, state
+
+
+async def run_once(reviewers: Reviewers, *, run_id: str = "llm-run") -> dict[str, Any]:
+    context, state = eth_cycle(reviewers, run_id)
     graph = build_graph(InMemorySaver())
     return await graph.ainvoke(state, {"configurable": {"thread_id": run_id}}, context=context)
 
@@ -306,42 +304,7 @@ async def test_ollama_tokens_stream_into_the_custom_stream(
     groq_server.script(verdict("buy"))
     ollama_server.script(verdict("hold"))
     reviewers = build_reviewers(llm_settings(groq_server, ollama_server), None)
-    exchange = PaperExchange(None, initial_krw=Decimal(1_000_000))
-    exchange.on_bar(
-        Bar(
-            "KRW-ETH",
-            __import__("datetime").datetime.fromisoformat(BAR),
-            PRICE,
-            PRICE,
-            PRICE,
-            PRICE,
-            100.0,
-        )
-    )
-    context = Context(
-        signal_model=_EthBuyModel(),
-        exchange=exchange,
-        groq=reviewers.groq,
-        ollama=reviewers.ollama,
-        sizer=reviewers.sizer,
-        policy=TradingPolicy(entry_probability_min=0.2),
-    )
-    state = {
-        "run_id": "stream",
-        "trigger": "bar",
-        "bar_ts": BAR,
-        "markets": {
-            "KRW-ETH": {
-                "close": PRICE,
-                "features": {"rsi_14": 50.0},
-                "blocked": None,
-                "recent_closes": [PRICE],
-            }
-        },
-        "account": {"krw": "1000000", "equity": "1000000", "positions": {}},
-        "recent_results": [],
-        "events": [],
-    }
+    context, state = eth_cycle(reviewers, "stream")
     graph = build_graph(InMemorySaver())
 
     tokens = [
