@@ -130,7 +130,7 @@ _F_COMP_L = 4
 _F_SUM_S = 5
 _F_COMP_S = 6
 _F_HIGH = 7  # outputs of the last update
-_F_DROP_FRAC = 8
+_F_LAST_PRICE = 8  # the drop fraction is derived on read: no division per tick
 _F_WIN_VOL = 9
 _F_BASE_VOL = 10
 _F_HDR = 11
@@ -261,7 +261,7 @@ def _update(
     if price < (1.0 - fstate[_F_DROP_PCT]) * high:
         flags |= 1
     fstate[_F_HIGH] = high
-    fstate[_F_DROP_FRAC] = 1.0 - price / high
+    fstate[_F_LAST_PRICE] = price
 
     # ---- volume: FIFO of per-second sums; the short window is a suffix of the long one
     vq_b = _I_HDR + drop_w
@@ -336,7 +336,13 @@ def _update(
     return flags
 
 
-@numba.njit(cache=True, parallel=True)
+# The batch kernel inlines the same Python source as `_update` (one definition of the detectors);
+# numpy's error model drops the zero-division checks (no divisor here can be zero: prices are
+# checked positive and the baseline window count is at least 1).
+_update_inline = numba.njit(inline="always", error_model="numpy")(_update.py_func)
+
+
+@numba.njit(cache=True, parallel=True, error_model="numpy")
 def _detect_batch_kernel(
     starts: npt.NDArray[np.int64],
     ts_ms: npt.NDArray[np.int64],
@@ -355,7 +361,7 @@ def _detect_batch_kernel(
     for m in numba.prange(n_markets):
         istate, fstate = _alloc_state(drop_w, vol_s, vol_l, drop_pct, spike, nwin)
         for i in range(starts[m], starts[m + 1]):
-            f = _update(istate, fstate, ts_ms[i], price[i], volume[i])
+            f = _update_inline(istate, fstate, ts_ms[i], price[i], volume[i])
             if f < 0:
                 errors[2 * m] = i
                 errors[2 * m + 1] = f
@@ -371,6 +377,12 @@ def _raise_for(code: int, where: str) -> None:
     if code == _ERR_VOLUME:
         raise ValueError(f"volume must be non-negative and finite {where}")
     raise ValueError(f"watchdog kernel error {code} {where}")
+
+
+def _drop_fraction(fstate: npt.NDArray[np.float64]) -> float:
+    """``1 - price / window_high`` of the last tick (0.0 before any tick)."""
+    high = float(fstate[_F_HIGH])
+    return 1.0 - float(fstate[_F_LAST_PRICE]) / high if high > 0.0 else 0.0
 
 
 class TickWatch:
@@ -397,7 +409,7 @@ class TickWatch:
     @property
     def drop_fraction(self) -> float:
         """``1 - price / window_high`` of the last tick."""
-        return float(self._fstate[_F_DROP_FRAC])
+        return _drop_fraction(self._fstate)
 
     @property
     def window_volume(self) -> float:
@@ -459,7 +471,7 @@ class Watchdog:
             price=float(price),
             details={
                 "high": float(fstate[_F_HIGH]),
-                "drop_fraction": float(fstate[_F_DROP_FRAC]),
+                "drop_fraction": _drop_fraction(fstate),
                 "window_volume": float(fstate[_F_WIN_VOL]),
                 "baseline_volume": float(fstate[_F_BASE_VOL]),
             },
