@@ -2,39 +2,79 @@
 
 from __future__ import annotations
 
+import ipaddress
 import secrets
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Protocol, runtime_checkable
+from typing import Annotated, Any, Protocol, runtime_checkable
 
 from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from api.schemas import ErrorOut, UnprocessableOut
+from prompts.loader import PromptLibrary
 from store.bus import EventBus
 from store.journal import Journal
 
 __all__ = [
+    "AccountSource",
     "BusDep",
     "JournalDep",
+    "Replayer",
     "Runner",
     "RunnerDep",
     "Services",
     "ServicesDep",
+    "require_read_access",
     "require_token",
 ]
 
-TOKEN_NOT_SET = "set LXA_API_TOKEN to allow changes"
+TOKEN_NOT_SET = (
+    "no API token is configured (set LXA_API_TOKEN or start `lxa serve`): changes refused"
+)
+TOKEN_MISSING = "missing bearer token: send 'Authorization: Bearer <token>' to change anything"
+TOKEN_WRONG = "wrong bearer token"
 
 
 @runtime_checkable
 class Runner(Protocol):
     """Starts a decision run on request (the engine, wired in by `app`)."""
 
-    async def evaluate_now(self) -> str:
-        """Run the graph now and return the new run id.
+    async def evaluate_now(self, market: str | None = None) -> str:
+        """Start a run now (one market or all) and return its id at once.
 
-        Raises RuntimeError with a readable message when nothing can be evaluated yet.
+        Raises RuntimeError with a readable message when nothing can be evaluated yet, and
+        ValueError when `market` is not one the engine trades.
         """
+        ...
+
+
+@runtime_checkable
+class Replayer(Protocol):
+    """Forks a past run from its checkpoint; the fork never places an order."""
+
+    async def replay(
+        self, run_id: str, prompts: Mapping[str, str], models: Mapping[str, str]
+    ) -> dict[str, Any]:
+        """Return the ReplayOut fields.
+
+        Raises LookupError when the run or its checkpoint is unknown, ValueError for an
+        invalid prompt or model override, RuntimeError when the fork cannot run.
+        """
+        ...
+
+
+@runtime_checkable
+class AccountSource(Protocol):
+    """The engine's live view of the account and the watchdog."""
+
+    async def account(self) -> dict[str, Any]:
+        """Return AccountOut fields (krw, equity, balances, as_of) and `positions`."""
+        ...
+
+    def watchdog_state(self) -> dict[str, Any]:
+        """Return enabled, config, exchange_healthy, consecutive_failures, cooldowns."""
         ...
 
 
@@ -47,6 +87,17 @@ class Services:
     runner: Runner | None
     api_token: str | None
     web_dir: Path
+    prompts: PromptLibrary
+    prompt_variables: Mapping[str, frozenset[str]] = field(default_factory=dict)
+    replayer: Replayer | None = None
+    account: AccountSource | None = None
+    session_id: str | None = None
+    markets: tuple[str, ...] = ()
+    mode: str = "none"
+    feed: str = "none: this API has no engine"
+    reads_need_token: bool = False
+    bus_kind: str = "in-process"
+    accepted_runs: set[str] = field(default_factory=set)
 
 
 def get_services(request: Request) -> Services:
@@ -74,16 +125,39 @@ def get_runner(services: ServicesDep) -> Runner:
     """Return the runner, or answer 503 when this process has none."""
     if services.runner is None:
         raise HTTPException(
-            status.HTTP_503_SERVICE_UNAVAILABLE, "no runner: this server cannot start runs"
+            status.HTTP_503_SERVICE_UNAVAILABLE, "no engine here: this server cannot start runs"
         )
     return services.runner
+
+
+def get_replayer(services: ServicesDep) -> Replayer:
+    """Return the replayer, or answer 503 when this process has none."""
+    if services.replayer is None:
+        raise HTTPException(
+            status.HTTP_503_SERVICE_UNAVAILABLE, "no engine here: this server cannot replay runs"
+        )
+    return services.replayer
 
 
 JournalDep = Annotated[Journal, Depends(get_journal)]
 BusDep = Annotated[EventBus, Depends(get_bus)]
 RunnerDep = Annotated[Runner, Depends(get_runner)]
+ReplayerDep = Annotated[Replayer, Depends(get_replayer)]
 
-_bearer = HTTPBearer(auto_error=False, description="LXA_API_TOKEN, needed for any change")
+_bearer = HTTPBearer(auto_error=False, description="the API token, needed for any change")
+
+
+def _check_token(services: Services, credentials: HTTPAuthorizationCredentials | None) -> None:
+    if services.api_token is None:
+        raise HTTPException(status.HTTP_403_FORBIDDEN, TOKEN_NOT_SET)
+    if credentials is None:
+        raise HTTPException(
+            status.HTTP_401_UNAUTHORIZED, TOKEN_MISSING, headers={"WWW-Authenticate": "Bearer"}
+        )
+    if not secrets.compare_digest(credentials.credentials.encode(), services.api_token.encode()):
+        raise HTTPException(
+            status.HTTP_401_UNAUTHORIZED, TOKEN_WRONG, headers={"WWW-Authenticate": "Bearer"}
+        )
 
 
 def require_token(
@@ -91,13 +165,47 @@ def require_token(
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> None:
     """Allow a change only with `Authorization: Bearer <api_token>`; no token set refuses all."""
-    if services.api_token is None:
-        raise HTTPException(status.HTTP_403_FORBIDDEN, TOKEN_NOT_SET)
-    if credentials is None or not secrets.compare_digest(
-        credentials.credentials.encode(), services.api_token.encode()
-    ):
-        raise HTTPException(
-            status.HTTP_401_UNAUTHORIZED,
-            "missing or wrong bearer token",
-            headers={"WWW-Authenticate": "Bearer"},
-        )
+    _check_token(services, credentials)
+
+
+def is_loopback(host: str | None) -> bool:
+    """Whether a client address is this machine."""
+    if host is None:
+        return False
+    if host in ("localhost", "testclient"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def require_read_access(request: Request, services: ServicesDep) -> None:
+    """Reads are open to this machine; from elsewhere (a non-local bind) they need the token.
+
+    The header is read here rather than through the security scheme, so that the schema does
+    not mark reads as needing a token (on localhost they do not).
+    """
+    if not services.reads_need_token:
+        return
+    client = request.client.host if request.client else None
+    if is_loopback(client):
+        return
+    scheme, _, value = request.headers.get("authorization", "").partition(" ")
+    credentials = (
+        HTTPAuthorizationCredentials(scheme=scheme, credentials=value.strip())
+        if scheme.lower() == "bearer" and value.strip()
+        else None
+    )
+    _check_token(services, credentials)
+
+
+def error(description: str, *, unprocessable: bool = False) -> dict[str, Any]:
+    """Document one error response (its body is `{"detail": "..."}`)."""
+    return {"description": description, "model": UnprocessableOut if unprocessable else ErrorOut}
+
+
+CHANGE_RESPONSES: dict[int | str, dict[str, Any]] = {
+    status.HTTP_401_UNAUTHORIZED: error("missing or wrong bearer token"),
+    status.HTTP_403_FORBIDDEN: error("no API token configured: changes refused"),
+}

@@ -1,32 +1,130 @@
-"""Response bodies of the API (pydantic models; the viewer's only contract)."""
+"""Request and response bodies of the API (pydantic models; the viewer's only contract).
+
+Decimals (prices, volumes, KRW amounts) travel as JSON strings so no digit is lost; times are
+ISO 8601 UTC. Every error answers `{"detail": "<message>"}` (422 for a bad query or body lists
+pydantic's errors under `detail` instead, each naming the field in `loc`).
+"""
 
 from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 __all__ = [
+    "STREAM_EVENT_TYPES",
+    "AccountOut",
+    "AuthCheck",
+    "BalanceOut",
+    "EquityOut",
+    "EquityPoint",
+    "ErrorOut",
     "EventOut",
+    "FillList",
+    "FillOut",
     "GraphEdge",
     "GraphOut",
     "HaltRequest",
     "Health",
+    "InfoOut",
     "LlmCallOut",
+    "OrderList",
     "OrderOut",
+    "PositionList",
+    "PositionOut",
+    "PromptCheck",
+    "PromptList",
+    "PromptOut",
+    "PromptRollback",
+    "PromptSave",
+    "PromptSummary",
+    "PromptVersionList",
+    "PromptVersionOut",
+    "ReplayOut",
+    "ReplayOutcome",
+    "ReplayRequest",
     "ResumeRequest",
     "RunAccepted",
     "RunDetail",
     "RunList",
+    "RunRequest",
     "RunSummary",
+    "StreamEvent",
     "TradingStateOut",
+    "UnprocessableOut",
+    "WatchdogMarket",
+    "WatchdogOut",
 ]
+
+MARKET_PATTERN = r"^[A-Z]+-[A-Z0-9]+$"
+PROMPT_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_\-]*$"
+
+# What `GET /api/stream` and `GET /api/runs/{id}/stream` send, as the SSE `event` field.
+STREAM_EVENT_TYPES: dict[str, str] = {
+    "run_started": "a graph run began (run_id, trigger, bar_ts)",
+    "node_started": "a node began (node, run_id)",
+    "node_finished": "a node returned (node, run_id)",
+    "ml_signal": "the ML proposal (node, proposal)",
+    "llm_start": "an LLM check or the sizer began (node, reviewer)",
+    "llm_token": "streamed LLM text (node, text)",
+    "verdict": "a reviewer's verdict (node, verdict, agrees, reasoning, prompt_ref)",
+    "sizing": "the sizer's proposal and the clamps applied",
+    "order_sending": "an order is about to leave (identifier)",
+    "order": "an order's outcome (identifier, state, executed_volume, avg_price)",
+    "decision": "the run's decision (action, market, reason)",
+    "run_finished": "a graph run ended and was journaled (action, market, reason, duration_ms)",
+    "fill": "a fill (market, side, price, volume, fee)",
+    "position_closed": "a position was closed (market, return)",
+    "watchdog_trigger": "the emergency watchdog fired (market, detector, price, cooldown_until)",
+    "emergency_sell_failed": "a watchdog sell failed (market, error, retrying)",
+    "protection": "a stop-loss or take-profit fired (market, reason)",
+    "trading_state": "halt / resume / reducing (state, reason)",
+    "exchange_recovered": "the exchange answers again",
+    "replay_started": "a fork of a past run began (run_id = fork id, forked_from)",
+    "replay_finished": "a fork ended (run_id = fork id, action, market, reason)",
+    "gap": "no id: the events after after_seq are no longer buffered (read the journal)",
+    "overflow": "no id: this client fell too far behind and was dropped; reconnect",
+}
+
+
+class ErrorOut(BaseModel):
+    """Every error response: what went wrong, in words."""
+
+    detail: str
+
+
+class UnprocessableOut(BaseModel):
+    """A 422: the reason in words, or pydantic's errors (each naming the field in `loc`)."""
+
+    detail: str | list[dict[str, Any]]
 
 
 class Health(BaseModel):
     status: str = "ok"
+
+
+class InfoOut(BaseModel):
+    """What this server runs: for the viewer's header and its choice of buttons."""
+
+    session_id: str | None = Field(description="the engine's session, None without an engine")
+    mode: Literal["paper", "live", "none"] = Field(description="none: an API without an engine")
+    feed: str = Field(description="where bars come from, in words")
+    markets: list[str]
+    can_run: bool = Field(description="POST /api/runs works here")
+    can_replay: bool = Field(description="POST /api/runs/{id}/replay works here")
+    token_configured: bool = Field(description="changes are possible (with the bearer token)")
+    reads_need_token: bool = Field(description="true when bound beyond localhost")
+    bus: Literal["in-process", "redis"]
+    version: str
+
+
+class AuthCheck(BaseModel):
+    ok: bool = True
+
+
+# ---- runs --------------------------------------------------------------------------------
 
 
 class RunSummary(BaseModel):
@@ -36,8 +134,8 @@ class RunSummary(BaseModel):
     session_id: str
     bar_ts: datetime
     created_at: datetime
-    trigger: str
-    action: str
+    trigger: str = Field(description="bar (a bar close) or manual (POST /api/runs)")
+    action: str = Field(description="the outcome: buy, sell or hold")
     market: str | None
     reason: str
     duration_ms: float
@@ -52,18 +150,23 @@ class RunList(BaseModel):
 
 
 class LlmCallOut(BaseModel):
+    """One LLM (or rule-based) answer a run used: prompt ref, rendered request, raw response."""
+
     id: int
     run_id: str
     node: str
     provider: str
     model: str
-    prompt_ref: str | None
-    request: dict[str, Any]
-    response: dict[str, Any] | None
+    prompt_ref: str | None = Field(description="name@sha256[:8] of the prompt file used")
+    request: dict[str, Any] = Field(description="system and user messages as sent")
+    response: dict[str, Any] | None = Field(description="the parsed answer; `raw` is the text")
     verdict: str | None
     latency_ms: float
     created_at: datetime
     error: str | None
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    cached: bool = False
 
 
 class OrderOut(BaseModel):
@@ -72,7 +175,7 @@ class OrderOut(BaseModel):
     identifier: str
     run_id: str | None
     market: str
-    side: str
+    side: str = Field(description="bid (buy) or ask (sell)")
     ord_type: str
     price: Decimal | None
     volume: Decimal | None
@@ -82,6 +185,28 @@ class OrderOut(BaseModel):
     updated_at: datetime
     executed_volume: Decimal
     paid_fee: Decimal
+
+
+class OrderList(BaseModel):
+    orders: list[OrderOut] = Field(description="newest first")
+    limit: int
+    offset: int
+    total: int
+
+
+class FillOut(BaseModel):
+    id: int
+    order_identifier: str
+    market: str
+    side: str
+    price: Decimal
+    volume: Decimal
+    fee: Decimal
+    ts: datetime
+
+
+class FillList(BaseModel):
+    fills: list[FillOut] = Field(description="oldest first")
 
 
 class EventOut(BaseModel):
@@ -95,17 +220,249 @@ class EventOut(BaseModel):
 class RunDetail(RunSummary):
     """Everything recorded about one run."""
 
-    nodes: dict[str, Any]
+    nodes: dict[str, Any] = Field(
+        description="each node's output (input: the account and closes the run was given)"
+    )
     ml: dict[str, Any]
     verdicts: dict[str, Any]
     sizing: dict[str, Any] | None
+    clamps: list[dict[str, Any]] = Field(
+        default_factory=list, description="the hard limits that changed the sizer's proposal"
+    )
+    prompt_refs: dict[str, str | None] = Field(
+        default_factory=dict, description="node -> name@sha256[:8] of the prompt it rendered"
+    )
     events: list[EventOut]
     orders: list[OrderOut]
+    fills: list[FillOut] = Field(default_factory=list)
     llm_calls: list[LlmCallOut]
+
+
+class RunRequest(BaseModel):
+    """Re-evaluate now: all markets, or one."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    market: str | None = Field(
+        default=None,
+        max_length=32,
+        pattern=MARKET_PATTERN,
+        description="only this market (default: every market the engine trades)",
+        examples=["KRW-BTC"],
+    )
 
 
 class RunAccepted(BaseModel):
     run_id: str
+    market: str | None = None
+    stream_url: str = Field(default="", description="the run's SSE stream")
+
+
+class StreamEvent(BaseModel):
+    """The JSON in an SSE frame's `data` (extra fields depend on `type`)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    type: str = Field(description="; ".join(f"{k}: {v}" for k, v in STREAM_EVENT_TYPES.items()))
+    seq: int | None = Field(default=None, description="the frame's id; None on gap/overflow")
+    run_id: str | None = None
+    node: str | None = None
+
+
+# ---- replay (time travel) ----------------------------------------------------------------
+
+
+class ReplayRequest(BaseModel):
+    """Fork a past run before its LLM checks, optionally with other prompts or models."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    prompts: dict[str, str] = Field(
+        default_factory=dict,
+        description="prompt name -> full file text to use in the fork (validated like a save)",
+        max_length=8,
+    )
+    groq_model: str | None = Field(
+        default=None, min_length=1, max_length=200, description="another Groq model for the fork"
+    )
+    ollama_model: str | None = Field(
+        default=None, min_length=1, max_length=200, description="another Ollama model"
+    )
+
+
+class ReplayOutcome(BaseModel):
+    """One side of the comparison."""
+
+    run_id: str
+    action: str
+    market: str | None
+    reason: str
+    groq: dict[str, Any] | None = Field(description="the first check's verdict")
+    ollama: dict[str, Any] | None = Field(description="the second check's verdict")
+    sizing: dict[str, Any] | None
+    order: dict[str, Any] | None = Field(
+        description="the order (original) or the order it WOULD send (fork; never sent)"
+    )
+    would_trade: bool = Field(description="the checks and sizing let an order through")
+    prompt_refs: dict[str, str | None]
+    reviewers: dict[str, str | None] = Field(description="node -> rule-based or provider:model")
+
+
+class ReplayOut(BaseModel):
+    run_id: str = Field(description="the run that was forked")
+    fork_id: str = Field(description="the fork's own thread id")
+    forked_from_checkpoint: str = Field(description="checkpoint id the fork started from")
+    forked_before: list[str] = Field(description="the nodes the fork re-ran from")
+    original: ReplayOutcome
+    replayed: ReplayOutcome
+    changed: bool = Field(description="the fork's decision differs from the original's")
+    notes: list[str] = Field(default_factory=list)
+
+
+# ---- prompts -----------------------------------------------------------------------------
+
+
+class PromptSummary(BaseModel):
+    name: str
+    ref: str | None = Field(description="name@sha256[:8]; None when the file is invalid")
+    sha256: str | None
+    description: str | None
+    variables: dict[str, str] = Field(default_factory=dict)
+    valid: bool
+    error: str | None = None
+
+
+class PromptList(BaseModel):
+    prompts: list[PromptSummary]
+    directory: str
+
+
+class PromptOut(PromptSummary):
+    text: str = Field(description="the whole file (front matter and both templates)")
+    required_variables: list[str] = Field(
+        default_factory=list, description="exactly the variables the code passes to it"
+    )
+
+
+class PromptSave(BaseModel):
+    """A new full text for a prompt file."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    text: str = Field(min_length=1, max_length=200_000)
+    base_sha256: str | None = Field(
+        default=None,
+        min_length=8,
+        max_length=64,
+        pattern=r"^[0-9a-f]+$",
+        description="sha256 (or a prefix) of the text the edit started from: a save over a "
+        "file changed since is refused with 409",
+    )
+    message: str = Field(default="", max_length=500, description="why (kept with the version)")
+
+
+class PromptCheck(BaseModel):
+    """Validation without saving."""
+
+    valid: bool
+    error: str | None
+    ref: str | None
+    diff: str = Field(description="unified diff against the current file")
+
+
+class PromptRollback(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    version_id: int = Field(
+        ge=1, le=2**62, description="the version to restore (saved as a new version)"
+    )
+    message: str = Field(default="", max_length=500)
+
+
+class PromptVersionOut(BaseModel):
+    id: int
+    name: str
+    sha256: str
+    ref: str
+    created_at: datetime
+    created_by: str = Field(description="api, rollback or file (first seen on disk)")
+    message: str
+    previous_sha256: str | None
+    diff: str = Field(description="unified diff against the previous version")
+    text: str | None = Field(default=None, description="the version's text (single reads only)")
+
+
+class PromptVersionList(BaseModel):
+    name: str
+    versions: list[PromptVersionOut] = Field(description="newest first; texts left out")
+
+
+# ---- account, watchdog, control ----------------------------------------------------------
+
+
+class PositionOut(BaseModel):
+    market: str
+    volume: Decimal
+    avg_buy_price: Decimal
+    stop_loss_price: Decimal | None
+    take_profit_price: Decimal | None
+    opened_at: datetime | None
+    updated_at: datetime | None
+    run_id: str | None
+    mark_price: float | None = Field(default=None, description="latest close (engine only)")
+    unrealized_pct: float | None = Field(default=None, description="at mark_price, before fees")
+
+
+class PositionList(BaseModel):
+    positions: list[PositionOut]
+    source: Literal["engine", "journal"]
+
+
+class BalanceOut(BaseModel):
+    currency: str
+    balance: Decimal
+    locked: Decimal = Decimal(0)
+    avg_buy_price: Decimal | None = None
+    value_krw: Decimal | None = Field(default=None, description="at the latest close")
+
+
+class AccountOut(BaseModel):
+    krw: Decimal = Field(description="free KRW")
+    equity: Decimal = Field(description="KRW plus coins at the latest closes")
+    balances: list[BalanceOut]
+    as_of: datetime | None = Field(description="the latest bar the marks come from")
+
+
+class EquityPoint(BaseModel):
+    ts: datetime
+    equity: Decimal
+    buy_and_hold: Decimal | None = Field(
+        description="the first point's equity split evenly over the markets, held (after fee)"
+    )
+    run_id: str
+
+
+class EquityOut(BaseModel):
+    session_id: str | None
+    points: list[EquityPoint] = Field(description="oldest first, one per decision (thinned)")
+    note: str = ""
+
+
+class WatchdogMarket(BaseModel):
+    market: str
+    cooldown_until: datetime | None
+    cooldown_detector: str | None
+    last_trigger: EventOut | None
+
+
+class WatchdogOut(BaseModel):
+    enabled: bool
+    source: Literal["engine", "journal"]
+    config: dict[str, Any] = Field(default_factory=dict)
+    exchange_healthy: bool | None
+    consecutive_failures: int | None
+    markets: list[WatchdogMarket]
+    recent_triggers: list[EventOut] = Field(description="newest first")
 
 
 class GraphEdge(BaseModel):
@@ -123,7 +480,7 @@ class GraphOut(BaseModel):
 class HaltRequest(BaseModel):
     """Stop trading: no order of any kind except cancels (and selling all, with `flatten`)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     reason: str = Field(min_length=1, max_length=200, description="why trading stops")
     flatten: bool = Field(default=False, description="also sell every position at market")
@@ -132,7 +489,7 @@ class HaltRequest(BaseModel):
 class ResumeRequest(BaseModel):
     """Trade again (reducing, exits only, while today's daily loss limit is breached)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     reason: str = Field(min_length=1, max_length=200, description="why trading resumes")
 

@@ -525,3 +525,72 @@ class PromptLibrary:
         if problems:
             raise PromptError("; ".join(problems))
         return prompts
+
+
+# --------------------------------------------------------------------------- editing
+
+
+def check_prompt_text(
+    library: PromptLibrary, name: str, text: str, required: Iterable[str] | None = None
+) -> Prompt:
+    """Validate `text` as the new content of prompt `name`; raise `PromptError` with the reason.
+
+    `required` is the exact set of variables the code passes to this prompt (when known): a
+    text that declares another set would fail at the next run, so it is refused now.
+    """
+    path = library.path_of(name)
+    prompt = parse_prompt(text.encode("utf-8"), path)
+    if required is not None:
+        passed, declared = set(required), set(prompt.variables)
+        problems = [
+            f"{path}: declares variable {variable!r} that the code does not pass"
+            for variable in sorted(declared - passed)
+        ] + [
+            f"{path}: does not declare variable {variable!r} that the code passes"
+            for variable in sorted(passed - declared)
+        ]
+        if problems:
+            raise PromptError("; ".join(problems))
+    return prompt
+
+
+def write_prompt_text(library: PromptLibrary, name: str, text: str) -> Path:
+    """Replace the file of prompt `name` with `text` atomically (a reader never sees half)."""
+    path = library.path_of(name)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.{threading.get_ident()}.tmp")
+    temporary.write_bytes(text.encode("utf-8"))
+    temporary.replace(path)
+    return path
+
+
+def prompt_diff(name: str, before: str | None, after: str) -> str:
+    """Return the unified diff from `before` (None: no earlier version) to `after`."""
+    import difflib
+
+    old = [] if before is None else before.splitlines(keepends=True)
+    new = after.splitlines(keepends=True)
+    lines = difflib.unified_diff(
+        old,
+        new,
+        fromfile=f"a/{name}.md" if before is not None else "/dev/null",
+        tofile=f"b/{name}.md",
+    )
+    return "".join(line if line.endswith("\n") else line + "\n" for line in lines)
+
+
+class OverlayPromptLibrary(PromptLibrary):
+    """A library that answers some names from given texts and the rest from a folder."""
+
+    def __init__(self, base: PromptLibrary, texts: Mapping[str, str]) -> None:
+        super().__init__(base.directory)
+        self._base = base
+        self._overlay = {
+            name: parse_prompt(text.encode("utf-8"), base.path_of(name))
+            for name, text in texts.items()
+        }
+
+    def get(self, name: str) -> Prompt:
+        """Return the overlaid prompt, else the folder's."""
+        overlaid = self._overlay.get(name)
+        return overlaid if overlaid is not None else self._base.get(name)

@@ -2,27 +2,24 @@
 
 from __future__ import annotations
 
-from typing import Any
+from fastapi import APIRouter, Depends
 
-from fastapi import APIRouter, Depends, status
-
-from api.deps import BusDep, JournalDep, require_token
+from api.deps import CHANGE_RESPONSES, BusDep, JournalDep, require_read_access, require_token
 from api.schemas import HaltRequest, ResumeRequest, TradingStateOut
 from store.bus import EventBus
 
 router = APIRouter(prefix="/api", tags=["control"])
 
-_CHANGE_RESPONSES: dict[int | str, dict[str, Any]] = {
-    status.HTTP_401_UNAUTHORIZED: {"description": "missing or wrong bearer token"},
-    status.HTTP_403_FORBIDDEN: {"description": "no API token configured: changes refused"},
-}
+_CHANGE_RESPONSES = CHANGE_RESPONSES
 
 
 def _publish(bus: EventBus, state: TradingStateOut) -> None:
     bus.publish({"type": "trading_state", **state.model_dump(mode="json")})
 
 
-@router.get("/trading-state", response_model=TradingStateOut)
+@router.get(
+    "/trading-state", response_model=TradingStateOut, dependencies=[Depends(require_read_access)]
+)
 def read_trading_state(journal: JournalDep) -> TradingStateOut:
     """Return the trading state the operator set (active until anyone set one)."""
     return TradingStateOut.model_validate(journal.read_trading_control())

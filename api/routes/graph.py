@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from functools import cache
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Depends
 
+from api.deps import require_read_access
 from api.schemas import GraphEdge, GraphOut
 from graph.builder import build_graph, graph_mermaid
 
-router = APIRouter(prefix="/api/graph", tags=["graph"])
+router = APIRouter(prefix="/api/graph", tags=["graph"], dependencies=[Depends(require_read_access)])
 
 _TERMINALS = frozenset({"__start__", "__end__"})
 

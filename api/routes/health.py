@@ -1,15 +1,46 @@
-"""Liveness."""
+"""Liveness, what this server runs, and a token check for the viewer."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Depends
 
-from api.schemas import Health
+from api.deps import CHANGE_RESPONSES, ServicesDep, require_read_access, require_token
+from api.schemas import AuthCheck, Health, InfoOut
 
-router = APIRouter(prefix="/api/health", tags=["health"])
+router = APIRouter(prefix="/api", tags=["health"])
 
 
-@router.get("", response_model=Health)
+@router.get("/health", response_model=Health)
 def health() -> Health:
     """Say the server is up."""
     return Health()
+
+
+@router.get("/info", response_model=InfoOut, dependencies=[Depends(require_read_access)])
+def info(services: ServicesDep) -> InfoOut:
+    """Say what this server runs: session, paper or live, the feed, what it can do."""
+    from api.app import API_VERSION
+
+    return InfoOut(
+        session_id=services.session_id,
+        mode=services.mode if services.mode in ("paper", "live") else "none",  # type: ignore[arg-type]
+        feed=services.feed,
+        markets=list(services.markets),
+        can_run=services.runner is not None,
+        can_replay=services.replayer is not None,
+        token_configured=services.api_token is not None,
+        reads_need_token=services.reads_need_token,
+        bus="redis" if services.bus_kind == "redis" else "in-process",
+        version=API_VERSION,
+    )
+
+
+@router.post(
+    "/auth/check",
+    response_model=AuthCheck,
+    dependencies=[Depends(require_token)],
+    responses=CHANGE_RESPONSES,
+)
+def auth_check() -> AuthCheck:
+    """Answer 200 when the bearer token is right (401/403 otherwise); changes nothing."""
+    return AuthCheck()

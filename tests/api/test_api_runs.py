@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from api.app import create_app
-from api.deps import Runner
+from api.deps import TOKEN_NOT_SET, Runner
 from store.bus import InProcessBus
 from store.journal import Journal
 
@@ -247,9 +247,11 @@ class FakeRunner:
     def __init__(self, refusal: str | None = None) -> None:
         self.refusal = refusal
         self.calls = 0
+        self.markets: list[str | None] = []
 
-    async def evaluate_now(self) -> str:
+    async def evaluate_now(self, market: str | None = None) -> str:
         self.calls += 1
+        self.markets.append(market)
         if self.refusal is not None:
             raise RuntimeError(self.refusal)
         return f"session-a-manual{self.calls}"
@@ -267,7 +269,7 @@ async def test_post_run_without_configured_token_is_403_even_with_a_header(
         response = await client.post("/api/runs", headers={"Authorization": "Bearer anything"})
 
     assert response.status_code == 403
-    assert response.json() == {"detail": "set LXA_API_TOKEN to allow changes"}
+    assert response.json() == {"detail": TOKEN_NOT_SET}
     assert runner.calls == 0
 
 
@@ -294,8 +296,29 @@ async def test_post_run_with_token_starts_a_run_and_answers_202(journal: Journal
         response = await client.post("/api/runs", headers={"Authorization": f"Bearer {TOKEN}"})
 
     assert response.status_code == 202
-    assert response.json() == {"run_id": "session-a-manual1"}
+    assert response.json() == {
+        "run_id": "session-a-manual1",
+        "market": None,
+        "stream_url": "/api/runs/session-a-manual1/stream",
+    }
     assert response.headers["Location"] == "/api/runs/session-a-manual1"
+    assert runner.markets == [None]
+
+
+async def test_post_run_for_one_market_hands_the_market_to_the_runner(journal: Journal) -> None:
+    runner = FakeRunner()
+    async with client_for(journal, runner=runner, api_token=TOKEN) as client:
+        response = await client.post(
+            "/api/runs", json={"market": "KRW-ETH"}, headers={"Authorization": f"Bearer {TOKEN}"}
+        )
+        bad = await client.post(
+            "/api/runs", json={"market": "eth"}, headers={"Authorization": f"Bearer {TOKEN}"}
+        )
+
+    assert (response.status_code, response.json()["market"]) == (202, "KRW-ETH")
+    assert runner.markets == ["KRW-ETH"]
+    assert bad.status_code == 422
+    assert bad.json()["detail"][0]["loc"] == ["body", "market"]
     assert runner.calls == 1
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -164,3 +165,129 @@ def test_to_sse_frames_seq_as_id_and_type_as_event_name() -> None:
         'data: {"type":"order","price":1,"seq":7}',
         "",
     ]
+
+
+def run_events(bus: InProcessBus, run_id: str) -> None:
+    bus.publish({"type": "run_started", "run_id": run_id})
+    bus.publish({"type": "node_finished", "node": "ml_signal", "run_id": "other-run"})
+    bus.publish({"type": "node_finished", "node": "ml_signal", "run_id": run_id})
+    bus.publish({"type": "run_finished", "run_id": run_id, "action": "hold"})
+
+
+def record_started(journal: Journal, run_id: str) -> None:
+    journal.record_event(run_id, "run_started", {"trigger": "manual"}, datetime.now(UTC))
+
+
+async def test_run_stream_of_an_unknown_run_is_404_naming_it(client: httpx.AsyncClient) -> None:
+    response = await client.get("/api/runs/ghost/stream")
+
+    assert (response.status_code, response.json()) == (404, {"detail": "run ghost not found"})
+
+
+async def test_run_stream_sends_only_that_run_from_its_start_and_ends_with_it(
+    streaming_client: httpx.AsyncClient, bus: InProcessBus, journal: Journal
+) -> None:
+    record_started(journal, "run-a")
+    run_events(bus, "run-a")
+
+    async with streaming_client.stream("GET", "/api/runs/run-a/stream") as response:
+        lines = [line async for line in response.aiter_lines()]  # ends by itself
+
+    ids = [line.removeprefix("id: ") for line in lines if line.startswith("id:")]
+    names = [line.removeprefix("event: ") for line in lines if line.startswith("event:")]
+    assert ids == ["1", "3", "4"]
+    assert names == ["run_started", "node_finished", "run_finished"]
+
+
+async def test_run_stream_resumes_after_the_last_event_id_and_follows_live_events(
+    streaming_client: httpx.AsyncClient, bus: InProcessBus, journal: Journal
+) -> None:
+    record_started(journal, "run-b")
+    bus.publish({"type": "run_started", "run_id": "run-b"})
+    bus.publish({"type": "node_finished", "node": "ml_signal", "run_id": "run-b"})
+
+    async with streaming_client.stream(
+        "GET", "/api/runs/run-b/stream", headers={"Last-Event-ID": "1"}
+    ) as response:
+        lines = response.aiter_lines()
+        [replayed] = await read_events(lines, 1)
+        bus.publish({"type": "run_finished", "run_id": "run-b", "action": "hold"})
+        [finished] = await read_events(lines, 1)
+        rest = [line async for line in lines]
+
+    assert (replayed["id"], replayed["event"]) == ("2", "node_finished")
+    assert (finished["id"], finished["event"]) == ("3", "run_finished")
+    assert not [line for line in rest if line.startswith("data:")]
+
+
+async def test_run_finished_before_the_buffer_held_it_ends_with_the_journals_decision(
+    journal: Journal, make_streaming_client: Callable[[FastAPI], httpx.AsyncClient]
+) -> None:
+    bus = InProcessBus(ring_size=2)
+    journal.record_decision(
+        {
+            "run_id": "old-run",
+            "session_id": "s",
+            "bar_ts": datetime(2026, 3, 1, tzinfo=UTC),
+            "trigger": "bar",
+            "action": "hold",
+            "market": None,
+            "reason": "no_signal",
+            "duration_ms": 3.0,
+        }
+    )
+    publish_runs(bus, 5)  # the old run's events are long gone from the buffer
+    app = create_app(journal=journal, bus=bus)
+
+    async with (
+        make_streaming_client(app) as client,
+        client.stream("GET", "/api/runs/old-run/stream") as response,
+    ):
+        lines = [line async for line in response.aiter_lines()]
+
+    data = [json.loads(line.removeprefix("data: ")) for line in lines if line.startswith("data:")]
+    assert data == [
+        {
+            "type": "run_finished",
+            "run_id": "old-run",
+            "action": "hold",
+            "market": None,
+            "reason": "no_signal",
+            "duration_ms": 3.0,
+            "from_journal": True,
+        }
+    ]
+
+
+@pytest.mark.services
+async def test_events_published_by_another_process_reach_sse_through_redis(
+    redis_url: str, journal: Journal, make_streaming_client: Callable[[FastAPI], httpx.AsyncClient]
+) -> None:
+    import secrets
+
+    from store.redis_bus import RedisBus
+
+    stream = f"lxa:test:{secrets.token_hex(6)}"
+    api_bus = RedisBus(redis_url, stream=stream, block_ms=200)
+    engine_bus = RedisBus(redis_url, stream=stream)  # the engine's own connection
+    try:
+        engine_bus.publish({"type": "run_started", "run_id": "r-redis"})
+        engine_bus.publish({"type": "node_finished", "node": "ml_signal", "run_id": "r-redis"})
+        app = create_app(journal=journal, bus=api_bus, bus_kind="redis")
+        async with (
+            make_streaming_client(app) as client,
+            client.stream("GET", "/api/stream", headers={"Last-Event-ID": "1"}) as response,
+        ):
+            lines = response.aiter_lines()
+            [replayed] = await read_events(lines, 1)
+            engine_bus.publish({"type": "run_finished", "run_id": "r-redis", "action": "hold"})
+            [live] = await read_events(lines, 1)
+            info = (await client.get("/api/info")).json()
+    finally:
+        api_bus._client.delete(stream, f"{stream}:seq")
+        api_bus.close()
+        engine_bus.close()
+
+    assert (replayed["id"], replayed["event"]) == ("2", "node_finished")
+    assert (live["id"], live["event"]) == ("3", "run_finished")
+    assert info["bus"] == "redis"

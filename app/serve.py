@@ -1,0 +1,372 @@
+"""What the API is handed by the engine: runs, forks (time travel), the account; and its token."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from app.engine import Engine
+from app.llm import groq_provider, ollama_provider
+from app.settings import Settings
+from app.wiring import Services
+from exchange.types import AccountSnapshot, OrderRejected, OrderRequest
+from nodes.llm import REVIEW_VARIABLES, SIZING_VARIABLES, LLMReviewer, LLMSizer, ResponseCache
+from prompts.loader import OverlayPromptLibrary, PromptError
+
+log = logging.getLogger(__name__)
+
+TOKEN_FILE = "api_token"
+LLM_NODES = ("groq_check", "ollama_check", "sizing")
+PROMPT_VARIABLES: dict[str, frozenset[str]] = {
+    "groq_check": frozenset(REVIEW_VARIABLES),
+    "ollama_check": frozenset(REVIEW_VARIABLES),
+    "sizing": frozenset(SIZING_VARIABLES),
+}
+FORK_NOTE = "the fork ran with orders disabled: `order` is what it WOULD have sent"
+
+
+def api_token_for(settings: Settings) -> tuple[str, bool]:
+    """Return the API token and whether it was just created.
+
+    LXA_API_TOKEN wins; else `<data_dir>/api_token` is read, or created (mode 0600) with a new
+    random token on first start.
+    """
+    if settings.api_token is not None:
+        return settings.api_token.get_secret_value(), False
+    path = settings.data_dir / TOKEN_FILE
+    if path.is_file():
+        token = path.read_text(encoding="utf-8").strip()
+        if token:
+            return token, False
+    path.parent.mkdir(parents=True, exist_ok=True)
+    token = secrets.token_urlsafe(32)
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+        handle.write(token + "\n")
+    os.chmod(path, 0o600)  # also when the file existed empty with other modes
+    return token, True
+
+
+def token_path(settings: Settings) -> Path:
+    """Where a generated token is kept."""
+    return settings.data_dir / TOKEN_FILE
+
+
+class NoOrderExchange:
+    """An exchange view for forks: reads pass through, every order is refused."""
+
+    name = "no-orders"
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+
+    async def get_account(self) -> AccountSnapshot:
+        """Return the real account (reads are harmless)."""
+        return await self._inner.get_account()
+
+    async def get_order(self, identifier: str) -> Any:
+        """Look an order up (reads are harmless)."""
+        return await self._inner.get_order(identifier)
+
+    async def open_orders(self, market: str | None = None) -> Any:
+        """List open orders (reads are harmless)."""
+        return await self._inner.open_orders(market)
+
+    async def place_order(self, request: OrderRequest, **_: Any) -> Any:
+        """Refuse: a fork never places an order."""
+        raise OrderRejected("forks never place orders", identifier=request.identifier)
+
+    async def cancel_order(self, identifier: str) -> Any:
+        """Refuse: a fork never touches orders."""
+        raise OrderRejected("forks never cancel orders", identifier=identifier)
+
+
+def _prompt_ref(view: Mapping[str, Any] | None) -> str | None:
+    call = (view or {}).get("call") or {}
+    return call.get("prompt_ref") if isinstance(call, Mapping) else None
+
+
+def outcome(
+    run_id: str, decision: Mapping[str, Any], nodes: Mapping[str, Any], *, fork: bool
+) -> dict[str, Any]:
+    """One side of a replay comparison from a run's node outputs."""
+    views = {node: nodes.get(node) for node in LLM_NODES}
+    order = nodes.get("trade")
+    proposal = (nodes.get("ml_signal") or {}).get("proposal") or {}
+    would_trade = bool(order) and (order or {}).get("state") not in ("rejected",)
+    action, reason = decision["action"], decision["reason"]
+    if fork and order and order.get("state") == "not_sent":
+        action = proposal.get("action", action)
+        reason = "agreed: would place the order (forks never send one)"
+    return {
+        "run_id": run_id,
+        "action": action,
+        "market": decision.get("market"),
+        "reason": reason,
+        "groq": views["groq_check"],
+        "ollama": views["ollama_check"],
+        "sizing": views["sizing"],
+        "order": order,
+        "would_trade": would_trade,
+        "prompt_refs": {node: _prompt_ref(view) for node, view in views.items()},
+        "reviewers": {node: (view or {}).get("reviewer") for node, view in views.items()},
+    }
+
+
+def _fork_nodes(values: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        "ml_signal": {"proposal": values.get("proposal"), "signals": values.get("signals")},
+        "groq_check": values.get("groq"),
+        "ollama_check": values.get("ollama"),
+        "sizing": values.get("sizing"),
+        "trade": values.get("order"),
+    }
+
+
+@dataclass
+class EngineBridge:
+    """The engine as the API sees it: `Runner`, `Replayer` and `AccountSource` in one."""
+
+    engine: Engine
+    settings: Settings
+    cache: ResponseCache | None = None
+    _forks: int = field(default=0, init=False)
+
+    async def evaluate_now(self, market: str | None = None) -> str:
+        """Start a manual run now (one market or all); return its id at once."""
+        return await self.engine.evaluate_now(market)
+
+    async def account(self) -> dict[str, Any]:
+        """Free KRW, coin balances and equity at the latest closes, and marked positions."""
+        snapshot, view = await self.engine.account_view()
+        closes = self.engine.closes
+        balances: list[dict[str, Any]] = [
+            {"currency": "KRW", "balance": snapshot.krw, "locked": snapshot.krw_locked}
+        ]
+        positions: dict[str, dict[str, Any]] = {}
+        for market, position in snapshot.positions.items():
+            close = closes.get(market)
+            value = position.volume * Decimal(str(close)) if close is not None else None
+            balances.append(
+                {
+                    "currency": market.split("-", 1)[-1],
+                    "balance": position.volume,
+                    "locked": position.locked,
+                    "avg_buy_price": position.avg_buy_price,
+                    "value_krw": value.quantize(Decimal("0.01")) if value is not None else None,
+                }
+            )
+            positions[market] = {**view["positions"].get(market, {}), "mark_price": close}
+        return {
+            "krw": snapshot.krw,
+            "equity": snapshot.equity(closes).quantize(Decimal("0.01")),
+            "balances": balances,
+            "as_of": self.engine.last_bar_ts,
+            "positions": positions,
+        }
+
+    def watchdog_state(self) -> dict[str, Any]:
+        """Whether the watchdog runs, its thresholds, exchange health and the cooldowns."""
+        watchdog = self.engine.watchdog
+        return {
+            "enabled": watchdog is not None,
+            "config": dataclasses.asdict(watchdog.config) if watchdog is not None else {},
+            "exchange_healthy": self.engine.exchange_healthy,
+            "consecutive_failures": watchdog.consecutive_failures if watchdog else None,
+            "cooldowns": {
+                market: {"until": until, "detector": detector}
+                for market, (until, detector) in self.engine.cooldowns.items()
+            },
+        }
+
+    # Time travel ---------------------------------------------------------------------------
+    def _fork_context(
+        self, prompts: Mapping[str, str], models: Mapping[str, str], notes: list[str]
+    ) -> Any:
+        context = self.engine.context
+        groq, ollama, sizer = context.groq, context.ollama, context.sizer
+        if "groq" in models:
+            if self.settings.groq_api_key is None:
+                raise ValueError("groq is not configured (LXA_GROQ_API_KEY): no model to swap")
+            provider = groq_provider(
+                self.settings.model_copy(update={"groq_model": models["groq"]}), self.cache
+            )
+            library = groq.prompts if isinstance(groq, LLMReviewer) else None
+            if library is None:  # pragma: no cover - a configured key always builds one
+                raise ValueError("the groq check is not an LLM here")
+            groq = LLMReviewer("groq_check", provider, library)
+        if "ollama" in models:
+            if self.settings.ollama_host is None:
+                raise ValueError("ollama is not configured (LXA_OLLAMA_HOST): no model to swap")
+            provider = ollama_provider(
+                self.settings.model_copy(update={"ollama_model": models["ollama"]}), self.cache
+            )
+            library = ollama.prompts if isinstance(ollama, LLMReviewer) else None
+            if library is None:  # pragma: no cover - a configured host always builds one
+                raise ValueError("the ollama check is not an LLM here")
+            ollama = LLMReviewer("ollama_check", provider, library)
+        if prompts:
+            try:
+                if isinstance(groq, LLMReviewer):
+                    groq = dataclasses.replace(
+                        groq, prompts=OverlayPromptLibrary(groq.prompts, prompts)
+                    )
+                if isinstance(ollama, LLMReviewer):
+                    ollama = dataclasses.replace(
+                        ollama, prompts=OverlayPromptLibrary(ollama.prompts, prompts)
+                    )
+                if isinstance(sizer, LLMSizer):
+                    sizer = dataclasses.replace(
+                        sizer, prompts=OverlayPromptLibrary(sizer.prompts, prompts)
+                    )
+            except PromptError as exc:
+                raise ValueError(str(exc)) from exc
+            for name, role in (("groq_check", groq), ("ollama_check", ollama), ("sizing", sizer)):
+                if name in prompts and not isinstance(role, LLMReviewer | LLMSizer):
+                    notes.append(
+                        f"{name} is rule-based here (no LLM configured): the edited "
+                        f"{name} prompt is not used"
+                    )
+        return dataclasses.replace(
+            context,
+            groq=groq,
+            ollama=ollama,
+            sizer=sizer,
+            exchange=NoOrderExchange(context.exchange),
+            place_orders=False,
+            order_log=None,
+        )
+
+    async def replay(
+        self, run_id: str, prompts: Mapping[str, str], models: Mapping[str, str]
+    ) -> dict[str, Any]:
+        """Fork `run_id` from its checkpoint after `ml_signal` and run the rest without orders.
+
+        The fork is a new thread seeded with that checkpoint's values (the original thread is
+        left as it was), so both runs stay readable by their ids.
+        """
+        decision = self.engine.journal.get_decision(run_id)
+        if decision is None:
+            raise LookupError(f"run {run_id} not found")
+        graph = self.engine.graph
+        history = [
+            snapshot
+            async for snapshot in graph.aget_state_history({"configurable": {"thread_id": run_id}})
+        ]
+        start = next(
+            (
+                snapshot
+                for snapshot in reversed(history)  # oldest first
+                if "proposal" in snapshot.values and "groq" not in snapshot.values
+            ),
+            None,
+        )
+        if start is None:
+            raise LookupError(
+                f"run {run_id} has no checkpoint after ml_signal to fork from (checkpoints are "
+                "kept by LXA_CHECKPOINT_URL; 'memory' loses them on restart)"
+            )
+        notes = [FORK_NOTE]
+        context = self._fork_context(prompts, models, notes)
+        self._forks += 1
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
+        fork_id = f"{run_id}-fork-{stamp}-{self._forks}"
+        fork_config = {"configurable": {"thread_id": fork_id}}
+        values = {**start.values, "run_id": fork_id}
+        await graph.aupdate_state(fork_config, values, as_node="ml_signal")
+        proposal = start.values.get("proposal") or {}
+        if proposal.get("action", "hold") == "hold":
+            notes.append("the ML signal proposed hold: no LLM check runs, the fork holds too")
+        bus = self.engine.bus
+        checkpoint_id = str(start.config["configurable"].get("checkpoint_id", ""))
+        bus.publish(
+            {
+                "type": "replay_started",
+                "run_id": fork_id,
+                "forked_from": run_id,
+                "checkpoint_id": checkpoint_id,
+            }
+        )
+        try:
+            async for mode, chunk in graph.astream(
+                None, fork_config, context=context, stream_mode=["updates", "custom", "tasks"]
+            ):
+                if mode == "custom":
+                    bus.publish({**chunk, "run_id": fork_id})
+                elif mode == "tasks":
+                    if "input" in chunk:
+                        bus.publish(
+                            {"type": "node_started", "node": chunk["name"], "run_id": fork_id}
+                        )
+                else:
+                    for node, update in chunk.items():
+                        for item in (update or {}).get("events", []):
+                            bus.publish({**item, "run_id": fork_id})
+                        bus.publish({"type": "node_finished", "node": node, "run_id": fork_id})
+        except Exception as exc:
+            log.exception("fork %s of %s failed", fork_id, run_id)
+            raise RuntimeError(f"the fork failed: {type(exc).__name__}: {exc}") from exc
+        final = (await graph.aget_state(fork_config)).values
+        fork_decision = final.get("decision") or {"action": "hold", "market": None, "reason": "?"}
+        replayed = outcome(fork_id, fork_decision, _fork_nodes(final), fork=True)
+        original = outcome(run_id, decision, decision.get("nodes") or {}, fork=False)
+        bus.publish(
+            {
+                "type": "replay_finished",
+                "run_id": fork_id,
+                "forked_from": run_id,
+                "action": replayed["action"],
+                "market": replayed["market"],
+                "reason": replayed["reason"],
+            }
+        )
+        changed = (original["action"], original["market"], original["would_trade"]) != (
+            replayed["action"],
+            replayed["market"],
+            replayed["would_trade"],
+        )
+        return {
+            "run_id": run_id,
+            "fork_id": fork_id,
+            "forked_from_checkpoint": checkpoint_id,
+            "forked_before": list(start.next),
+            "original": original,
+            "replayed": replayed,
+            "changed": changed,
+            "notes": notes,
+        }
+
+
+def create_api(services: Services, token: str, *, feed: str | None = None) -> Any:
+    """Build the API and viewer app over a running engine's services."""
+    from api.app import create_app
+    from prompts.loader import DEFAULT_PROMPTS_DIR
+    from store.journal import JournalResponseCache
+
+    settings = services.settings
+    bridge = EngineBridge(services.engine, settings, JournalResponseCache(services.journal))
+    local = settings.api_host in ("127.0.0.1", "localhost", "::1")
+    return create_app(
+        journal=services.journal,
+        bus=services.bus,
+        runner=bridge,
+        replayer=bridge,
+        account_source=bridge,
+        api_token=token,
+        prompts_dir=settings.prompts_dir or DEFAULT_PROMPTS_DIR,
+        prompt_variables=PROMPT_VARIABLES,
+        session_id=services.engine.session_id,
+        markets=settings.markets,
+        mode="live" if settings.live else "paper",
+        feed=feed or f"live Upbit WebSocket ({getattr(settings, 'upbit_ws_url', 'upbit')})",
+        reads_need_token=not local,
+        bus_kind="redis" if settings.redis_url else "in-process",
+    )
