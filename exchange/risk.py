@@ -394,15 +394,22 @@ class GuardedExchange:
         return await self.inner.get_account()
 
     async def place_order(
-        self, request: OrderRequest, purpose: OrderPurpose | None = None
+        self,
+        request: OrderRequest,
+        purpose: OrderPurpose | None = None,
+        *,
+        account: AccountSnapshot | None = None,
     ) -> Order:
         """Check the order against the guard, then send it; raise `OrderRejected` if refused.
 
         Without `purpose` (the protocol's plain call) a bid is an "entry", an ask an "exit".
+        `account` is a snapshot the caller read just before (the watchdog's fast path), so the
+        check costs no second call to the exchange.
         """
         if purpose is None:
             purpose = "entry" if request.side is Side.BID else "exit"
-        account = await self.get_account()
+        if account is None:
+            account = await self.get_account()
         marks = dict(self._marks())
         self.guard.on_equity(account.equity(marks), self._clock())
         self.guard.check(request, purpose, account, marks)

@@ -68,6 +68,8 @@ class OrderRequest:
     identifier: str
     volume: Decimal | None = None  # coin amount (limit, market)
     price: Decimal | None = None  # limit price, or KRW to spend for ord_type=price
+    # An emergency exit: sent at once as asked, no orderbook (slippage) check on the way.
+    urgent: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +83,7 @@ class Fill:
     volume: Decimal
     fee: Decimal  # KRW
     ts: datetime
+    trade_uuid: str | None = None  # the exchange's id of this execution (Upbit `trades[].uuid`)
 
     @property
     def funds(self) -> Decimal:
@@ -104,6 +107,7 @@ class Order:
     paid_fee: Decimal = Decimal(0)
     fills: list[Fill] = field(default_factory=list)
     reason: str | None = None  # why it was rejected or cancelled
+    uuid: str | None = None  # the exchange's own order id (Upbit `uuid`); None on paper
 
     @property
     def avg_price(self) -> Decimal | None:

@@ -1,0 +1,108 @@
+"""Order intents and once-only fills in the journal, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from store.journal import Journal
+
+T0 = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.services)])
+def journal(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Journal]:
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path}/journal.db"
+    else:
+        url = request.getfixturevalue("postgres_url")
+    opened = Journal.open(url)
+    try:
+        yield opened
+    finally:
+        opened.close()
+
+
+def intent(identifier: str, **overrides: Any) -> dict[str, Any]:
+    return {
+        "identifier": identifier,
+        "market": "KRW-BTC",
+        "side": "bid",
+        "ord_type": "price",
+        "price": Decimal("100000"),
+        "state": "pending",
+        "attempts": 0,
+        **overrides,
+    }
+
+
+def fill(trade_uuid: str | None, **overrides: Any) -> dict[str, Any]:
+    return {
+        "order_identifier": "i-1",
+        "market": "KRW-BTC",
+        "side": "bid",
+        "price": Decimal("50000000"),
+        "volume": Decimal("0.002"),
+        "fee": Decimal("50"),
+        "ts": T0,
+        "trade_uuid": trade_uuid,
+        **overrides,
+    }
+
+
+def test_intent_moves_through_its_states(journal: Journal) -> None:
+    journal.record_order_intent(intent("i-1"))
+    journal.update_order_intent("i-1", {"state": "sent", "attempts": 1})
+    journal.update_order_intent(
+        "i-1", {"state": "done", "uuid": "u-1", "executed_volume": Decimal("0.002")}
+    )
+
+    row = journal.get_order_intent("i-1")
+
+    assert row is not None
+    assert (row["state"], row["uuid"], row["attempts"]) == ("done", "u-1", 1)
+    assert row["executed_volume"] == Decimal("0.002")
+    assert row["price"] == Decimal("100000")
+    assert row["updated_at"] >= row["created_at"]
+
+
+def test_an_identifier_is_journaled_once(journal: Journal) -> None:
+    journal.record_order_intent(intent("i-1"))
+
+    with pytest.raises(ValueError, match="already journaled"):
+        journal.record_order_intent(intent("i-1"))
+
+
+def test_unknown_state_and_missing_intent_are_refused(journal: Journal) -> None:
+    with pytest.raises(ValueError, match="state must be one of"):
+        journal.record_order_intent(intent("i-1", state="lost"))
+    with pytest.raises(KeyError, match="no order intent"):
+        journal.update_order_intent("nope", {"state": "done"})
+
+
+def test_intents_are_listed_by_state(journal: Journal) -> None:
+    journal.record_order_intent(intent("a", state="unknown"))
+    journal.record_order_intent(intent("b", state="done"))
+    journal.record_order_intent(intent("c", state="sent"))
+
+    unresolved = journal.list_order_intents(["pending", "sent", "unknown", "open"])
+
+    assert sorted(i["identifier"] for i in unresolved) == ["a", "c"]
+    assert len(journal.list_order_intents()) == 3
+
+
+def test_a_fill_with_a_known_trade_uuid_is_recorded_once(journal: Journal) -> None:
+    first = journal.record_fill(fill("t-1"))
+    again = journal.record_fill(fill("t-1"))
+    other = journal.record_fill(fill("t-2"))
+    journal.record_fill(fill(None))
+    journal.record_fill(fill(None))
+
+    assert first == again
+    assert other != first
+    assert len(journal.fills_for_order("i-1")) == 4
