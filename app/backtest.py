@@ -204,19 +204,29 @@ def score_bars(candles: pd.DataFrame, predictor: Predictor) -> pd.DataFrame:
     threshold = float(label.get("threshold", 0.002))
     needed = [n for n in FEATURE_NAMES if n not in MISSING_FROM_CANDLES]
     pieces = []
+    prepared: dict[str, tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, np.ndarray]] = {}
     for market, rows in candles.groupby("market", sort=True):
         frame = regularize(rows.reset_index(drop=True))
         features = compute_features(frame)
         labels = make_labels(frame, horizon=horizon, threshold=threshold)
         warmed = features[needed].notna().all(axis=1).to_numpy()
+        prepared[str(market)] = (frame, features, labels, warmed)
+    # One batch call over every market: a full model set needs each market's bar sequence and
+    # the other markets' rows at the same bar (its stack's context inputs).
+    scores = predictor.score_frames(
+        {
+            market: features[warmed].assign(
+                ts=frame["ts"].to_numpy()[warmed], segment=frame["segment"].to_numpy()[warmed]
+            )
+            for market, (frame, features, labels, warmed) in prepared.items()
+        }
+    )
+    for market, (frame, features, labels, warmed) in prepared.items():
         p_buy = np.full(len(frame), np.nan)
         p_sell = np.full(len(frame), np.nan)
         if warmed.any():
-            chosen = features[warmed]
-            records = chosen.to_dict("records")
-            predictions = predictor.predict({str(i): row for i, row in enumerate(records)})
-            p_buy[warmed] = [predictions[str(i)].p_buy for i in range(len(records))]
-            p_sell[warmed] = [predictions[str(i)].p_sell for i in range(len(records))]
+            p_buy[warmed] = scores[market][:, 0]
+            p_sell[warmed] = scores[market][:, 1]
         pieces.append(
             pd.DataFrame(
                 {

@@ -19,15 +19,25 @@ def load_candles(paths: Sequence[str | Path], markets: Sequence[str] | None = No
     """Read candle parquet files into one frame sorted by market and ts.
 
     Returns columns market, ts (UTC), open, high, low, close, volume; a (market, ts) seen in
-    more than one file is kept once (the first file listed wins).
+    more than one file is kept once (the first file listed wins). A folder stands for every
+    parquet file under it.
     """
     if isinstance(paths, str | Path):
         paths = [paths]
-    frames: list[pd.DataFrame] = []
+    files: list[Path] = []
     for raw_path in paths:
         path = Path(raw_path)
         if not path.exists():
             raise FileNotFoundError(f"candle file not found: {path}")
+        if path.is_dir():  # a folder of part files, as `lxa download` writes them
+            found = sorted(path.glob("**/*.parquet"))
+            if not found:
+                raise FileNotFoundError(f"no parquet files under {path}")
+            files.extend(found)
+        else:
+            files.append(path)
+    frames: list[pd.DataFrame] = []
+    for path in files:
         present = set(pq.read_schema(path).names)
         for column in REQUIRED_COLUMNS:
             if column not in present:

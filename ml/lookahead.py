@@ -35,7 +35,6 @@ FeatureFn = Callable[[pd.DataFrame], pd.DataFrame]
 LABEL_COLUMNS: tuple[str, ...] = ("label_buy", "label_sell", "forward_return")
 PROBABILITY_NAMES: tuple[str, ...] = ("p_buy", "p_sell")
 DEFAULT_HORIZON = 10
-_PREDICT_CHUNK = 4096
 
 
 class LabelFn(Protocol):
@@ -191,22 +190,20 @@ def _as_float(frame: pd.DataFrame, columns: list[str]) -> np.ndarray:
     ).reshape(len(frame), len(columns))
 
 
-def _probabilities(predictor: Predictor, features: pd.DataFrame) -> np.ndarray:
-    """Return P(buy), P(sell) per row (NaN where every model feature is missing)."""
+def _probabilities(predictor: Predictor, features: pd.DataFrame, bars: pd.DataFrame) -> np.ndarray:
+    """Return P(buy), P(sell) per row (NaN where every model feature is missing).
+
+    Goes through the predictor's batch path (``score_frames``), which a full model set needs
+    for its bar sequences; ``bars`` gives the rows' ts and segment.
+    """
     names = list(predictor.feature_names)
     missing = [name for name in names if name not in features.columns]
     if missing:
         raise ValueError(f"the feature function gives no {missing} (the model needs them)")
-    matrix = features[names].to_numpy(dtype="float64")
-    out = np.full((len(matrix), 2), np.nan)
-    rows = np.flatnonzero(~np.isnan(matrix).all(axis=1))
-    for start in range(0, len(rows), _PREDICT_CHUNK):
-        chunk = rows[start : start + _PREDICT_CHUNK]
-        batch = {str(i): dict(zip(names, matrix[i].tolist(), strict=True)) for i in chunk.tolist()}
-        predictions = predictor.predict(batch)
-        out[chunk, 0] = [predictions[str(i)].p_buy for i in chunk.tolist()]
-        out[chunk, 1] = [predictions[str(i)].p_sell for i in chunk.tolist()]
-    return out
+    frame = features.copy()
+    frame["ts"] = bars["ts"].to_numpy()
+    frame["segment"] = bars["segment"].to_numpy()
+    return predictor.score_frames({"market": frame})["market"]
 
 
 def _followers(segment: np.ndarray) -> np.ndarray:
@@ -288,7 +285,7 @@ def check_lookahead(
         for name in LABEL_COLUMNS:
             check_for(name, "label")
         full_values = _as_float(full_features, names)
-        full_probs = None if predictor is None else _probabilities(predictor, full_features)
+        full_probs = None if predictor is None else _probabilities(predictor, full_features, full)
         full_labels = _as_float(label_fn(full, horizon=horizon), list(LABEL_COLUMNS))
         _check_labels(
             report,
@@ -337,7 +334,7 @@ def check_lookahead(
                 )
             report.rows_compared += k
             if predictor is not None and full_probs is not None:
-                trunc_probs = _probabilities(predictor, trunc_features)
+                trunc_probs = _probabilities(predictor, trunc_features, truncated)
                 for j, name in enumerate(PROBABILITY_NAMES):
                     bad = _differs(full_probs[:k, j], trunc_probs[:, j], tolerance)
                     _record(

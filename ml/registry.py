@@ -18,6 +18,8 @@ import numpy as np
 import pandas as pd
 
 KIND = "lightgbm-quick"
+FULL_KIND = "full-stack"
+"""A full model set: LightGBM pair, LSTM+CNN hybrid, stackers calibrated per coin, autoencoder."""
 MODEL_BUY_FILE = "model_buy.txt"
 MODEL_SELL_FILE = "model_sell.txt"
 META_FILE = "meta.json"
@@ -58,10 +60,10 @@ def file_sha256(path: str | Path) -> str:
     return digest.hexdigest()
 
 
-def make_model_id(created_at: datetime, data_sha256: str) -> str:
-    """Return ``lgbm-quick-<UTC time>-<8 hex of the data hash>``."""
+def make_model_id(created_at: datetime, data_sha256: str, prefix: str = "lgbm-quick") -> str:
+    """Return ``<prefix>-<UTC time>-<8 hex of the data hash>`` (prefix lgbm-quick or full)."""
     stamp = created_at.astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
-    return f"lgbm-quick-{stamp}-{data_sha256[:8]}"
+    return f"{prefix}-{stamp}-{data_sha256[:8]}"
 
 
 def _json_safe(value: Any) -> Any:
@@ -95,15 +97,18 @@ def save_model_set(
     metrics: Mapping[str, Any],
     created_at: datetime | None = None,
     extra: Mapping[str, Any] | None = None,
+    kind: str = KIND,
+    artifacts: Mapping[str, bytes] | None = None,
 ) -> Path:
     """Write a model set under ``models_dir`` atomically and return its directory.
 
-    ``data_files`` that exist on disk are recorded with their own sha256.
+    ``data_files`` that exist on disk are recorded with their own sha256. ``artifacts`` are
+    further files (name -> bytes) of a full model set, written beside the two boosters.
     """
     created = (created_at or datetime.now(UTC)).astimezone(UTC).replace(microsecond=0)
     models_dir = Path(models_dir)
     models_dir.mkdir(parents=True, exist_ok=True)
-    base_id = make_model_id(created, data_sha256)
+    base_id = make_model_id(created, data_sha256, "full" if kind == FULL_KIND else "lgbm-quick")
     model_id = base_id
     suffix = 1
     while (models_dir / model_id).exists():
@@ -116,7 +121,7 @@ def save_model_set(
     meta: dict[str, Any] = {
         "model_id": model_id,
         "created_at": created.isoformat().replace("+00:00", "Z"),
-        "kind": KIND,
+        "kind": kind,
         "feature_names": list(feature_names),
         "label": dict(label),
         "training_window": {market: dict(span) for market, span in training_window.items()},
@@ -136,6 +141,10 @@ def save_model_set(
     try:
         model_buy.save_model(str(staging / MODEL_BUY_FILE))
         model_sell.save_model(str(staging / MODEL_SELL_FILE))
+        for name, payload in (artifacts or {}).items():
+            if "/" in name or name in (MODEL_BUY_FILE, MODEL_SELL_FILE, META_FILE):
+                raise ValueError(f"artifact name {name!r} is not a plain new file name")
+            (staging / name).write_bytes(payload)
         (staging / META_FILE).write_text(
             json.dumps(_json_safe(meta), indent=2, sort_keys=False, allow_nan=False) + "\n"
         )
