@@ -1,0 +1,80 @@
+import { useEffect, useState } from "react";
+import type { Info } from "./api";
+import { Controls } from "./components/Controls";
+import { useGet, useHashRoute } from "./hooks";
+import { LangProvider, useLang } from "./i18n";
+import { ChartsPage } from "./pages/ChartsPage";
+import { LivePage } from "./pages/LivePage";
+import { PromptsPage } from "./pages/PromptsPage";
+import { RunPage } from "./pages/RunPage";
+import { RunsPage } from "./pages/RunsPage";
+import { StreamProvider, useStream } from "./stream";
+
+export function App() {
+  return (
+    <LangProvider>
+      <StreamProvider>
+        <Shell />
+      </StreamProvider>
+    </LangProvider>
+  );
+}
+
+function Shell() {
+  const { t, toggle } = useLang();
+  const { connected } = useStream();
+  const route = useHashRoute();
+  const info = useGet<Info>("/api/info");
+  const [page, ...rest] = route;
+  const tabs: [string, string][] = [
+    ["", t("live")],
+    ["runs", t("runs")],
+    ["charts", t("charts")],
+    ["prompts", t("prompts")],
+  ];
+  const [notice, setNotice] = useState<{ kind: "ok" | "error"; text: string } | null>(null);
+  useEffect(() => {
+    if (notice?.kind !== "ok") return;
+    const timer = window.setTimeout(() => setNotice(null), 10_000);
+    return () => window.clearTimeout(timer);
+  }, [notice]);
+  return (
+    <>
+      <header className="topbar">
+        <h1>
+          <a href="#/">{t("title")}</a>
+        </h1>
+        <nav>
+          {tabs.map(([key, label]) => (
+            <a key={key} href={`#/${key}`} className={(page ?? "") === key ? "current" : ""}>
+              {label}
+            </a>
+          ))}
+        </nav>
+        <span className="spacer" />
+        <span className={`conn ${connected ? "on" : ""}`} data-testid="connection" title={connected ? t("connected") : t("disconnected")}>
+          <span className="dot" /> {connected ? t("connected") : t("disconnected")}
+        </span>
+        <button type="button" className="lang" onClick={toggle} data-testid="lang">
+          {t("switchLang")}
+        </button>
+      </header>
+      <Controls markets={info.data?.markets ?? []} canRun={info.data?.can_run ?? true} onNotice={setNotice} />
+      {notice && (
+        <div className={`notice ${notice.kind}`} role="status" data-testid="notice">
+          {notice.text}
+          <button type="button" className="link" onClick={() => setNotice(null)} aria-label="close">
+            ×
+          </button>
+        </div>
+      )}
+      <main>
+        {page === undefined && <LivePage />}
+        {page === "runs" && rest.length === 0 && <RunsPage markets={info.data?.markets ?? []} />}
+        {page === "runs" && rest.length > 0 && <RunPage runId={rest[0]} />}
+        {page === "charts" && <ChartsPage markets={info.data?.markets ?? []} />}
+        {page === "prompts" && <PromptsPage name={rest[0] ?? null} runId={rest[1] ?? null} />}
+      </main>
+    </>
+  );
+}

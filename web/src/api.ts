@@ -1,0 +1,338 @@
+// The viewer's only contract: the JSON of the LXA API (api/schemas.py).
+
+export type Json = Record<string, unknown>;
+
+export interface RunSummary {
+  run_id: string;
+  session_id: string;
+  bar_ts: string;
+  created_at: string;
+  trigger: string;
+  action: string;
+  market: string | null;
+  reason: string;
+  duration_ms: number;
+  reviewer_labels: Record<string, string | null>;
+}
+
+export interface RunList {
+  runs: RunSummary[];
+  limit: number;
+  offset: number;
+  total: number;
+}
+
+export interface LlmCall {
+  id: number;
+  run_id: string;
+  node: string;
+  provider: string;
+  model: string;
+  prompt_ref: string | null;
+  request: Json;
+  response: Json | null;
+  verdict: string | null;
+  latency_ms: number;
+  created_at: string;
+  error: string | null;
+  input_tokens?: number | null;
+  output_tokens?: number | null;
+  cached?: boolean;
+}
+
+export interface Order {
+  identifier: string;
+  run_id: string | null;
+  market: string;
+  side: string;
+  ord_type: string;
+  price: string | null;
+  volume: string | null;
+  state: string;
+  reason: string | null;
+  created_at: string;
+  updated_at: string;
+  executed_volume: string;
+  paid_fee: string;
+}
+
+export interface Fill {
+  id: number;
+  order_identifier: string;
+  market: string;
+  side: string;
+  price: string;
+  volume: string;
+  fee: string;
+  ts: string;
+}
+
+export interface StoredEvent {
+  id: number;
+  run_id: string | null;
+  ts: string;
+  type: string;
+  payload: Json;
+}
+
+export interface RunDetail extends RunSummary {
+  nodes: Record<string, unknown>;
+  ml: Json;
+  verdicts: Record<string, Verdict | null>;
+  sizing: Sizing | null;
+  clamps?: Clamp[];
+  prompt_refs?: Record<string, string | null>;
+  events: StoredEvent[];
+  orders: Order[];
+  fills?: Fill[];
+  llm_calls: LlmCall[];
+}
+
+export interface Verdict {
+  verdict?: string;
+  agrees?: boolean;
+  confidence?: number;
+  reasoning?: string;
+  risks?: string[];
+  reviewer?: string;
+  error?: string | null;
+  latency_ms?: number;
+  call?: Json | null;
+}
+
+export interface Clamp {
+  field: string;
+  proposed: number;
+  clamped_to: number;
+  rule: string;
+}
+
+export interface Sizing {
+  investment_ratio?: number;
+  stop_loss_pct?: number;
+  take_profit_pct?: number;
+  reasoning?: string;
+  reviewer?: string;
+  proposed?: Record<string, number>;
+  clamps?: Clamp[];
+  order_krw?: string | null;
+  volume?: string | null;
+  refused?: string | null;
+}
+
+export interface GraphEdge {
+  source: string;
+  target: string;
+  conditional: boolean;
+}
+
+export interface GraphOut {
+  mermaid: string;
+  nodes: string[];
+  edges: GraphEdge[];
+}
+
+export interface TradingState {
+  state: string;
+  reason: string;
+  flatten_requested: boolean;
+  updated_at: string | null;
+  updated_by: string | null;
+}
+
+export interface Info {
+  session_id: string | null;
+  mode: string;
+  feed: string;
+  markets: string[];
+  can_run: boolean;
+  can_replay: boolean;
+  token_configured: boolean;
+  reads_need_token: boolean;
+  bus: string;
+  version: string;
+}
+
+export interface RunAccepted {
+  run_id: string;
+  market?: string | null;
+  stream_url?: string;
+}
+
+export interface ReplayOutcome {
+  run_id: string;
+  action: string;
+  market: string | null;
+  reason: string;
+  groq: Verdict | null;
+  ollama: Verdict | null;
+  sizing: Sizing | null;
+  order: Json | null;
+  would_trade: boolean;
+  prompt_refs: Record<string, string | null>;
+  reviewers: Record<string, string | null>;
+}
+
+export interface ReplayOut {
+  run_id: string;
+  fork_id: string;
+  forked_from_checkpoint: string;
+  forked_before: string[];
+  original: ReplayOutcome;
+  replayed: ReplayOutcome;
+  changed: boolean;
+  notes: string[];
+}
+
+export interface PromptSummary {
+  name: string;
+  ref: string | null;
+  sha256: string | null;
+  description: string | null;
+  variables: Record<string, string>;
+  valid: boolean;
+  error?: string | null;
+}
+
+export interface PromptOut extends PromptSummary {
+  text: string;
+  required_variables?: string[];
+}
+
+export interface PromptVersion {
+  id: number;
+  name: string;
+  sha256: string;
+  ref: string;
+  created_at: string;
+  created_by: string;
+  message: string;
+  previous_sha256: string | null;
+  diff: string;
+  text?: string | null;
+}
+
+export interface PromptCheck {
+  valid: boolean;
+  error: string | null;
+  ref: string | null;
+  diff: string;
+}
+
+export interface EquityPoint {
+  ts: string;
+  equity: string;
+  buy_and_hold: string | null;
+  run_id: string;
+}
+
+export interface EquityOut {
+  session_id: string | null;
+  points: EquityPoint[];
+  note: string;
+}
+
+export interface WatchdogOut {
+  enabled: boolean;
+  source: string;
+  config: Json;
+  exchange_healthy: boolean | null;
+  consecutive_failures: number | null;
+  markets: { market: string; cooldown_until: string | null; cooldown_detector: string | null }[];
+  recent_triggers: StoredEvent[];
+}
+
+export interface Position {
+  market: string;
+  volume: string;
+  avg_buy_price: string;
+  stop_loss_price: string | null;
+  take_profit_price: string | null;
+  mark_price?: number | null;
+  unrealized_pct?: number | null;
+  run_id?: string | null;
+}
+
+export interface AccountOut {
+  krw: string;
+  equity: string;
+  balances: { currency: string; balance: string; value_krw?: string | null }[];
+  as_of: string | null;
+}
+
+/** An answer other than 2xx, with the server's message (`detail`) in words. */
+export class ApiError extends Error {
+  constructor(
+    readonly status: number,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+/** Turn FastAPI's `detail` (a string, or pydantic's list of errors) into one message. */
+export function detailMessage(body: unknown, fallback: string): string {
+  if (body && typeof body === "object" && "detail" in body) {
+    const detail = (body as { detail: unknown }).detail;
+    if (typeof detail === "string") return detail;
+    if (Array.isArray(detail)) {
+      return detail
+        .map((item) => {
+          const entry = item as { loc?: unknown[]; msg?: string };
+          const where = (entry.loc ?? []).filter((part) => part !== "body").join(".");
+          return where ? `${where}: ${entry.msg ?? ""}` : (entry.msg ?? "");
+        })
+        .join("; ");
+    }
+  }
+  return fallback;
+}
+
+const TOKEN_KEY = "lxa-token";
+
+export function getToken(): string {
+  return localStorage.getItem(TOKEN_KEY) ?? "";
+}
+
+export function setToken(token: string): void {
+  if (token) localStorage.setItem(TOKEN_KEY, token);
+  else localStorage.removeItem(TOKEN_KEY);
+}
+
+async function request<T>(method: string, path: string, body?: unknown): Promise<T> {
+  const headers: Record<string, string> = { Accept: "application/json" };
+  const token = getToken();
+  if (token) headers.Authorization = `Bearer ${token}`;
+  if (body !== undefined) headers["Content-Type"] = "application/json";
+  const response = await fetch(path, {
+    method,
+    headers,
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  const text = await response.text();
+  let parsed: unknown = null;
+  try {
+    parsed = text ? JSON.parse(text) : null;
+  } catch {
+    parsed = null;
+  }
+  if (!response.ok) {
+    throw new ApiError(response.status, detailMessage(parsed, `${response.status} ${text}`.trim()));
+  }
+  return parsed as T;
+}
+
+export const api = {
+  get: <T>(path: string) => request<T>("GET", path),
+  post: <T>(path: string, body?: unknown) => request<T>("POST", path, body ?? {}),
+  put: <T>(path: string, body: unknown) => request<T>("PUT", path, body),
+};
+
+export function query(params: Record<string, string | number | null | undefined>): string {
+  const search = new URLSearchParams();
+  for (const [key, value] of Object.entries(params)) {
+    if (value !== null && value !== undefined && value !== "") search.set(key, String(value));
+  }
+  const text = search.toString();
+  return text ? `?${text}` : "";
+}

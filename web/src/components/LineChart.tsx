@@ -1,0 +1,86 @@
+import {
+  Chart,
+  Filler,
+  Legend,
+  LineController,
+  LineElement,
+  LinearScale,
+  PointElement,
+  ScatterController,
+  Tooltip,
+  type ChartDataset,
+} from "chart.js";
+import { useEffect, useRef } from "react";
+import { kst, useLang } from "../i18n";
+
+Chart.register(LineController, ScatterController, LineElement, PointElement, LinearScale, Tooltip, Legend, Filler);
+
+export type Series = ChartDataset<"line" | "scatter", { x: number; y: number }[]>;
+
+/** A time (x, ms since epoch) against value chart; times are labelled in KST. */
+export function LineChart({
+  series,
+  testId,
+  height = 260,
+  xRange,
+}: {
+  series: Series[];
+  testId?: string;
+  height?: number;
+  xRange?: [number, number] | null;
+}) {
+  const canvas = useRef<HTMLCanvasElement>(null);
+  const chart = useRef<Chart | null>(null);
+  const { lang } = useLang();
+  useEffect(() => {
+    if (!canvas.current) return;
+    chart.current?.destroy();
+    chart.current = new Chart(canvas.current, {
+      type: "line",
+      data: { datasets: series as ChartDataset<"line", { x: number; y: number }[]>[] },
+      options: {
+        animation: false,
+        responsive: true,
+        maintainAspectRatio: false,
+        parsing: false,
+        interaction: { mode: "nearest", intersect: false },
+        scales: {
+          x: {
+            type: "linear",
+            min: xRange?.[0],
+            max: xRange?.[1],
+            ticks: {
+              color: "#8b98a5",
+              maxTicksLimit: 8,
+              callback: (value) => kst(new Date(Number(value)).toISOString(), lang).replace(/:\d\d$/, ""),
+            },
+            grid: { color: "rgba(140,150,160,0.12)" },
+          },
+          y: { ticks: { color: "#8b98a5" }, grid: { color: "rgba(140,150,160,0.12)" } },
+        },
+        plugins: {
+          legend: { labels: { color: "#c9d3dc", usePointStyle: true } },
+          tooltip: {
+            callbacks: {
+              title: (items) => (items[0] ? kst(new Date(items[0].parsed.x ?? 0).toISOString(), lang) : ""),
+            },
+          },
+        },
+      },
+    });
+    return () => {
+      chart.current?.destroy();
+      chart.current = null;
+    };
+  }, [series, lang, xRange]);
+  return (
+    <div
+      className="chart"
+      style={{ height }}
+      data-testid={testId}
+      data-points={series.reduce((total, item) => total + item.data.length, 0)}
+    >
+      <canvas ref={canvas} />
+    </div>
+  );
+}

@@ -1,0 +1,171 @@
+import { useMemo, useState } from "react";
+import type { EquityOut, Fill, WatchdogOut } from "../api";
+import { ErrorText, Panel, num } from "../components/Bits";
+import { LineChart, type Series } from "../components/LineChart";
+import { runHref, useGet } from "../hooks";
+import { kst, useLang } from "../i18n";
+import { useStreamEvents } from "../stream";
+
+const ms = (iso: string) => new Date(iso).getTime();
+
+/** Price with entries and exits, equity against buy-and-hold, and the watchdog's triggers. */
+export function ChartsPage({ markets }: { markets: string[] }) {
+  const { t, lang } = useLang();
+  const [market, setMarket] = useState("");
+  const equity = useGet<EquityOut>("/api/equity");
+  const fills = useGet<{ fills: Fill[] }>("/api/fills");
+  const watchdog = useGet<WatchdogOut>("/api/watchdog");
+  useStreamEvents((event) => {
+    if (event.type === "run_finished") equity.reload();
+    if (event.type === "fill") fills.reload();
+    if (event.type === "watchdog_trigger") watchdog.reload();
+  });
+
+  const equitySeries = useMemo<Series[]>(() => {
+    const points = equity.data?.points ?? [];
+    const triggers = watchdog.data?.recent_triggers ?? [];
+    const equityAt = (time: number) => {
+      let value = points.length ? Number(points[0].equity) : 0;
+      for (const point of points) if (ms(point.ts) <= time) value = Number(point.equity);
+      return value;
+    };
+    return [
+      {
+        type: "line",
+        label: t("equity"),
+        data: points.map((point) => ({ x: ms(point.ts), y: Number(point.equity) })),
+        borderColor: "#4cc38a",
+        backgroundColor: "#4cc38a",
+        pointRadius: 0,
+        borderWidth: 2,
+      },
+      {
+        type: "line",
+        label: t("buyAndHold"),
+        data: points
+          .filter((point) => point.buy_and_hold !== null)
+          .map((point) => ({ x: ms(point.ts), y: Number(point.buy_and_hold) })),
+        borderColor: "#7aa2f7",
+        backgroundColor: "#7aa2f7",
+        borderDash: [6, 4],
+        pointRadius: 0,
+        borderWidth: 2,
+      },
+      {
+        type: "scatter",
+        label: t("watchdog"),
+        data: triggers.map((trigger) => ({ x: ms(trigger.ts), y: equityAt(ms(trigger.ts)) })),
+        borderColor: "#f0a020",
+        backgroundColor: "#f0a020",
+        pointStyle: "crossRot",
+        pointRadius: 8,
+        borderWidth: 3,
+      },
+    ];
+  }, [equity.data, watchdog.data, t]);
+
+  // One market at a time (their prices differ by orders of magnitude): the chosen one, else
+  // the market of the latest fill.
+  const latestMarket = fills.data?.fills.at(-1)?.market ?? markets[0] ?? "";
+  const shownMarket = market || latestMarket;
+  const priceSeries = useMemo<Series[]>(() => {
+    const shown = (fills.data?.fills ?? []).filter((fill) => fill.market === shownMarket);
+    const line = (side: string) =>
+      shown.filter((fill) => fill.side === side).map((fill) => ({ x: ms(fill.ts), y: Number(fill.price) }));
+    return [
+      {
+        type: "scatter",
+        label: t("entries"),
+        data: line("bid"),
+        backgroundColor: "#4cc38a",
+        borderColor: "#4cc38a",
+        pointStyle: "triangle",
+        pointRadius: 8,
+      },
+      {
+        type: "scatter",
+        label: t("exits"),
+        data: line("ask"),
+        backgroundColor: "#f36b6b",
+        borderColor: "#f36b6b",
+        pointStyle: "triangle",
+        rotation: 180,
+        pointRadius: 8,
+      },
+    ];
+  }, [fills.data, shownMarket, t]);
+
+  const sessionRange = useMemo<[number, number] | null>(() => {
+    const points = equity.data?.points ?? [];
+    return points.length >= 2 ? [ms(points[0].ts), ms(points[points.length - 1].ts)] : null;
+  }, [equity.data]);
+
+  return (
+    <div className="grid">
+      <Panel title={t("equityChart")} wide testId="equity-chart">
+        <ErrorText error={equity.error} />
+        {equity.data?.note && <p className="muted small">{equity.data.note}</p>}
+        <LineChart series={equitySeries} />
+      </Panel>
+      <Panel
+        title={t("priceChart")}
+        wide
+        testId="price-chart"
+        extra={
+          <select value={shownMarket} onChange={(event) => setMarket(event.target.value)} aria-label={t("market")}>
+            {markets.map((name) => (
+              <option key={name} value={name}>
+                {name}
+              </option>
+            ))}
+          </select>
+        }
+      >
+        <ErrorText error={fills.error} />
+        <p className="muted small">
+          {shownMarket} · {t("noPrice")}
+        </p>
+        <LineChart series={priceSeries} height={220} xRange={sessionRange} />
+      </Panel>
+      <Panel title={t("watchdog")} wide testId="watchdog">
+        <ErrorText error={watchdog.error} />
+        {watchdog.data && (
+          <>
+            <p className="small">
+              {watchdog.data.enabled ? "✓" : "✕"} · source {watchdog.data.source}
+              {watchdog.data.exchange_healthy !== null && ` · exchange ${watchdog.data.exchange_healthy ? "ok" : "failing"}`}
+              {watchdog.data.consecutive_failures !== null && ` (${watchdog.data.consecutive_failures})`}
+            </p>
+            <ul className="small">
+              {watchdog.data.markets
+                .filter((row) => row.cooldown_until)
+                .map((row) => (
+                  <li key={row.market}>
+                    {row.market}: {t("cooldown")} {kst(row.cooldown_until, lang)} ({row.cooldown_detector})
+                  </li>
+                ))}
+            </ul>
+            <h3>{t("triggers")}</h3>
+            {watchdog.data.recent_triggers.length === 0 ? (
+              <p className="muted">{t("noTriggers")}</p>
+            ) : (
+              <table>
+                <tbody>
+                  {watchdog.data.recent_triggers.map((trigger) => (
+                    <tr key={trigger.id}>
+                      <td>{kst(trigger.ts, lang)}</td>
+                      <td>{String(trigger.payload.market ?? "")}</td>
+                      <td>{String(trigger.payload.detector ?? trigger.type)}</td>
+                      <td className="num">{num(trigger.payload.price, 4)}</td>
+                      <td>{trigger.run_id ? <a href={runHref(trigger.run_id)}>run</a> : null}</td>
+                    </tr>
+                  ))}
+                </tbody>
+              </table>
+            )}
+          </>
+        )}
+      </Panel>
+    </div>
+  );
+}

@@ -1,0 +1,295 @@
+import type { GraphOut, LlmCall, RunDetail, Verdict } from "../api";
+import { ActionLabel, ErrorText, Json, Panel, num, pct } from "../components/Bits";
+import { GraphView } from "../components/GraphView";
+import { useGet } from "../hooks";
+import { kst, useLang } from "../i18n";
+import type { NodeStatus } from "../liveRun";
+import { useStreamEvents } from "../stream";
+
+/** Each node's status in a finished run, from the events the nodes recorded. */
+export function statusFromEvents(detail: RunDetail): {
+  status: Record<string, NodeStatus>;
+  reasons: Record<string, string>;
+} {
+  const status: Record<string, NodeStatus> = {};
+  const reasons: Record<string, string> = {};
+  for (const event of detail.events) {
+    const payload = event.payload ?? {};
+    if (event.type === "node_skipped" && typeof payload.skipped_node === "string") {
+      status[payload.skipped_node] = "skipped";
+      reasons[payload.skipped_node] = String(payload.because ?? "");
+    }
+  }
+  for (const event of detail.events) {
+    const node = event.payload?.node;
+    if (typeof node === "string" && status[node] !== "skipped") status[node] = "done";
+  }
+  for (const [node, output] of Object.entries(detail.nodes ?? {})) {
+    if (output !== null && output !== undefined && node !== "input" && status[node] !== "skipped") {
+      status[node] = "done";
+    }
+  }
+  return { status, reasons };
+}
+
+const LLM_NODES: [string, string][] = [
+  ["groq_check", "groq"],
+  ["ollama_check", "ollama"],
+];
+
+/** One run: summary, graph, each node's inputs and outputs, reasoning, clamps, prompts. */
+export function RunPage({ runId }: { runId: string }) {
+  const { t, lang } = useLang();
+  const run = useGet<RunDetail>(`/api/runs/${encodeURIComponent(runId)}`);
+  const graph = useGet<GraphOut>("/api/graph");
+  // A run opened while it is still going is journaled when it finishes: read it again then.
+  useStreamEvents((event) => {
+    if (event.type === "run_finished" && event.run_id === runId) run.reload();
+  });
+  if (run.error) {
+    return (
+      <Panel title={`${t("runDetail")} ${runId}`} wide>
+        <ErrorText error={run.error} />
+        <a href="#/runs">← {t("back")}</a>
+      </Panel>
+    );
+  }
+  const detail = run.data;
+  if (!detail) return <p className="muted">{t("loading")}</p>;
+  const { status, reasons } = statusFromEvents(detail);
+  const calls = new Map<string, LlmCall>(detail.llm_calls.map((call) => [call.node, call]));
+  const clamps = detail.clamps ?? detail.sizing?.clamps ?? [];
+  const refs: Record<string, string | null> = { ...(detail.prompt_refs ?? {}) };
+  for (const call of detail.llm_calls) if (!(call.node in refs)) refs[call.node] = call.prompt_ref;
+  const promptNodes = Object.entries(refs).filter(([, ref]) => ref);
+  const nodeNames = graph.data?.nodes ?? Object.keys(detail.nodes).filter((name) => name !== "input");
+  return (
+    <div className="grid" data-testid="run-page">
+      <Panel
+        title={`${t("runDetail")}`}
+        wide
+        extra={
+          <a href="#/runs" className="small">
+            ← {t("back")}
+          </a>
+        }
+      >
+        <div className="summary">
+          <code className="runid" data-testid="run-id">
+            {detail.run_id}
+          </code>
+          <dl>
+            <dt>{t("decision")}</dt>
+            <dd data-testid="run-decision">
+              <ActionLabel action={detail.action} /> {detail.market ?? ""} <span className="muted">— {detail.reason}</span>
+            </dd>
+            <dt>{t("time")}</dt>
+            <dd>{kst(detail.bar_ts, lang)}</dd>
+            <dt>{t("trigger")}</dt>
+            <dd>{detail.trigger}</dd>
+            <dt>{t("durationMs")}</dt>
+            <dd>{Math.round(detail.duration_ms)}</dd>
+            <dt>{t("session")}</dt>
+            <dd className="small">{detail.session_id}</dd>
+          </dl>
+          <a className="button" href={`#/prompts/groq_check/${encodeURIComponent(detail.run_id)}`} data-testid="replay-link">
+            {t("replayWithEdit")}
+          </a>
+        </div>
+        {graph.data && <GraphView graph={graph.data} status={status} reasons={reasons} />}
+      </Panel>
+
+      <Panel title={t("reasoning")} testId="reasoning">
+        {LLM_NODES.map(([node, key]) => (
+          <VerdictBlock key={node} node={node} verdict={detail.verdicts?.[key] ?? null} call={calls.get(node)} skipped={status[node] === "skipped"} />
+        ))}
+      </Panel>
+
+      <Panel title={t("clamps")} testId="clamps">
+        {detail.sizing ? (
+          <p className="small">
+            ratio {pct(detail.sizing.investment_ratio)} · stop-loss {num(detail.sizing.stop_loss_pct)}% · take-profit{" "}
+            {num(detail.sizing.take_profit_pct)}%{detail.sizing.refused ? ` · refused: ${detail.sizing.refused}` : ""}
+            <br />
+            <span className="muted">{detail.sizing.reasoning}</span>
+          </p>
+        ) : null}
+        {clamps.length === 0 ? (
+          <p className="muted">{t("noClamps")}</p>
+        ) : (
+          <table>
+            <thead>
+              <tr>
+                <th>{t("field")}</th>
+                <th className="num">{t("proposed")}</th>
+                <th className="num">{t("clampedTo")}</th>
+                <th>{t("rule")}</th>
+              </tr>
+            </thead>
+            <tbody>
+              {clamps.map((clamp, index) => (
+                <tr key={index}>
+                  <td>{clamp.field}</td>
+                  <td className="num">{num(clamp.proposed, 4)}</td>
+                  <td className="num">{num(clamp.clamped_to, 4)}</td>
+                  <td>{clamp.rule}</td>
+                </tr>
+              ))}
+            </tbody>
+          </table>
+        )}
+        <h3>{t("promptVersions")}</h3>
+        {promptNodes.length === 0 ? (
+          <p className="muted">{t("noPrompts")}</p>
+        ) : (
+          <ul className="refs" data-testid="prompt-refs">
+            {promptNodes.map(([node, ref]) => (
+              <li key={node}>
+                {node}: <a href={`#/prompts/${encodeURIComponent(String(ref).split("@")[0])}/${encodeURIComponent(detail.run_id)}`}><code>{ref}</code></a>
+              </li>
+            ))}
+          </ul>
+        )}
+      </Panel>
+
+      <Panel title={t("orders")} wide>
+        {detail.orders.length === 0 ? (
+          <p className="muted">{t("noOrders")}</p>
+        ) : (
+          <table>
+            <thead>
+              <tr>
+                <th>identifier</th>
+                <th>{t("market")}</th>
+                <th>side</th>
+                <th>type</th>
+                <th>state</th>
+                <th className="num">price / KRW</th>
+                <th className="num">executed</th>
+                <th className="num">fee</th>
+              </tr>
+            </thead>
+            <tbody>
+              {detail.orders.map((order) => (
+                <tr key={order.identifier}>
+                  <td className="small">
+                    <code>{order.identifier}</code>
+                  </td>
+                  <td>{order.market}</td>
+                  <td>
+                    <ActionLabel action={order.side === "bid" ? "buy" : "sell"} />
+                  </td>
+                  <td>{order.ord_type}</td>
+                  <td>{order.state}</td>
+                  <td className="num">{num(order.price, 4)}</td>
+                  <td className="num">{num(order.executed_volume, 8)}</td>
+                  <td className="num">{num(order.paid_fee, 2)}</td>
+                </tr>
+              ))}
+            </tbody>
+          </table>
+        )}
+        {(detail.fills ?? []).length > 0 && (
+          <p className="small">
+            {t("fills")}:{" "}
+            {(detail.fills ?? []).map((fill) => (
+              <span className="chip" key={fill.id}>
+                {fill.market} {fill.side} {num(fill.volume, 8)} @ {num(fill.price, 4)}
+              </span>
+            ))}
+          </p>
+        )}
+      </Panel>
+
+      <Panel title={t("nodeIO")} wide testId="node-io">
+        <details className="node-io" open>
+          <summary>
+            <strong>{t("input")}</strong> <span className="muted">(account, recent results)</span>
+          </summary>
+          <Json value={detail.nodes.input} />
+        </details>
+        {nodeNames.map((node) => {
+          const call = calls.get(node);
+          return (
+            <details key={node} className="node-io" data-node={node}>
+              <summary>
+                <strong>{node}</strong>{" "}
+                <span className={`status ${status[node] ?? "idle"}`}>
+                  {status[node] === "skipped"
+                    ? `${t("skipped")}${reasons[node] ? `: ${reasons[node]}` : ""}`
+                    : status[node] === "done"
+                      ? "✓"
+                      : t("notReached")}
+                </span>
+              </summary>
+              <div className="io">
+                <div>
+                  <h4>{t("input")}</h4>
+                  {node === "ml_signal" ? (
+                    <Json value={{ model_id: detail.ml.model_id, features: detail.ml.features }} />
+                  ) : call ? (
+                    <Json value={call.request} />
+                  ) : (
+                    <span className="muted">{node === "ml_signal" ? "" : "state"}</span>
+                  )}
+                </div>
+                <div>
+                  <h4>{t("output")}</h4>
+                  <Json value={detail.nodes[node]} />
+                </div>
+              </div>
+            </details>
+          );
+        })}
+      </Panel>
+    </div>
+  );
+}
+
+function VerdictBlock({
+  node,
+  verdict,
+  call,
+  skipped,
+}: {
+  node: string;
+  verdict: Verdict | null;
+  call: LlmCall | undefined;
+  skipped: boolean;
+}) {
+  const { t } = useLang();
+  const raw = call?.response && typeof call.response.raw === "string" ? call.response.raw : null;
+  return (
+    <div className="verdict" data-node={node}>
+      <h3>
+        {node} <span className="muted small">{verdict?.reviewer ?? call?.provider ?? ""}</span>
+        {call?.prompt_ref && <code className="small"> {call.prompt_ref}</code>}
+      </h3>
+      {!verdict ? (
+        <p className="muted">{skipped ? t("skipped") : t("notReached")}</p>
+      ) : (
+        <>
+          <p>
+            <ActionLabel action={verdict.verdict} /> — {verdict.agrees ? t("agrees") : t("disagrees")}
+            <span className="muted">
+              {" "}
+              · {t("confidence")} {num(verdict.confidence, 2)}
+            </span>
+          </p>
+          <p className="reasoning">{verdict.error ? `⚠ ${verdict.error}` : verdict.reasoning}</p>
+          {verdict.risks && verdict.risks.length > 0 && (
+            <p className="small muted">
+              {t("risks")}: {verdict.risks.join("; ")}
+            </p>
+          )}
+          {raw && (
+            <details>
+              <summary className="small">{t("rawAnswer")}</summary>
+              <pre className="json">{raw}</pre>
+            </details>
+          )}
+        </>
+      )}
+    </div>
+  );
+}
