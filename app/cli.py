@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import sys
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated
@@ -37,6 +39,32 @@ def _settings() -> Settings:
     except SettingsError as exc:
         err.print(f"[red]{exc}[/red]")
         raise typer.Exit(2) from None
+
+
+LIVE_CONFIRMATION = "LIVE"
+
+
+def _confirm_live() -> Settings:
+    """Ask the operator to type LIVE before real orders; return the settings with live on."""
+    try:
+        settings = load_settings(live=True)
+    except SettingsError as exc:
+        err.print(str(exc), style="red", markup=False, highlight=False)
+        raise typer.Exit(2) from None
+    err.print(
+        f"LIVE TRADING: real orders with real money on {settings.upbit_rest_url} "
+        f"for {', '.join(settings.markets)}.",
+        style="bold red",
+        markup=False,
+        highlight=False,
+    )
+    answer = typer.prompt(
+        f"Type {LIVE_CONFIRMATION} to send real orders", default="", show_default=False
+    )
+    if answer.strip() != LIVE_CONFIRMATION:
+        err.print("not confirmed: nothing was started", markup=False)
+        raise typer.Exit(1)
+    return settings
 
 
 def _progress(total_label: str, quiet: bool) -> Progress:
@@ -106,6 +134,7 @@ def _run_session(
     serve: bool,
     as_json: bool,
     label: str,
+    keep_serving: Callable[[], Awaitable[None]] | None = None,
 ) -> None:
     from app.session import ReplayError, run_replay_session
     from app.wiring import ModelNotFoundError
@@ -132,7 +161,7 @@ def _run_session(
                     minutes=minutes,
                     pace_seconds=pace,
                     serve=serve,
-                    keep_serving=_wait_for_interrupt,
+                    keep_serving=keep_serving or _wait_for_interrupt,
                     on_progress=on_progress,
                     on_ready=on_ready,
                 )
@@ -197,6 +226,97 @@ def demo(
     )
 
 
+def _run_live(settings: Settings, *, minutes: int | None, serve: bool, as_json: bool) -> None:
+    from app.live import LiveFeedError, run_live_session
+    from app.wiring import LiveTradingRefused, ModelNotFoundError
+    from exchange.upbit_ws import FeedEvent
+    from prompts.loader import PromptError
+
+    def on_event(event: FeedEvent) -> None:
+        if event.kind in ("stale", "disconnected", "backfill_failed"):
+            err.print(f"feed {event.kind}: {event.detail}", style="yellow", markup=False)
+        elif event.kind in ("connected", "recovered", "backfill"):
+            err.print(f"feed {event.kind}: {event.detail}", markup=False, highlight=False)
+
+    with _progress("live", quiet=as_json) as progress:
+        task = progress.add_task("live", total=minutes, last="")
+
+        def on_progress(done: int, total: int, result: object) -> None:
+            action = getattr(result, "action", "")
+            reason = getattr(result, "reason", "")
+            progress.update(task, completed=done, last=f"{action} ({reason})")
+
+        try:
+            summary = asyncio.run(
+                run_live_session(
+                    settings,
+                    session_id="live" if settings.live else "paper",
+                    account_path=settings.data_dir / "paper_account.json",
+                    minutes=minutes,
+                    serve=serve,
+                    keep_serving=_wait_for_interrupt,
+                    on_progress=on_progress,
+                    on_ready=lambda url: err.print(f"[green]viewer: {url}[/green]"),
+                    on_event=None if as_json else on_event,
+                )
+            )
+        except (LiveFeedError, LiveTradingRefused, PromptError, ModelNotFoundError) as exc:
+            err.print(str(exc), style="red", markup=False, highlight=False)
+            raise typer.Exit(1) from None
+        except KeyboardInterrupt:
+            err.print("stopped")
+            raise typer.Exit(130) from None
+    if as_json:
+        sys.stdout.write(json.dumps(summary.to_json(), sort_keys=True) + "\n")
+    else:
+        _print_summary(summary.to_json())
+
+
+@app.command()
+def record(
+    out_dir: Annotated[
+        Path | None,
+        typer.Option("--out", help="Folder for the parquet files (default <data_dir>/ticks)."),
+    ] = None,
+    flush_interval: Annotated[
+        float, typer.Option(min=0.1, help="Seconds between writes of the buffered rows.")
+    ] = 60.0,
+) -> None:
+    """Record every trade, orderbook snapshot and 1-minute bar of LXA_MARKETS to parquet.
+
+    Files are partitioned by market and UTC day (<out>/trades/market=KRW-BTC/date=.../). Runs
+    until Ctrl-C, which writes what is still buffered before it exits.
+    """
+    from app.live import record as record_feed
+    from exchange.recorder import ParquetRecorder
+    from exchange.upbit_ws import FeedEvent, UpbitWebSocket
+
+    settings = _settings()
+    target = out_dir or settings.data_dir / "ticks"
+    recorder = ParquetRecorder(target, flush_interval_s=flush_interval)
+
+    def on_event(event: FeedEvent) -> None:
+        err.print(f"feed {event.kind}: {event.detail}", markup=False, highlight=False)
+
+    def on_status(recorder: ParquetRecorder, client: UpbitWebSocket) -> None:
+        stats = client.stats
+        err.print(
+            f"recorded {stats.trades} trades, {stats.orderbooks} orderbooks "
+            f"(buffered {recorder.buffered}, written {sum(recorder.written.values())})",
+            markup=False,
+            highlight=False,
+        )
+
+    err.print(f"recording {', '.join(settings.markets)} to {target}", markup=False)
+    try:
+        asyncio.run(record_feed(settings, recorder, on_event=on_event, on_status=on_status))
+    except KeyboardInterrupt:
+        recorder.close()  # already flushed when the task was cancelled; a no-op then
+        err.print(f"stopped; written {recorder.written} under {target}", markup=False)
+        raise typer.Exit(130) from None
+    err.print(f"feed ended; written {recorder.written} under {target}", markup=False)
+
+
 @app.command()
 def run(
     candles: Annotated[
@@ -207,14 +327,46 @@ def run(
     pace: Annotated[float, typer.Option(min=0.0, help="Seconds between bars.")] = 0.0,
     serve: Annotated[bool, typer.Option("--serve/--no-serve")] = False,
     as_json: Annotated[bool, typer.Option("--json")] = False,
+    feed: Annotated[
+        str | None,
+        typer.Option(
+            help="live: Upbit's WebSocket (LXA_UPBIT_WS_URL); replay: candle files. "
+            "Default: replay with --candles, else live."
+        ),
+    ] = None,
+    live: Annotated[
+        bool,
+        typer.Option(
+            "--live",
+            help="Real orders on Upbit (needs LXA_UPBIT_ACCESS_KEY and LXA_UPBIT_SECRET_KEY); "
+            f"asks you to type {LIVE_CONFIRMATION} first.",
+        ),
+    ] = False,
 ) -> None:
     """Paper-trade on the persistent account in LXA_DATA_DIR, continuing where it stopped.
 
-    The market feed is a replay of candle files; the live Upbit feed is not built yet.
+    The market feed is Upbit's live stream (trades and orderbooks; bars built from trades), or
+    a replay of candle files with --candles / --feed replay. With --live (or LXA_LIVE=1) the
+    orders go to Upbit after a reconciliation with the journal.
     """
     from app.wiring import BUNDLED_CANDLES
 
     settings = _settings()
+    if live and not settings.live:
+        settings = _confirm_live()
+    mode = feed or ("replay" if candles else "live")
+    if mode not in ("live", "replay"):
+        err.print(f"[red]--feed must be live or replay, got {mode!r}[/red]")
+        raise typer.Exit(2)
+    if settings.live and (mode != "live" or candles):
+        err.print("[red]live orders trade on the live feed only, not on a replay[/red]")
+        raise typer.Exit(2)
+    if mode == "live":
+        if candles:
+            err.print("[red]--candles replays files: it cannot go with --feed live[/red]")
+            raise typer.Exit(2)
+        _run_live(settings, minutes=minutes, serve=serve, as_json=as_json)
+        return
     _run_session(
         settings,
         candles=candles or [BUNDLED_CANDLES],
@@ -228,6 +380,110 @@ def run(
     )
 
 
+async def _serve_until_stopped() -> None:
+    """Keep the API and viewer up until Ctrl-C or SIGTERM, terminal or not."""
+    err.print("[green]the feed ended; the API and viewer stay up. Ctrl-C to stop.[/green]")
+    with contextlib.suppress(asyncio.CancelledError):
+        await asyncio.Event().wait()
+
+
+@app.command()
+def serve(
+    feed: Annotated[
+        str,
+        typer.Option(
+            help="replay: candle files, paced (default: the bundled Upbit candles); live: "
+            "Upbit's WebSocket (LXA_UPBIT_WS_URL)."
+        ),
+    ] = "replay",
+    candles: Annotated[
+        list[Path] | None, typer.Option(help="Candle parquet file(s) to replay.")
+    ] = None,
+    pace: Annotated[float, typer.Option(min=0.0, help="Seconds between replayed bars.")] = 1.0,
+    minutes: Annotated[int | None, typer.Option(min=1, help="Stop trading after N runs.")] = None,
+) -> None:
+    """Run the engine with the API and the viewer at LXA_API_HOST:LXA_API_PORT (paper trading).
+
+    Changes through the API need the bearer token: LXA_API_TOKEN, or one generated on first
+    start into <data_dir>/api_token and printed once. The viewer stays up after the feed ends.
+    """
+    from app.wiring import BUNDLED_CANDLES
+
+    settings = _settings()
+    if feed not in ("live", "replay"):
+        err.print(f"[red]--feed must be live or replay, got {feed!r}[/red]")
+        raise typer.Exit(2)
+    if feed == "live":
+        if candles:
+            err.print("[red]--candles replays files: it cannot go with --feed live[/red]")
+            raise typer.Exit(2)
+        _run_live(settings, minutes=minutes, serve=True, as_json=False)
+        return
+    err.print(
+        f"serving over a replay of {', '.join(p.name for p in candles or [BUNDLED_CANDLES])} "
+        f"at {pace:g} s per bar (use --feed live for Upbit's stream)",
+        markup=False,
+        highlight=False,
+    )
+    _run_session(
+        settings,
+        candles=candles or [BUNDLED_CANDLES],
+        session_id="paper",
+        account_path=settings.data_dir / "paper_account.json",
+        minutes=minutes,
+        pace=pace,
+        serve=True,
+        as_json=False,
+        label="serve",
+        keep_serving=_serve_until_stopped,
+    )
+
+
+@app.command("api")
+def api_only() -> None:
+    """Serve the API and viewer alone, over the journal and LXA_REDIS_URL's event stream.
+
+    For an engine running in another process (`lxa serve` or `lxa run` with the same
+    LXA_DATABASE_URL and LXA_REDIS_URL): runs, replays and balances need the engine and answer
+    503 here; everything else works, live events included.
+    """
+    import uvicorn
+
+    from app.serve import api_token_for, token_path
+    from app.wiring import build_bus
+    from prompts.loader import DEFAULT_PROMPTS_DIR
+    from store.journal import Journal
+
+    settings = _settings()
+    if not settings.redis_url:
+        err.print(
+            "[red]lxa api needs LXA_REDIS_URL: without it no event of the engine reaches this "
+            "process (use lxa serve to run both in one)[/red]"
+        )
+        raise typer.Exit(2)
+    from api.app import create_app
+    from app.serve import PROMPT_VARIABLES
+
+    token, created = api_token_for(settings)
+    if created:
+        err.print(f"API token (shown once; kept in {token_path(settings)}): {token}", markup=False)
+    local = settings.api_host in ("127.0.0.1", "localhost", "::1")
+    with Journal.open(settings.journal_url) as journal:
+        app_ = create_app(
+            journal=journal,
+            bus=build_bus(settings),
+            api_token=token,
+            prompts_dir=settings.prompts_dir or DEFAULT_PROMPTS_DIR,
+            prompt_variables=PROMPT_VARIABLES,
+            markets=settings.markets,
+            feed="the engine's, in another process",
+            reads_need_token=not local,
+            bus_kind="redis",
+        )
+        err.print(f"[green]API: http://{settings.api_host}:{settings.api_port}/[/green]")
+        uvicorn.run(app_, host=settings.api_host, port=settings.api_port, log_level="warning")
+
+
 @app.command()
 def graph() -> None:
     """Print the trading graph as Mermaid (drawn from the compiled graph)."""
@@ -239,10 +495,10 @@ def graph() -> None:
 @app.command()
 def train(
     candles: Annotated[
-        list[Path], typer.Option(help="Candle parquet file(s) in the shared schema.")
+        list[Path], typer.Option(help="Candle parquet file(s) or folder(s) in the shared schema.")
     ],
     quick: Annotated[
-        bool, typer.Option(help="Train the quick LightGBM buy/sell pair (under a minute).")
+        bool, typer.Option(help="Train only the quick LightGBM buy/sell pair (under a minute).")
     ] = False,
     until: Annotated[
         datetime | None,
@@ -251,30 +507,160 @@ def train(
     out_dir: Annotated[
         Path | None, typer.Option("--out", help="Models directory (default <data_dir>/models).")
     ] = None,
+    tune: Annotated[
+        bool,
+        typer.Option(help="Search LightGBM parameters with Optuna first (needs optuna; slow)."),
+    ] = False,
+    tune_trials: Annotated[int, typer.Option(min=1, help="Optuna trials with --tune.")] = 20,
+    all_markets: Annotated[
+        bool,
+        typer.Option(
+            "--all-markets", help="Train on every market in the files, not only LXA_MARKETS."
+        ),
+    ] = False,
 ) -> None:
-    """Train a model set on real candles and save it to the model registry."""
+    """Train a model set on real candles and save it to the model registry.
+
+    The full set (default): LightGBM pair, LSTM+CNN hybrid, a stack calibrated per coin and
+    the anomaly autoencoder, with walk-forward figures. --quick: the LightGBM pair only.
+    """
     from datetime import UTC
 
     from ml.data import load_candles
     from ml.registry import read_meta
-    from ml.train import train_quick
 
-    if not quick:
-        err.print(
-            "[red]only --quick is available: the LSTM+CNN and stacked models arrive with the "
-            "ML pipeline[/red]"
-        )
-        raise typer.Exit(2)
     settings = _settings()
-    frame = load_candles([str(p) for p in candles], markets=settings.markets)
     if until is not None and until.tzinfo is None:
         until = until.replace(tzinfo=UTC)
-    model_dir = train_quick(
-        frame, out_dir or settings.models_dir, until=until, data_files=[str(p) for p in candles]
-    )
+    try:
+        frame = load_candles(
+            [str(p) for p in candles], markets=None if all_markets else settings.markets
+        )
+    except (FileNotFoundError, ValueError) as exc:
+        err.print(str(exc), style="red", markup=False, highlight=False)
+        raise typer.Exit(2) from None
+    files = [str(p) for p in candles]
+    target = out_dir or settings.models_dir
+    try:
+        if quick:
+            if tune:
+                err.print("[red]--tune applies to the full set, not --quick[/red]")
+                raise typer.Exit(2)
+            from ml.train import train_quick
+
+            model_dir = train_quick(frame, target, until=until, data_files=files)
+        else:
+            from ml.full import FullConfig, train_full
+
+            config = FullConfig()
+            if tune:
+                from ml.tune import tune_lightgbm
+
+                best = tune_lightgbm(frame, until=until, trials=tune_trials, log=err.print)
+                config.lgb_params = best
+                err.print(f"tuned LightGBM parameters: {json.dumps(best)}")
+            model_dir = train_full(
+                frame, target, until=until, config=config, data_files=files, log=err.print
+            )
+    except (ValueError, ImportError) as exc:
+        err.print(str(exc), style="red", markup=False, highlight=False)
+        raise typer.Exit(1) from None
     meta = read_meta(model_dir)
     out.print(f"saved {meta['model_id']} to {model_dir}")
-    out.print_json(json.dumps(meta.get("metrics", {})))
+    _print_train_metrics(meta.get("metrics", {}))
+
+
+def _print_train_metrics(metrics: dict[str, object]) -> None:
+    folds = metrics.get("walk_forward")
+    held_out = metrics.get("held_out")
+    if isinstance(held_out, dict):
+        table = Table(title="held-out calibration window (unseen by base models and stacker)")
+        table.add_column("model")
+        table.add_column("auc_buy")
+        table.add_column("auc_sell")
+        for name in ("lgb", "hybrid", "stack_raw", "stack_calibrated"):
+            table.add_row(
+                name, str(held_out.get(f"auc_buy_{name}")), str(held_out.get(f"auc_sell_{name}"))
+            )
+        table.add_row("vol60 baseline", str(held_out.get("baseline_auc_vol60")), "")
+        out.print(table)
+    if isinstance(folds, list):
+        table = Table(title="walk-forward (LightGBM buy, expanding window, purged)")
+        for column in ("fold", "test", "n_train", "n_test", "auc_buy", "baseline", "diff"):
+            table.add_column(column)
+        for fold in folds:
+            assert isinstance(fold, dict)
+            table.add_row(
+                str(fold["fold"]),
+                f"{str(fold['test_start'])[:16]} .. {str(fold['test_end'])[:16]}",
+                str(fold["n_train"]),
+                str(fold["n_test"]),
+                str(fold.get("auc_buy")),
+                str(fold.get("baseline_auc_vol60")),
+                str(fold.get("auc_buy_minus_baseline", fold.get("skipped"))),
+            )
+        out.print(table)
+    out.print_json(json.dumps(metrics))
+
+
+@app.command()
+def download(
+    out_dir: Annotated[
+        Path | None,
+        typer.Option("--out", help="Folder for the parquet parts (default <data_dir>/candles)."),
+    ] = None,
+    days: Annotated[float, typer.Option(min=0.001, help="How far back to fetch.")] = 7.0,
+    since: Annotated[
+        datetime | None, typer.Option(help="Fetch from this UTC time (overrides --days).")
+    ] = None,
+    until: Annotated[
+        datetime | None, typer.Option(help="Fetch up to this UTC time (default now).")
+    ] = None,
+    markets: Annotated[
+        list[str] | None, typer.Option("--market", help="Market(s) (default LXA_MARKETS).")
+    ] = None,
+) -> None:
+    """Fetch Upbit 1-minute candles into parquet (one folder per market), resuming from disk."""
+    from datetime import UTC, timedelta
+
+    from ml.download import DownloadError, download_candles
+
+    settings = _settings()
+    end = _utc(until) or datetime.now(UTC)
+    start = _utc(since) or end - timedelta(days=days)
+    target = out_dir or settings.data_dir / "candles"
+    chosen = markets or list(settings.markets)
+    with Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        TextColumn("{task.percentage:>5.1f}%"),
+        TimeRemainingColumn(),
+        console=err,
+    ) as progress:
+        tasks = {m: progress.add_task(m, total=None) for m in chosen}
+
+        def on_progress(market: str, done: int, total: int) -> None:
+            progress.update(tasks[market], completed=done, total=total)
+
+        try:
+            added = download_candles(
+                chosen,
+                target,
+                since=start,
+                until=end,
+                base_url=settings.upbit_rest_url,
+                on_progress=on_progress,
+            )
+        except DownloadError as exc:
+            err.print(str(exc), style="red", markup=False, highlight=False)
+            err.print("what was fetched is kept; run the same command again to resume")
+            raise typer.Exit(1) from None
+        except KeyboardInterrupt:
+            err.print("interrupted; run the same command again to resume")
+            raise typer.Exit(130) from None
+    for market, rows in added.items():
+        out.print(f"{market}: {rows} new candles", highlight=False)
+    out.print(f"candles in {target}", markup=False, highlight=False)
 
 
 def _utc(value: datetime | None) -> datetime | None:

@@ -21,8 +21,8 @@ from decimal import Decimal
 from typing import Any, Protocol
 
 from app.alerts import Alert
+from exchange.bars import LiveBarClose
 from exchange.feed import BarClose, bar_to_ticks
-from exchange.paper import PaperExchange
 from exchange.risk import GuardedExchange, RiskGuard, TradingState
 from exchange.types import (
     AccountSnapshot,
@@ -72,6 +72,16 @@ class AlertSink(Protocol):
     def publish(self, alert: Alert) -> bool: ...
 
 
+class Venue(Protocol):
+    """The account the engine marks and reads: the paper exchange, or Upbit when live."""
+
+    def on_bar(self, bar: Bar) -> Any: ...
+
+    def on_tick(self, market: str, ts: datetime, price: float) -> None: ...
+
+    async def get_account(self) -> AccountSnapshot: ...
+
+
 @dataclass
 class Engine:
     """Owns the account, the features and the graph runs of one trading session.
@@ -82,7 +92,7 @@ class Engine:
 
     graph: Any  # a compiled LangGraph graph
     context: Context
-    paper: PaperExchange
+    paper: Venue
     exchange: GuardedExchange
     journal: Journal
     bus: EventBus
@@ -92,6 +102,8 @@ class Engine:
     alerts: AlertSink | None = None
     cooldown_s: int = 1800
     exit_retry_s: tuple[float, ...] = (0.5, 1.0, 2.0, 4.0, 8.0, 15.0, 30.0)
+    # How old an account read the watchdog may sell from without reading it again (live venue)
+    account_max_age_s: float = 30.0
     history_bars: int = 300
     cooldowns: dict[str, tuple[datetime, str]] = field(init=False, default_factory=dict)
     exchange_healthy: bool = field(init=False, default=True)
@@ -100,6 +112,10 @@ class Engine:
     recent_closes: dict[str, deque[float]] = field(init=False, default_factory=dict)
     last_bar_ts: datetime | None = field(init=False, default=None)
     protections: dict[str, Protection] = field(init=False, default_factory=dict)
+    protection_retry_s: float = 10.0
+    _protection_retry_at: dict[str, datetime] = field(init=False, default_factory=dict)
+    # trade_intensity / spread_bps of the latest live bar per market (absent on candle replays)
+    live_features: dict[str, dict[str, float]] = field(init=False, default_factory=dict)
     recent_results: list[float] = field(init=False, default_factory=list)
     _lock: asyncio.Lock = field(init=False, default_factory=asyncio.Lock)
     _manual_runs: int = field(init=False, default=0)
@@ -134,6 +150,10 @@ class Engine:
                         for ts, price, volume in bar_to_ticks(bar):
                             self.watchdog.on_tick(market, _ms(ts), price, volume)
                     self._apply_bar(market, bar)
+                    if self.watchdog is not None:  # fills the autoencoder's window only
+                        self.watchdog.on_bar(
+                            market, bar.ts, bar.open, bar.high, bar.low, bar.close, bar.volume
+                        )
             self.last_bar_ts = close.ts
             count += 1
         return count
@@ -145,15 +165,29 @@ class Engine:
         self.recent_closes[market].append(bar.close)
 
     async def on_bar_close(self, close: BarClose) -> CycleResult:
-        """Replay a closed bar tick by tick (the watchdog acts at once), then run the graph."""
+        """Replay a closed bar tick by tick (the watchdog acts at once), then run the graph.
+
+        A `LiveBarClose` comes from real trades that already went to `on_tick` one by one, so
+        its bars are not replayed as ticks; its live-only features join the feature rows.
+        """
         async with self._lock:
             await self._sync_control(close.ts)
+            live = close.live if isinstance(close, LiveBarClose) else None
+            if live is not None:
+                self.live_features = {m: f.as_features() for m, f in live.items()}
             for market, bar in close.bars.items():
                 if market not in self.features:
                     continue
-                for ts, price, volume in bar_to_ticks(bar):
-                    await self.on_tick(market, ts, price, volume)
+                if live is None:
+                    for ts, price, volume in bar_to_ticks(bar):
+                        await self.on_tick(market, ts, price, volume)
                 self._apply_bar(market, bar)
+                if self.watchdog is not None:
+                    trigger = self.watchdog.on_bar(
+                        market, bar.ts, bar.open, bar.high, bar.low, bar.close, bar.volume
+                    )
+                    if trigger is not None:
+                        await self.on_trigger(trigger, bar.ts + timedelta(minutes=1))
             self.last_bar_ts = close.ts
             await self._check_daily_limit(close.ts + timedelta(minutes=1))
             await self._enforce_protections(close.ts)
@@ -161,8 +195,11 @@ class Engine:
 
     # The watchdog --------------------------------------------------------------------------
     async def on_tick(self, market: str, ts: datetime, price: float, volume: float) -> None:
-        """Mark the market at a trade and let the watchdog sell at once if it fires."""
+        """Mark the market at a trade, enforce its stop-loss / take-profit, run the watchdog."""
         self.paper.on_tick(market, ts, price)
+        protection = self.protections.get(market)
+        if protection is not None and _crossed(protection, price) is not None:
+            await self._protect(market, price, ts, "tick")
         if self.watchdog is None:
             return
         trigger = self.watchdog.on_tick(market, _ms(ts), price, volume)
@@ -182,39 +219,97 @@ class Engine:
             "details": dict(trigger.details),
             "cooldown_until": until.isoformat(),
         }
-        self.journal.record_event(None, "watchdog_trigger", payload, _now())
         self._publish({"type": "watchdog_trigger", **payload})
-        account = await self.paper.get_account()
+        # The sells go out before anything else is written: the order manager journals each
+        # order's intent before sending it, and the trigger is journaled right after.
+        try:
+            await self._exit_positions(markets, trigger, ts)
+        finally:
+            self.journal.record_event(None, "watchdog_trigger", payload, _now())
+
+    async def _exit_positions(self, markets: list[str], trigger: Trigger, ts: datetime) -> None:
+        """Sell every position in `markets`, from a fresh-enough account read if there is one."""
+        recent = getattr(self.paper, "recent_account", None)
+        account = recent(self.account_max_age_s) if callable(recent) else None
+        from_cache = account is not None
+        if account is None:
+            try:
+                account = await self.paper.get_account()
+            except (ExchangeError, OSError, TimeoutError) as exc:
+                log.warning("emergency exit: the account cannot be read: %s", exc)
+                payload = {
+                    "market": trigger.market,
+                    "markets": markets,
+                    "detector": trigger.detector,
+                    "error": f"the account cannot be read: {exc}",
+                    "identifier": None,
+                    "retrying": True,
+                }
+                self.journal.record_event(None, "emergency_sell_failed", payload, _now())
+                self._publish({"type": "emergency_sell_failed", **payload})
+                await self._exchange_failed(ts)
+                task = asyncio.create_task(self._retry_positions(markets, trigger, ts))
+                self._background.add(task)
+                task.add_done_callback(self._background.discard)
+                return
         for market in markets:
             position = account.positions.get(market)
             if position is None or position.volume == 0:
                 continue
-            await self._emergency_exit(market, position.volume, trigger, ts)
+            sold = await self._emergency_exit(market, position.volume, trigger, ts, account)
+            if not sold and from_cache:  # refused on a cached balance: read it and try again
+                fresh = (await self.paper.get_account()).positions.get(market)
+                if fresh is not None and fresh.volume > 0:
+                    await self._emergency_exit(
+                        market, fresh.volume, trigger, ts, None, suffix="-fresh"
+                    )
+
+    async def _retry_positions(self, markets: list[str], trigger: Trigger, ts: datetime) -> None:
+        """Read the account until the exchange answers, then sell what the trigger covers."""
+        for delay in itertools.chain(self.exit_retry_s, itertools.repeat(self.exit_retry_s[-1])):
+            await asyncio.sleep(delay)
+            try:
+                await self.paper.get_account()
+            except (ExchangeError, OSError, TimeoutError):
+                await self._exchange_failed(ts)
+                continue
+            await self._exit_positions(markets, trigger, ts)
+            return
 
     async def _emergency_exit(
-        self, market: str, volume: Decimal, trigger: Trigger, ts: datetime
-    ) -> None:
+        self,
+        market: str,
+        volume: Decimal,
+        trigger: Trigger,
+        ts: datetime,
+        account: AccountSnapshot | None = None,
+        suffix: str = "",
+    ) -> bool:
+        """Send one emergency market sell; True when the exchange took it (or will retry)."""
         stamp = ts.astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
+        detector = trigger.detector
         request = OrderRequest(
             market=market,
             side=Side.ASK,
             ord_type=OrderType.MARKET,
-            identifier=f"lxa-{self.session_id}-{stamp}-{market}-emergency-{trigger.detector}",
+            identifier=f"lxa-{self.session_id}-{stamp}-{market}-emergency-{detector}{suffix}",
             volume=volume,
+            urgent=True,
         )
-        self.order_log(None, _request_view(request, "sending"))
+        # No "sending" row first on this path: the order manager journals the intent before
+        # the request leaves (live), and the paper venue cannot lose an order.
         try:
-            order = await self.exchange.place_order(request, purpose="emergency")
+            order = await self.exchange.place_order(request, purpose="emergency", account=account)
         except OrderRejected as exc:
             self._record_exit_failure(market, request, trigger, str(exc), retrying=False)
-            return
+            return False
         except (ExchangeError, OSError, TimeoutError) as exc:
             self._record_exit_failure(market, request, trigger, str(exc), retrying=True)
             await self._exchange_failed(ts)
             task = asyncio.create_task(self._retry_exit(request, trigger, ts))
             self._background.add(task)
             task.add_done_callback(self._background.discard)
-            return
+            return True
         await self._exchange_ok()
         self.order_log(None, _order_view(order, request))
         await self._journal_fills(None, order, None, reason=f"watchdog:{trigger.detector}")
@@ -226,6 +321,7 @@ class Engine:
             market=market,
             fields={k: str(v) for k, v in trigger.details.items()},
         )
+        return True
 
     async def _retry_exit(self, request: OrderRequest, trigger: Trigger, ts: datetime) -> None:
         """Keep trying an emergency sell the exchange did not take, then reconcile.
@@ -367,17 +463,20 @@ class Engine:
         except Exception:  # an alert must never stop trading
             log.exception("could not queue alert %s", title)
 
-    async def evaluate_now(self) -> str:
+    async def evaluate_now(self, market: str | None = None) -> str:
         """Start a manual re-evaluation on the latest bar; return its run id at once.
 
-        The run belongs to the engine: it finishes (and is journaled) whoever is watching.
+        With `market`, only that market is scored. The run belongs to the engine: it finishes
+        (and is journaled) whoever is watching.
         """
+        if market is not None and market not in self.markets:
+            raise ValueError(f"market {market} is not traded here (markets: {self.markets})")
         if self.last_bar_ts is None:
             raise RuntimeError("no bar has closed yet: nothing to evaluate")
         self._manual_runs += 1
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
         run_id = f"{self.session_id}-manual-{stamp}-{self._manual_runs}"
-        task = asyncio.create_task(self.run_manual(run_id))
+        task = asyncio.create_task(self.run_manual(run_id, market))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return run_id
@@ -394,11 +493,11 @@ class Engine:
         if self._tasks:
             await asyncio.gather(*list(self._tasks))
 
-    async def run_manual(self, run_id: str) -> CycleResult:
-        """Run the graph now on the latest bar under the given run id."""
+    async def run_manual(self, run_id: str, market: str | None = None) -> CycleResult:
+        """Run the graph now on the latest bar under the given run id (one market or all)."""
         async with self._lock:
             assert self.last_bar_ts is not None
-            return await self._run_cycle("manual", self.last_bar_ts, run_id)
+            return await self._run_cycle("manual", self.last_bar_ts, run_id, market)
 
     # Snapshots ---------------------------------------------------------------------------
     async def account_view(self) -> tuple[AccountSnapshot, AccountView]:
@@ -428,13 +527,17 @@ class Engine:
         }
         return account, view
 
-    def _market_snapshots(self) -> dict[str, MarketSnapshot]:
+    def _market_snapshots(self, only: str | None = None) -> dict[str, MarketSnapshot]:
         snapshots: dict[str, MarketSnapshot] = {}
         now = (self.last_bar_ts or _now()) + timedelta(minutes=1)
         for market in self.markets:
-            if market not in self.closes:
+            if market not in self.closes or (only is not None and market != only):
                 continue
             row = self.features[market].latest()
+            if row is not None:  # live-only slots (NaN from candles) from the latest live bar
+                row.update(
+                    (k, v) for k, v in self.live_features.get(market, {}).items() if k in row
+                )
             snapshots[market] = {
                 "close": self.closes[market],
                 # JSON-friendly state: a missing feature is None, never NaN.
@@ -452,7 +555,7 @@ class Engine:
         return f"{self.session_id}-{bar_ts.astimezone(UTC).strftime('%Y%m%dT%H%MZ')}"
 
     async def _run_cycle(
-        self, trigger: str, bar_ts: datetime, run_id: str | None = None
+        self, trigger: str, bar_ts: datetime, run_id: str | None = None, market: str | None = None
     ) -> CycleResult:
         run_id = run_id or self.run_id_for(bar_ts)
         _, account = await self.account_view()
@@ -460,7 +563,7 @@ class Engine:
             "run_id": run_id,
             "trigger": trigger,
             "bar_ts": bar_ts.astimezone(UTC).isoformat(),
-            "markets": self._market_snapshots(),
+            "markets": self._market_snapshots(market),
             "account": account,
             "recent_results": list(self.recent_results),
             "events": [],
@@ -496,10 +599,14 @@ class Engine:
         config = {"configurable": {"thread_id": run_id}}
         started = time.perf_counter()
         async for mode, chunk in self.graph.astream(
-            state, config, context=self.context, stream_mode=["updates", "custom"]
+            state, config, context=self.context, stream_mode=["updates", "custom", "tasks"]
         ):
             if mode == "custom":
                 self._publish({**chunk, "run_id": run_id})
+                continue
+            if mode == "tasks":  # a task's start carries its input, its end its result
+                if "input" in chunk:
+                    self._publish({"type": "node_started", "node": chunk["name"], "run_id": run_id})
                 continue
             for node, update in chunk.items():
                 for item in (update or {}).get("events", []):
@@ -541,6 +648,7 @@ class Engine:
             "nodes": {
                 "input": {
                     "account": final.get("account"),
+                    "closes": {m: v.get("close") for m, v in final.get("markets", {}).items()},
                     "recent_results": final.get("recent_results"),
                 },
                 "ml_signal": {"proposal": final.get("proposal"), "signals": final.get("signals")},
@@ -628,6 +736,7 @@ class Engine:
                     "volume": fill.volume,
                     "fee": fill.fee,
                     "ts": fill.ts,
+                    "trade_uuid": fill.trade_uuid,  # live fills are journaled once
                 }
             )
             self._publish(
@@ -687,55 +796,66 @@ class Engine:
 
     # Stop-loss and take-profit -----------------------------------------------------------
     async def _enforce_protections(self, bar_ts: datetime) -> None:
-        """Sell a held coin whose close crossed its stop-loss or take-profit price.
+        """Sell a held coin whose bar close crossed its stop-loss or take-profit price.
 
-        Checked at each bar close in this version (the paper exchange fills at that close);
-        tick-by-tick enforcement arrives with the live feed.
+        Ticks enforce the same prices as they arrive (`on_tick`); this catches a bar whose
+        ticks were not seen (a warm-up, a live bar built while a sell was failing).
         """
-        if not self.protections:
+        for market in list(self.protections):
+            close = self.closes.get(market)
+            if close is not None and _crossed(self.protections[market], close) is not None:
+                await self._protect(market, close, bar_ts, "bar_close")
+
+    async def _protect(self, market: str, price: float, ts: datetime, source: str) -> None:
+        """Market-sell `market`'s whole position because `price` crossed a protection price.
+
+        Upbit has no resting stop orders for spot, so the engine is the stop. A failed sell
+        is recorded and retried no sooner than `protection_retry_s` later (not on every tick).
+        """
+        protection = self.protections.get(market)
+        reason = _crossed(protection, price) if protection is not None else None
+        if protection is None or reason is None:
+            return
+        retry_at = self._protection_retry_at.get(market)
+        if retry_at is not None and ts < retry_at:
             return
         account = await self.paper.get_account()
-        for market, protection in list(self.protections.items()):
-            position = account.positions.get(market)
-            close = self.closes.get(market)
-            if position is None or close is None:
-                continue
-            price = Decimal(str(close))
-            if protection.stop_loss_price is not None and price <= protection.stop_loss_price:
-                reason = "stop_loss"
-            elif protection.take_profit_price is not None and price >= protection.take_profit_price:
-                reason = "take_profit"
-            else:
-                continue
-            stamp = bar_ts.astimezone(UTC).strftime("%Y%m%dT%H%MZ")
-            request = OrderRequest(
-                market=market,
-                side=Side.ASK,
-                ord_type=OrderType.MARKET,
-                identifier=f"lxa-{self.session_id}-{stamp}-{market}-{reason}",
-                volume=position.volume,
+        position = account.positions.get(market)
+        if position is None or position.volume == 0:
+            self.protections.pop(market, None)
+            return
+        stamp = ts.astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
+        request = OrderRequest(
+            market=market,
+            side=Side.ASK,
+            ord_type=OrderType.MARKET,
+            identifier=f"lxa-{self.session_id}-{stamp}-{market}-{reason}",
+            volume=position.volume,
+        )
+        event = {
+            "type": "protection",
+            "market": market,
+            "reason": reason,
+            "source": source,
+            "price": price,
+            "stop_loss_price": _str_or_none(protection.stop_loss_price),
+            "take_profit_price": _str_or_none(protection.take_profit_price),
+        }
+        self._publish(event)
+        self.journal.record_event(None, "protection", event, _now())
+        self.order_log(None, _request_view(request, "sending"))
+        try:
+            order = await self.exchange.place_order(request, purpose="exit")
+        except (OrderRejected, ExchangeError) as exc:
+            log.warning("protection sell %s failed: %s", request.identifier, exc)
+            self._protection_retry_at[market] = ts + timedelta(seconds=self.protection_retry_s)
+            self.journal.record_event(
+                None, "protection_failed", {**event, "error": str(exc)}, _now()
             )
-            event = {
-                "type": "protection",
-                "market": market,
-                "reason": reason,
-                "close": close,
-                "stop_loss_price": _str_or_none(protection.stop_loss_price),
-                "take_profit_price": _str_or_none(protection.take_profit_price),
-            }
-            self._publish(event)
-            self.journal.record_event(None, "protection", event, _now())
-            self.order_log(None, _request_view(request, "sending"))
-            try:
-                order = await self.exchange.place_order(request, purpose="exit")
-            except (OrderRejected, ExchangeError) as exc:
-                log.warning("protection sell %s failed: %s", request.identifier, exc)
-                self.journal.record_event(
-                    None, "protection_failed", {**event, "error": str(exc)}, _now()
-                )
-                continue
-            self.order_log(None, _order_view(order, request))
-            await self._journal_fills(None, order, None, reason=reason)
+            return
+        self._protection_retry_at.pop(market, None)
+        self.order_log(None, _order_view(order, request))
+        await self._journal_fills(None, order, None, reason=reason)
 
     def _publish(self, event: dict[str, Any]) -> None:
         self.bus.publish(event)
@@ -768,6 +888,16 @@ def _llm_call_row(run_id: str, node: str, view: Mapping[str, Any]) -> dict[str, 
         "created_at": _now(),
         "error": view.get("error") or call.get("error") or view.get("refused"),
     }
+
+
+def _crossed(protection: Protection, price: float) -> str | None:
+    """'stop_loss' or 'take_profit' when `price` reached that level, else None."""
+    mark = Decimal(str(price))
+    if protection.stop_loss_price is not None and mark <= protection.stop_loss_price:
+        return "stop_loss"
+    if protection.take_profit_price is not None and mark >= protection.take_profit_price:
+        return "take_profit"
+    return None
 
 
 def _ms(ts: datetime) -> int:

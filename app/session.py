@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import secrets
+import sys
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -245,13 +246,21 @@ def demo_settings(settings: Settings, *, resume: bool) -> tuple[Settings, str]:
     session_id = session_id or new_session_id("demo")
     session_dir = base / session_id
     session_dir.mkdir(parents=True, exist_ok=True)
-    updated = settings.model_copy(
-        update={
-            "database_url": f"sqlite:///{(session_dir / 'journal.db').resolve()}",
-            "checkpoint_url": f"sqlite:///{(session_dir / 'checkpoints.db').resolve()}",
-        }
-    )
-    return updated, session_id
+    update: dict[str, Any] = {
+        "database_url": f"sqlite:///{(session_dir / 'journal.db').resolve()}",
+        "checkpoint_url": f"sqlite:///{(session_dir / 'checkpoints.db').resolve()}",
+    }
+    if settings.prompts_dir is None:
+        # Prompt edits made in the demo's viewer change the demo's copy, not the shipped files.
+        from prompts.loader import DEFAULT_PROMPTS_DIR
+
+        prompts_dir = session_dir / "prompts"
+        if not prompts_dir.is_dir():
+            prompts_dir.mkdir()
+            for source in DEFAULT_PROMPTS_DIR.glob("*.md"):
+                (prompts_dir / source.name).write_bytes(source.read_bytes())
+        update["prompts_dir"] = prompts_dir
+    return settings.model_copy(update=update), session_id
 
 
 async def run_replay_session(
@@ -278,7 +287,10 @@ async def run_replay_session(
         server_task = None
         server = None
         if serve:
-            server, server_task = await start_server(services)
+            names = ", ".join(Path(p).name for p in candles_paths)
+            server, server_task = await start_server(
+                services, feed=f"replay of {names} ({pace_seconds:g} s per bar)"
+            )
             if on_ready is not None:
                 on_ready(f"http://{settings.api_host}:{settings.api_port}/")
         try:
@@ -299,19 +311,26 @@ async def run_replay_session(
         return summary
 
 
-async def start_server(services: Services) -> tuple[Any, asyncio.Task[Any]]:
-    """Start the API and viewer in this event loop."""
+async def start_server(
+    services: Services, *, feed: str | None = None
+) -> tuple[Any, asyncio.Task[Any]]:
+    """Start the API and viewer in this event loop (the engine's), with its bearer token.
+
+    A token generated on first start is printed once on stderr (and kept, mode 0600, under
+    the data dir).
+    """
     import uvicorn
 
-    from api.app import create_app
+    from app.serve import api_token_for, create_api, token_path
 
     settings = services.settings
-    app = create_app(
-        journal=services.journal,
-        bus=services.bus,
-        runner=services.engine,
-        api_token=settings.api_token.get_secret_value() if settings.api_token else None,
-    )
+    token, created = api_token_for(settings)
+    if created:
+        sys.stderr.write(
+            f"API token (shown once; kept in {token_path(settings)}): {token}\n"
+            "send it as 'Authorization: Bearer <token>' to change anything\n"
+        )
+    app = create_api(services, token, feed=feed)
     config = uvicorn.Config(
         app, host=settings.api_host, port=settings.api_port, log_level="warning", lifespan="on"
     )

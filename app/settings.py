@@ -25,6 +25,10 @@ def _scheme(url: str) -> str:
     return url.split("://", 1)[0].lower() if "://" in url else url.lower()
 
 
+def _has_secret(value: Any) -> bool:
+    return isinstance(value, SecretStr) and bool(value.get_secret_value().strip())
+
+
 class Settings(BaseSettings):
     """Everything the service is configured by. Secrets are `SecretStr` and never printed."""
 
@@ -61,6 +65,20 @@ class Settings(BaseSettings):
         default=None,
         description="A model set directory; default the newest under <data_dir>/models.",
     )
+    upbit_rest_url: str = Field(
+        default="https://api.upbit.com",
+        description="Upbit REST base URL (`lxa download` fetches candles from it).",
+    )
+    upbit_ws_url: str = Field(
+        default="wss://api.upbit.com/websocket/v1",
+        description="Upbit public WebSocket (trades and orderbooks for the live feed).",
+    )
+    feed_stale_after_s: float = Field(
+        default=30.0,
+        ge=5.0,
+        le=600.0,
+        description="No trade or orderbook for this long while the stream says UP: stale.",
+    )
     entry_probability_min: float | None = Field(
         default=None,
         ge=0.0,
@@ -79,7 +97,26 @@ class Settings(BaseSettings):
         default=3.0, gt=0.0, le=3.0, description="Hard cap on any stop-loss (the plan's -3%)."
     )
     slippage_bps: float = Field(default=2.0, ge=0.0, le=100.0)
-    live: bool = Field(default=False, description="Live orders; also needs exchange API keys.")
+    upbit_access_key: SecretStr | None = Field(
+        default=None, description="Upbit API access key (live trading only; never logged)."
+    )
+    upbit_secret_key: SecretStr | None = Field(
+        default=None, description="Upbit API secret key (live trading only; never logged)."
+    )
+    upbit_timeout_s: float = Field(
+        default=5.0, gt=0.0, le=60.0, description="Timeout of each Upbit REST call (live orders)."
+    )
+    live_max_slippage_bps: float = Field(
+        default=30.0,
+        gt=0.0,
+        le=500.0,
+        description="Live market orders only while spread and book impact stay within this "
+        "bound; otherwise a marketable IOC limit order at the bound.",
+    )
+    live: bool = Field(
+        default=False,
+        description="Live orders on Upbit; needs LXA_UPBIT_ACCESS_KEY and LXA_UPBIT_SECRET_KEY.",
+    )
     groq_api_key: SecretStr | None = Field(
         default=None, description="Groq API key; without it the first check is rule-based."
     )
@@ -121,6 +158,12 @@ class Settings(BaseSettings):
     )
     watchdog_sentiment_threshold: float = Field(default=-0.6, ge=-1.0, le=0.0)
     watchdog_network_failures: int = Field(default=3, ge=1, le=20)
+    watchdog_anomaly_score: float = Field(
+        default=0.95,
+        gt=0.0,
+        le=1.0,
+        description="Autoencoder score (calibrated, ml.anomaly) at which the watchdog sells.",
+    )
     watchdog_cooldown_s: int = Field(
         default=1800, ge=0, le=86400, description="No re-entry into a market after its sell."
     )
@@ -138,7 +181,14 @@ class Settings(BaseSettings):
     api_host: str = "127.0.0.1"
     api_port: int = Field(default=8000, ge=1, le=65535)
     api_token: SecretStr | None = Field(
-        default=None, description="Bearer token for calls that change anything."
+        default=None,
+        description="Bearer token for calls that change anything; default: generated on first "
+        "start into <data_dir>/api_token (mode 0600).",
+    )
+    redis_url: str | None = Field(
+        default=None,
+        description="Redis for the event stream across processes (redis://host:6379/0); "
+        "default: in-process.",
     )
 
     @field_validator("markets", mode="before")
@@ -183,12 +233,26 @@ class Settings(BaseSettings):
             )
         return value
 
+    @field_validator("upbit_ws_url")
+    @classmethod
+    def _check_ws_url(cls, value: str) -> str:
+        if not value.startswith(("ws://", "wss://")):
+            raise ValueError(f"must be a ws:// or wss:// URL; got {value!r}")
+        return value
+
     @field_validator("groq_base_url", "ollama_host")
     @classmethod
     def _check_http_url(cls, value: str | None) -> str | None:
         if value is not None and not value.startswith(("http://", "https://")):
             raise ValueError(f"must be an http:// or https:// URL; got {value!r}")
         return value.rstrip("/") if value else value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _check_redis_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError(f"must be a redis://, rediss:// or unix:// URL; got {value!r}")
+        return value or None
 
     @field_validator("sizing_provider")
     @classmethod
@@ -201,12 +265,17 @@ class Settings(BaseSettings):
 
     @field_validator("live")
     @classmethod
-    def _live_not_yet(cls, value: bool) -> bool:
+    def _live_needs_keys(cls, value: bool, info: ValidationInfo) -> bool:
         if value:
-            raise ValueError(
-                "live trading is not available yet: it arrives with the Upbit exchange client; "
-                "this build trades on paper only"
-            )
+            missing = [
+                f"{ENV_PREFIX}{name.upper()}"
+                for name in ("upbit_access_key", "upbit_secret_key")
+                if not _has_secret(info.data.get(name))
+            ]
+            if missing:
+                raise ValueError(
+                    "live trading needs the Upbit API keys: set " + " and ".join(missing)
+                )
         return value
 
     # Derived locations -------------------------------------------------------------------

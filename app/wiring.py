@@ -3,25 +3,32 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import httpx
 from pydantic import SecretStr
 
-from app.alerts import AlertDispatcher, build_notifiers
+from app.alerts import Alert, AlertDispatcher, build_notifiers
 from app.engine import Engine
 from app.llm import build_reviewers
 from app.settings import Settings
+from exchange.orders import OrderManager
 from exchange.paper import PaperExchange, SlippageModel
+from exchange.reconcile import ReconcileReport, reconcile
 from exchange.risk import GuardedExchange, RiskGuard, RiskLimits, TradingState
+from exchange.types import Exchange, ExchangeError
+from exchange.upbit import UpbitExchange
 from exchange.watchdog import Watchdog, WatchdogConfig
 from graph.builder import build_graph
 from graph.checkpoint import open_checkpointer
 from graph.context import Context, TradingPolicy
+from ml.anomaly import AnomalyModel, BarAnomalyScorer
 from ml.predict import Predictor
 from ml.registry import latest_model_dir
 from store.bus import EventBus, InProcessBus
@@ -35,6 +42,14 @@ BUNDLED_MODELS = DEMO_DIR / "model"
 
 class ModelNotFoundError(RuntimeError):
     """No model set where the settings point."""
+
+
+class LiveTradingRefused(RuntimeError):
+    """Live trading cannot start: Upbit and the journal disagree, or Upbit cannot be read."""
+
+    def __init__(self, message: str, report: ReconcileReport | None = None) -> None:
+        super().__init__(message)
+        self.report = report
 
 
 def resolve_model_dir(settings: Settings) -> Path:
@@ -84,7 +99,7 @@ class Services:
     engine: Engine
     journal: Journal
     bus: EventBus
-    exchange: PaperExchange
+    exchange: PaperExchange | UpbitExchange  # the venue: paper, or Upbit when LXA_LIVE
     predictor: Predictor
 
 
@@ -98,19 +113,30 @@ async def open_services(
     checkpointer_url: str | None = None,
     bus: EventBus | None = None,
 ) -> AsyncIterator[Services]:
-    """Open the journal, paper account, model and checkpointer, and build the engine."""
+    """Open the journal, account, model and checkpointer, and build the engine.
+
+    The account is the paper one, or with `settings.live` Upbit's, reached through the order
+    manager after a reconciliation that must agree (else `LiveTradingRefused`).
+    """
     journal = Journal.open(journal_url or settings.journal_url)
     http, alerts = None, None
+    live: UpbitExchange | None = None
     try:
         http, alerts = await start_alerts(settings)
-        account_path.parent.mkdir(parents=True, exist_ok=True)
-        exchange = PaperExchange(
-            account_path,
-            initial_krw=settings.initial_capital_krw,
-            slippage=SlippageModel(base_bps=settings.slippage_bps),
-        )
+        exchange: PaperExchange | UpbitExchange
+        inner: Exchange
+        if settings.live:
+            live, inner = await open_live_exchange(settings, journal)
+            exchange = live
+        else:
+            account_path.parent.mkdir(parents=True, exist_ok=True)
+            exchange = inner = PaperExchange(
+                account_path,
+                initial_krw=settings.initial_capital_krw,
+                slippage=SlippageModel(base_bps=settings.slippage_bps),
+            )
         predictor = Predictor.load(resolve_model_dir(settings))
-        event_bus = bus or InProcessBus()
+        event_bus = bus or build_bus(settings)
         control = journal.read_trading_control()
         guard = RiskGuard(
             RiskLimits(
@@ -121,8 +147,10 @@ async def open_services(
             state=TradingState(control["state"]),
             reason=control.get("reason") or "",
         )
+        if isinstance(inner, OrderManager):
+            inner.on_blocked = _halt_on_block(journal, guard, alerts)
         # Orders are judged on the replay's clock, so a replayed day rolls like a real one.
-        guarded = GuardedExchange(exchange, guard, marks=exchange.marks, clock=exchange.now)
+        guarded = GuardedExchange(inner, guard, marks=exchange.marks, clock=exchange.now)
         async with open_checkpointer(checkpointer_url or settings.checkpointer_url) as saver:
             reviewers = build_reviewers(settings, JournalResponseCache(journal))
             context = Context(
@@ -138,7 +166,7 @@ async def open_services(
                 context=context,
                 paper=exchange,
                 exchange=guarded,
-                watchdog=build_watchdog(settings),
+                watchdog=build_watchdog(settings, _anomaly_path(predictor)),
                 alerts=alerts,
                 cooldown_s=settings.watchdog_cooldown_s,
                 journal=journal,
@@ -152,6 +180,8 @@ async def open_services(
             finally:
                 await engine.close()
     finally:
+        if live is not None:
+            await live.aclose()
         if alerts is not None:
             await alerts.stop()
         if http is not None:
@@ -159,8 +189,92 @@ async def open_services(
         journal.close()
 
 
-def build_watchdog(settings: Settings) -> Watchdog | None:
-    """The emergency watchdog from settings, or None when disabled."""
+async def open_live_exchange(
+    settings: Settings, journal: Journal
+) -> tuple[UpbitExchange, OrderManager]:
+    """Connect to Upbit, reconcile with the journal, and return the venue and order manager.
+
+    Raises `LiveTradingRefused` naming every difference when the two do not agree, or when
+    Upbit cannot be read. Nothing is sent while reconciling.
+    """
+    access, secret = settings.upbit_access_key, settings.upbit_secret_key
+    if access is None or secret is None:
+        raise LiveTradingRefused("live trading needs LXA_UPBIT_ACCESS_KEY and LXA_UPBIT_SECRET_KEY")
+    venue = UpbitExchange.connect(
+        settings.upbit_rest_url,
+        access_key=access,
+        secret_key=secret,
+        timeout_s=settings.upbit_timeout_s,
+    )
+    try:
+        manager = OrderManager(
+            venue, journal, max_slippage_bps=Decimal(str(settings.live_max_slippage_bps))
+        )
+        try:
+            report = await reconcile(manager, journal, markets=list(settings.markets))
+        except ExchangeError as exc:
+            raise LiveTradingRefused(
+                f"refusing to trade live: Upbit could not be read to reconcile ({exc})"
+            ) from None
+        journal.record_event(
+            None,
+            "reconciliation",
+            {
+                "ok": report.ok,
+                "adopted": report.adopted,
+                "never_sent": report.never_sent,
+                "fills_recorded": report.fills_recorded,
+                "positions_aligned": report.positions_aligned,
+                "differences": report.differences,
+            },
+            datetime.now(UTC),
+        )
+        if not report.ok:
+            raise LiveTradingRefused(
+                "refusing to trade live: Upbit and the journal differ. " + report.summary(),
+                report,
+            )
+        venue.initial_krw = (await venue.get_account()).equity({})
+        for market in settings.markets:  # read the rules now, not on the first (urgent) order
+            await venue.rules(market)
+    except BaseException:
+        await venue.aclose()
+        raise
+    log.info("live trading on %s: %s", settings.upbit_rest_url, report.summary())
+    return venue, manager
+
+
+def _halt_on_block(
+    journal: Journal, guard: RiskGuard, alerts: AlertDispatcher | None
+) -> Callable[[str], None]:
+    """Halt trading at once when Upbit blocks the client (418), journal it and alert."""
+
+    def halt(reason: str) -> None:
+        if guard.manual_state is TradingState.HALTED:
+            return
+        guard.set_state(TradingState.HALTED, reason)
+        journal.write_trading_control("halted", reason, by="engine")
+        if alerts is not None:
+            alerts.publish(Alert(kind="halt", title="Upbit blocked this client (418)", text=reason))
+
+    return halt
+
+
+def build_bus(settings: Settings) -> EventBus:
+    """Return a Redis Stream bus when LXA_REDIS_URL is set (processes share it), else in-process."""
+    if settings.redis_url:
+        from store.redis_bus import RedisBus
+
+        return RedisBus(settings.redis_url)
+    return InProcessBus()
+
+
+def build_watchdog(settings: Settings, anomaly_path: Path | None = None) -> Watchdog | None:
+    """The emergency watchdog from settings, or None when disabled.
+
+    `anomaly_path` is the model set's exported autoencoder (full model sets have one); the
+    autoencoder detector is off without it.
+    """
     if not settings.watchdog_enabled:
         return None
     config = WatchdogConfig(
@@ -169,8 +283,16 @@ def build_watchdog(settings: Settings) -> Watchdog | None:
         volume_spike_pct=settings.watchdog_volume_spike_pct / 100,
         sentiment_threshold=settings.watchdog_sentiment_threshold,
         network_failures=settings.watchdog_network_failures,
+        anomaly_threshold=settings.watchdog_anomaly_score,
     )
-    return Watchdog(settings.markets, config)
+    anomaly = BarAnomalyScorer(AnomalyModel.load(anomaly_path)) if anomaly_path else None
+    return Watchdog(settings.markets, config, anomaly)
+
+
+def _anomaly_path(predictor: Any) -> Path | None:
+    """The autoencoder weights of a full model set, or None (quick sets have none)."""
+    path = getattr(predictor, "anomaly_path", None)
+    return path if isinstance(path, Path) and path.exists() else None
 
 
 async def start_alerts(

@@ -15,8 +15,16 @@ Reports:
 * ``stream_p50_us`` / ``stream_p99_us``: one tick at a time from Python, each a trade message in
   Upbit's JSON field names, parsed (orjson when installed, else json) and fed to
   ``Watchdog.on_tick``; ``stream_flags_identical`` checks the streamed levels against the batch.
-* ``tick_to_order_p99_ms``: null: not measured yet (the order must leave the process, which
-  needs the Upbit REST client and a local fake Upbit server).
+* ``tick_to_order_p50_ms`` / ``tick_to_order_p99_ms``: the live stack (``open_services`` with
+  ``LXA_LIVE``: the engine, the risk guard, the order manager that journals the order intent to
+  SQLite first, ``UpbitExchange`` over httpx) against the local fake Upbit REST server
+  (``tests/exchange/fake_upbit.py``, JWT checked). Clock starts when the raw trade message is in
+  hand, before parsing; it stops when httpx reports the POST /v1/orders body written to the
+  socket (its ``trace`` hook), i.e. when the sell has left the process. In between: parse, the
+  watchdog, the engine's trigger handling (the balance from the account read at the last bar
+  close, as in a running engine, when no order moved money since), the guard, the journaled
+  intent, signing. ``--order-samples`` sells (spaced out so Upbit's
+  order rate limit never makes one wait; the wait would not be the watchdog's cost).
 
 Run from the project root: ``.venv/bin/python bench/watchdog.py [--real] [--ticks N] [--json]``.
 """
@@ -173,6 +181,100 @@ def run_stream(messages: list[bytes], config: WatchdogConfig) -> tuple[np.ndarra
     return elapsed, flags, triggers
 
 
+async def _tick_to_order(samples: int, work_dir: Path) -> np.ndarray:
+    """Milliseconds from raw trade message to the emergency sell leaving the process."""
+    import asyncio
+    from datetime import UTC, datetime, timedelta
+    from decimal import Decimal
+
+    sys.path.insert(0, str(ROOT / "tests"))
+    sys.path.insert(0, str(ROOT / "tests" / "exchange"))
+    from fake_upbit import ACCESS_KEY, SECRET_KEY, FakeUpbit
+
+    from app.settings import Settings
+    from app.wiring import BUNDLED_MODELS, open_services
+    from exchange.upbit import UpbitExchange
+    from ml.registry import latest_model_dir
+
+    market, price = "KRW-BTC", 150_000_000.0
+    stamps: list[float] = []
+    elapsed: list[float] = []
+    with FakeUpbit(krw=Decimal(1_000_000)) as fake:
+        fake.set_price(market, Decimal(int(price * 0.97)), size=Decimal(100))
+        settings = Settings(
+            _env_file=None,  # type: ignore[call-arg]
+            data_dir=work_dir,
+            checkpoint_url="memory",
+            model_dir=latest_model_dir(BUNDLED_MODELS),
+            markets=[market],
+            live=True,
+            upbit_access_key=ACCESS_KEY,
+            upbit_secret_key=SECRET_KEY,
+            upbit_rest_url=fake.base_url,
+        )
+        async with open_services(
+            settings, session_id="bench", account_path=work_dir / "unused.json"
+        ) as services:
+            venue = services.exchange
+            assert isinstance(venue, UpbitExchange)
+            http = venue.client._http
+            send = http.send
+
+            async def traced_send(request: Any, **kwargs: Any) -> Any:
+                if request.method == "POST" and request.url.path == "/v1/orders":
+
+                    async def trace(name: str, _info: Any) -> None:
+                        if name.endswith("send_request_body.complete"):
+                            stamps.append(time.perf_counter())
+
+                    request.extensions["trace"] = trace
+                return await send(request, **kwargs)
+
+            http.send = traced_send  # type: ignore[method-assign]
+            engine = services.engine
+            start = datetime(2026, 1, 1, tzinfo=UTC)
+            for i in range(samples + 5):  # the first 5 warm up connections and caches
+                fake.set_balance("BTC", Decimal("0.001"), Decimal(int(price)))
+                await venue.get_account()  # as the engine does at every bar close
+                engine.watchdog = Watchdog([market], WatchdogConfig())
+                ts = start + timedelta(minutes=10 * i)
+                await engine.on_tick(market, ts, price, 0.01)
+                crash = {
+                    "type": "trade",
+                    "code": market,
+                    "trade_price": price * 0.985,
+                    "trade_volume": 0.02,
+                    "ask_bid": "ASK",
+                    "trade_timestamp": int((ts + timedelta(seconds=20)).timestamp() * 1000),
+                    "sequential_id": i,
+                }
+                raw = json.dumps(crash).encode()
+                before = len(stamps)
+                t0 = time.perf_counter()
+                msg = loads(raw)
+                tick_ts = datetime.fromtimestamp(msg["trade_timestamp"] / 1000, UTC)
+                await engine.on_tick(msg["code"], tick_ts, msg["trade_price"], msg["trade_volume"])
+                if len(stamps) != before + 1:
+                    raise RuntimeError(f"sample {i}: the crash sent {len(stamps) - before} sells")
+                if i >= 5:
+                    elapsed.append((stamps[-1] - t0) * 1000.0)
+                await asyncio.sleep(0.13)  # stay under Upbit's 8 orders per second
+    return np.asarray(elapsed)
+
+
+def tick_to_order(samples: int) -> np.ndarray:
+    """Run `_tick_to_order` in a fresh temporary directory."""
+    import asyncio
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        return asyncio.run(_tick_to_order(samples, Path(tmp)))
+
+
+def _ms_stat(values: np.ndarray, percentile: float) -> float | None:
+    return round(float(np.percentile(values, percentile)), 3) if values.size else None
+
+
 def codes_of(ticks: pd.DataFrame) -> np.ndarray:
     codes, _ = pd.factorize(ticks["market"], sort=False)
     return codes.astype(np.int32)
@@ -185,6 +287,7 @@ def main() -> None:
     parser.add_argument("--stream-ticks", type=int, default=200_000)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--seed", type=int, default=11)
+    parser.add_argument("--order-samples", type=int, default=200)
     parser.add_argument("--json", action="store_true", help="print only the JSON object")
     args = parser.parse_args()
     config = WatchdogConfig()
@@ -215,6 +318,7 @@ def main() -> None:
         config,
     )
     micros = elapsed / 1000.0
+    order_ms = tick_to_order(args.order_samples) if args.order_samples > 0 else np.empty(0)
 
     result = {
         "data": "real candles -> derived ticks, repeated" if args.real else "synthetic random walk",
@@ -235,8 +339,10 @@ def main() -> None:
         "stream_max_us": round(float(micros.max()), 1),
         "stream_flags_identical": bool(np.array_equal(stream_flags, head_flags)),
         "stream_triggers": stream_triggers,
-        "tick_to_order_p99_ms": None,
-        "tick_to_order_note": "not measured yet: needs the Upbit REST client and a fake Upbit",
+        "tick_to_order_samples": int(order_ms.size),
+        "tick_to_order_p50_ms": _ms_stat(order_ms, 50),
+        "tick_to_order_p99_ms": _ms_stat(order_ms, 99),
+        "tick_to_order_max_ms": _ms_stat(order_ms, 100),
         "cpu_count": os.cpu_count(),
         "python": platform.python_version(),
     }
@@ -257,7 +363,10 @@ def main() -> None:
                 f"{result['stream_p50_us']} / {result['stream_p99_us']}",
             ),
             ("stream flags identical to batch", result["stream_flags_identical"]),
-            ("tick to order p99 ms", "null (not measured yet: no Upbit REST client)"),
+            (
+                "tick to sell request sent (fake Upbit), p50 / p99 ms",
+                f"{result['tick_to_order_p50_ms']} / {result['tick_to_order_p99_ms']}",
+            ),
         ]
         width = max(len(name) for name, _ in rows)
         for name, value in rows:

@@ -34,6 +34,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Final
 
 import numba
@@ -41,9 +42,11 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
+from ml.anomaly import BarAnomalyScorer  # numpy only: the autoencoder's exported weights
+
 DROP: Final = 1
 VOLUME_SPIKE: Final = 2
-AUTOENCODER: Final = 4  # reserved: computed elsewhere
+AUTOENCODER: Final = 4  # per closed bar, from the model set's exported autoencoder
 NEWS: Final = 8
 NETWORK: Final = 16
 FLAG_NAMES: Final[dict[int, str]] = {
@@ -67,6 +70,7 @@ class WatchdogConfig:
     volume_spike_pct: float = 4.0
     sentiment_threshold: float = -0.6
     network_failures: int = 3
+    anomaly_threshold: float = 0.95  # the autoencoder's calibrated score (ml.anomaly)
 
     def __post_init__(self) -> None:
         for name in ("drop_window_s", "volume_window_s", "volume_baseline_s", "network_failures"):
@@ -82,6 +86,8 @@ class WatchdogConfig:
             raise ValueError(f"drop_pct must be in (0, 0.5), got {self.drop_pct!r}")
         if not (math.isfinite(self.volume_spike_pct) and 0.0 < self.volume_spike_pct <= 100.0):
             raise ValueError(f"volume_spike_pct must be in (0, 100], got {self.volume_spike_pct!r}")
+        if not (math.isfinite(self.anomaly_threshold) and 0.0 < self.anomaly_threshold <= 1.0):
+            raise ValueError(f"anomaly_threshold must be in (0, 1], got {self.anomaly_threshold!r}")
         if not (math.isfinite(self.sentiment_threshold) and -1.0 <= self.sentiment_threshold <= 1):
             raise ValueError(
                 f"sentiment_threshold must be in [-1, 1], got {self.sentiment_threshold!r}"
@@ -423,20 +429,60 @@ class TickWatch:
 
 
 class Watchdog:
-    """Edge-triggered detectors over every market: one `Trigger` when a detector turns on."""
+    """Edge-triggered detectors over every market: one `Trigger` when a detector turns on.
+
+    `anomaly` is the model set's autoencoder as a per-market bar scorer (``ml.anomaly``: a
+    numpy forward pass over exported weights, no torch); without one that detector is off.
+    """
 
     def __init__(
         self,
         markets: Iterable[str],
         config: WatchdogConfig = WatchdogConfig(),
+        anomaly: BarAnomalyScorer | None = None,
     ) -> None:
         self.config = config
+        self.anomaly = anomaly
         self._watches: dict[str, TickWatch] = {m: TickWatch(config) for m in markets}
         if not self._watches:
             raise ValueError("markets must name at least one market")
         self._tick_flags: dict[str, int] = dict.fromkeys(self._watches, 0)
         self._news_on: dict[str, bool] = dict.fromkeys(self._watches, False)
+        self._anomaly_on: dict[str, bool] = dict.fromkeys(self._watches, False)
         self._failures = 0
+
+    def on_bar(
+        self,
+        market: str,
+        ts: datetime,
+        open: float,
+        high: float,
+        low: float,
+        close: float,
+        volume: float,
+    ) -> Trigger | None:
+        """Feed one closed bar to the autoencoder; a Trigger when its score turns >= threshold.
+
+        Edge-triggered like the tick detectors: one spike stays in the scored window for many
+        bars, and it sells once, not once per bar.
+        """
+        self._watch(market)
+        if self.anomaly is None:
+            return None
+        score = self.anomaly.update(market, ts, open, high, low, close, volume)
+        on = score is not None and score >= self.config.anomaly_threshold
+        was_on = self._anomaly_on[market]
+        self._anomaly_on[market] = on
+        if on and not was_on:
+            assert score is not None
+            return Trigger(
+                market=market,
+                detector=FLAG_NAMES[AUTOENCODER],
+                ts_ms=int(ts.timestamp() * 1000) + 60_000,  # known when the bar closes
+                price=float(close),
+                details={"score": float(score), "threshold": self.config.anomaly_threshold},
+            )
+        return None
 
     @property
     def consecutive_failures(self) -> int:

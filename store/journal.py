@@ -18,6 +18,7 @@ from sqlalchemy.engine import URL, Connection, Engine, make_url
 from sqlalchemy.pool import StaticPool
 
 from store import schema
+from store.order_intents import OrderIntents
 from store.schema import (
     decisions,
     events,
@@ -26,6 +27,7 @@ from store.schema import (
     llm_calls,
     orders,
     positions,
+    prompt_versions,
     trading_control,
     utc_now,
 )
@@ -201,7 +203,7 @@ def _upsert(
     connection.execute(stmt)
 
 
-class Journal:
+class Journal(OrderIntents):
     """Record and query what the trader decided and did (sync, over a SQLAlchemy Engine)."""
 
     def __init__(self, engine: Engine) -> None:
@@ -258,8 +260,11 @@ class Journal:
             _upsert(connection, orders, "identifier", values, frozenset({"created_at"}))
 
     def record_fill(self, row: Mapping[str, Any]) -> int:
-        """Insert one fill and return its id."""
+        """Insert one fill and return its id (a fill with a known `trade_uuid` is not re-added)."""
         with self.engine.begin() as connection:
+            existing = self._existing_fill_id(connection, row.get("trade_uuid"))
+            if existing is not None:
+                return existing
             result = connection.execute(fills.insert().values(**_checked(fills, row)))
             return _new_id(result)
 
@@ -451,6 +456,168 @@ class Journal:
             stmt = stmt.where(orders.c.state == state)
         with self.engine.connect() as connection:
             return _as_dicts(connection.execute(stmt))
+
+    @staticmethod
+    def _order_filters(
+        run_id: str | None, market: str | None, state: str | None
+    ) -> list[sa.ColumnElement[bool]]:
+        conditions: list[sa.ColumnElement[bool]] = []
+        if run_id is not None:
+            conditions.append(orders.c.run_id == run_id)
+        if market is not None:
+            conditions.append(orders.c.market == market)
+        if state is not None:
+            conditions.append(orders.c.state == state)
+        return conditions
+
+    def page_orders(
+        self,
+        *,
+        limit: int = 50,
+        offset: int = 0,
+        run_id: str | None = None,
+        market: str | None = None,
+        state: str | None = None,
+    ) -> tuple[list[dict[str, Any]], int]:
+        """Return one page of orders newest first, and how many match the filters."""
+        if limit < 0 or offset < 0:
+            raise ValueError(f"limit and offset must be >= 0, got limit={limit} offset={offset}")
+        conditions = self._order_filters(run_id, market, state)
+        stmt = (
+            orders.select()
+            .where(*conditions)
+            .order_by(orders.c.created_at.desc(), orders.c.identifier.desc())
+            .limit(limit)
+            .offset(offset)
+        )
+        count = sa.select(sa.func.count()).select_from(orders).where(*conditions)
+        with self.engine.connect() as connection:
+            return _as_dicts(connection.execute(stmt)), int(connection.execute(count).scalar_one())
+
+    def fills_for_run(self, run_id: str) -> list[dict[str, Any]]:
+        """Return the fills of the orders a run placed, oldest first."""
+        of_run = sa.select(orders.c.identifier).where(orders.c.run_id == run_id)
+        stmt = (
+            fills.select()
+            .where(fills.c.order_identifier.in_(of_run))
+            .order_by(fills.c.ts, fills.c.id)
+        )
+        with self.engine.connect() as connection:
+            return _as_dicts(connection.execute(stmt))
+
+    def run_exists(self, run_id: str) -> bool:
+        """Whether a run has a decision or any event (it started) in the journal."""
+        with self.engine.connect() as connection:
+            if connection.execute(
+                sa.select(decisions.c.run_id).where(decisions.c.run_id == run_id)
+            ).first():
+                return True
+            return (
+                connection.execute(
+                    sa.select(events.c.id).where(events.c.run_id == run_id).limit(1)
+                ).first()
+                is not None
+            )
+
+    def events_of_type(
+        self, types: Sequence[str], *, limit: int = 100, market: str | None = None
+    ) -> list[dict[str, Any]]:
+        """Return the newest events of the given types, newest first (optionally one market)."""
+        stmt = events.select().where(events.c.type.in_(list(types)))
+        stmt = stmt.order_by(events.c.id.desc()).limit(limit)
+        with self.engine.connect() as connection:
+            rows = _as_dicts(connection.execute(stmt))
+        if market is not None:
+            rows = [r for r in rows if (r["payload"] or {}).get("market") == market]
+        return rows
+
+    def equity_history(
+        self,
+        session_id: str,
+        *,
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> list[dict[str, Any]]:
+        """Return (run_id, bar_ts, account, closes) of a session's decisions, oldest first.
+
+        The account and closes are what each run was given (`nodes.input`).
+        """
+        conditions = self._decision_filters(session_id=session_id, since=since, until=until)
+        stmt = (
+            sa.select(decisions.c.run_id, decisions.c.bar_ts, decisions.c.nodes)
+            .where(*conditions)
+            .order_by(decisions.c.bar_ts, decisions.c.created_at, decisions.c.run_id)
+        )
+        with self.engine.connect() as connection:
+            rows = connection.execute(stmt).all()
+        history = []
+        for run_id, bar_ts, nodes_json in rows:
+            given = (nodes_json or {}).get("input") or {}
+            history.append(
+                {
+                    "run_id": run_id,
+                    "bar_ts": bar_ts,
+                    "account": given.get("account") or {},
+                    "closes": given.get("closes") or {},
+                }
+            )
+        return history
+
+    def latest_session_id(self) -> str | None:
+        """Return the session of the newest decision, or None."""
+        stmt = (
+            sa.select(decisions.c.session_id)
+            .order_by(decisions.c.created_at.desc(), decisions.c.run_id.desc())
+            .limit(1)
+        )
+        with self.engine.connect() as connection:
+            return connection.execute(stmt).scalar_one_or_none()
+
+    # ---- prompt versions ----------------------------------------------------------------
+
+    def record_prompt_version(
+        self,
+        name: str,
+        sha256: str,
+        text: str,
+        *,
+        created_by: str,
+        message: str = "",
+        previous_sha256: str | None = None,
+        diff: str = "",
+    ) -> dict[str, Any]:
+        """Append one prompt version and return it."""
+        values = {
+            "name": name,
+            "sha256": sha256,
+            "text": text,
+            "created_at": utc_now(),
+            "created_by": created_by,
+            "message": message,
+            "previous_sha256": previous_sha256,
+            "diff": diff,
+        }
+        with self.engine.begin() as connection:
+            new_id = _new_id(connection.execute(prompt_versions.insert().values(**values)))
+        return {"id": new_id, **values}
+
+    def prompt_versions(self, name: str, *, with_text: bool = False) -> list[dict[str, Any]]:
+        """Return a prompt's versions newest first (texts only when asked)."""
+        columns = [c for c in prompt_versions.c if with_text or c.name != "text"]
+        stmt = (
+            sa.select(*columns)
+            .where(prompt_versions.c.name == name)
+            .order_by(prompt_versions.c.id.desc())
+        )
+        with self.engine.connect() as connection:
+            return _as_dicts(connection.execute(stmt))
+
+    def prompt_version(self, version_id: int) -> dict[str, Any] | None:
+        """Return one prompt version with its text, or None."""
+        stmt = prompt_versions.select().where(prompt_versions.c.id == version_id)
+        with self.engine.connect() as connection:
+            row = connection.execute(stmt).first()
+        return None if row is None else dict(row._mapping)
 
     @staticmethod
     def _fill_filters(

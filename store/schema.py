@@ -20,8 +20,10 @@ __all__ = [
     "llm_cache",
     "llm_calls",
     "metadata",
+    "order_intents",
     "orders",
     "positions",
+    "prompt_versions",
     "trading_control",
     "utc_now",
 ]
@@ -190,8 +192,11 @@ fills = sa.Table(
     sa.Column("volume", DecimalText, nullable=False),
     sa.Column("fee", DecimalText, nullable=False),
     sa.Column("ts", UtcDateTime, nullable=False),
+    # The exchange's id of the execution (Upbit trades[].uuid): a fill is recorded once.
+    sa.Column("trade_uuid", sa.String, nullable=True),
     sa.Index("ix_fills_order_identifier", "order_identifier"),
     sa.Index("ix_fills_ts", "ts"),
+    sa.Index("ix_fills_trade_uuid", "trade_uuid", unique=True),
 )
 
 positions = sa.Table(
@@ -232,4 +237,45 @@ trading_control = sa.Table(
     ),
     sa.Column("updated_at", UtcDateTime, nullable=False, default=utc_now),
     sa.Column("updated_by", sa.String, nullable=False),
+)
+
+# Every saved prompt text (the API's editor, rollbacks, and the file as first seen on disk).
+prompt_versions = sa.Table(
+    "prompt_versions",
+    metadata,
+    _autoincrement_id(),
+    sa.Column("name", sa.String, nullable=False),
+    sa.Column("sha256", sa.String(64), nullable=False),
+    sa.Column("text", sa.Text, nullable=False),
+    sa.Column("created_at", UtcDateTime, nullable=False, default=utc_now),
+    sa.Column("created_by", sa.String, nullable=False),
+    sa.Column("message", sa.Text, nullable=False, server_default="", default=""),
+    sa.Column("previous_sha256", sa.String(64), nullable=True),
+    sa.Column("diff", sa.Text, nullable=False, server_default="", default=""),
+    sa.Index("ix_prompt_versions_name", "name"),
+    sqlite_autoincrement=True,
+)
+
+# Live orders as the order manager tracks them: written (pending) before the request leaves,
+# so a crash or a timeout can always be resolved by identifier, never by sending twice.
+# States: pending, sent, unknown, open, done, cancel, rejected.
+order_intents = sa.Table(
+    "order_intents",
+    metadata,
+    sa.Column("identifier", sa.String, primary_key=True),
+    sa.Column("market", sa.String, nullable=False),
+    sa.Column("side", sa.String, nullable=False),
+    sa.Column("ord_type", sa.String, nullable=False),
+    sa.Column("price", DecimalText, nullable=True),
+    sa.Column("volume", DecimalText, nullable=True),
+    sa.Column("time_in_force", sa.String, nullable=True),
+    sa.Column("state", sa.String, nullable=False),
+    sa.Column("uuid", sa.String, nullable=True),
+    sa.Column("reason", sa.Text, nullable=True),
+    sa.Column("attempts", sa.Integer, nullable=False, default=0),
+    sa.Column("executed_volume", DecimalText, nullable=False, default=Decimal(0)),
+    sa.Column("paid_fee", DecimalText, nullable=False, default=Decimal(0)),
+    sa.Column("created_at", UtcDateTime, nullable=False, default=utc_now),
+    sa.Column("updated_at", UtcDateTime, nullable=False, default=utc_now),
+    sa.Index("ix_order_intents_state", "state"),
 )

@@ -129,6 +129,102 @@ async def test_stop_loss_sells_a_held_coin_outside_the_graph(
         assert sells[0]["run_id"] is None  # outside the graph
 
 
+async def _hold_xrp(services, protection: Protection) -> Decimal:  # type: ignore[no-untyped-def]
+    from exchange.types import OrderRequest, OrderType, Side
+
+    order = await services.exchange.place_order(
+        OrderRequest("KRW-XRP", Side.BID, OrderType.PRICE, "manual-buy", price=Decimal(100_000))
+    )
+    await services.engine._journal_fills(None, order, protection, reason="test")
+    return order.avg_price
+
+
+async def test_stop_loss_sells_on_the_tick_that_crosses_it_before_the_bar_closes(
+    settings: Settings, tmp_path: Path, bundled_closes: list[BarClose]
+) -> None:
+    async with open_services(
+        settings, session_id="t7", account_path=tmp_path / "acct.json"
+    ) as services:
+        engine = services.engine
+        engine.warm_up(bundled_closes[:WARMUP_BARS])
+        entry = await _hold_xrp(services, Protection(Decimal("1000"), Decimal("99999")))
+        bar = bundled_closes[WARMUP_BARS].bars["KRW-XRP"]
+        runs_before = services.journal.count_decisions()
+
+        await engine.on_tick("KRW-XRP", bar.ts, float(entry), 10.0)  # above the stop: nothing
+        assert "KRW-XRP" in (await services.exchange.get_account()).positions
+        await engine.on_tick("KRW-XRP", bar.ts, 999.0, 10.0)  # below the 1000 KRW stop
+
+        assert "KRW-XRP" not in (await services.exchange.get_account()).positions
+        sells = [o for o in services.journal.list_orders(market="KRW-XRP") if o["side"] == "ask"]
+        assert len(sells) == 1 and sells[0]["identifier"].endswith("KRW-XRP-stop_loss")
+        sell_fills = [
+            f for f in services.journal.list_fills(market="KRW-XRP") if f["side"] == "ask"
+        ]
+        assert sell_fills and Decimal(str(sell_fills[0]["price"])) < Decimal(1000)
+        assert services.journal.count_decisions() == runs_before  # no graph run was involved
+        assert "KRW-XRP" not in engine.protections
+
+
+async def test_take_profit_sells_on_the_tick_that_reaches_it(
+    settings: Settings, tmp_path: Path, bundled_closes: list[BarClose]
+) -> None:
+    async with open_services(
+        settings, session_id="t8", account_path=tmp_path / "acct.json"
+    ) as services:
+        engine = services.engine
+        engine.warm_up(bundled_closes[:WARMUP_BARS])
+        entry = await _hold_xrp(services, Protection(Decimal("1"), Decimal("5000")))
+
+        await engine.on_tick("KRW-XRP", bundled_closes[WARMUP_BARS].ts, 5000.0, 1.0)
+
+        assert "KRW-XRP" not in (await services.exchange.get_account()).positions
+        closed = services.journal.recent_results()
+        assert len(closed) == 1 and closed[0] > 0, (entry, closed)
+
+
+async def test_a_failed_protection_sell_is_retried_after_the_pause_not_on_every_tick(
+    settings: Settings, tmp_path: Path, bundled_closes: list[BarClose]
+) -> None:
+    from datetime import timedelta
+
+    from exchange.types import ExchangeError
+
+    async with open_services(
+        settings, session_id="t9", account_path=tmp_path / "acct.json"
+    ) as services:
+        engine = services.engine
+        engine.warm_up(bundled_closes[:WARMUP_BARS])
+        entry = await _hold_xrp(services, Protection(None, None))
+        # a stop just under the entry, so the watchdog's 1% drop detector stays out of it
+        engine.protections["KRW-XRP"] = Protection(entry * Decimal("0.999"), None)
+        under = float(entry) * 0.998
+        sends: list[str] = []
+        real_place = engine.exchange.place_order
+
+        async def failing_place(request, **kwargs):  # type: ignore[no-untyped-def]
+            sends.append(request.identifier)
+            if len(sends) == 1:
+                raise ExchangeError("connection reset")
+            return await real_place(request, **kwargs)
+
+        engine.exchange.place_order = failing_place  # type: ignore[method-assign]
+        t0 = bundled_closes[WARMUP_BARS].ts
+        for second in range(5):  # five ticks under the stop within the retry pause
+            await engine.on_tick("KRW-XRP", t0 + timedelta(seconds=second), under, 1.0)
+        assert len(sends) == 1
+        assert "KRW-XRP" in (await services.exchange.get_account()).positions
+
+        await engine.on_tick(
+            "KRW-XRP", t0 + timedelta(seconds=engine.protection_retry_s + 1), under, 1.0
+        )
+
+        assert len(sends) == 2
+        assert "KRW-XRP" not in (await services.exchange.get_account()).positions
+        failed = services.journal.events_of_type(["protection_failed"])
+        assert len(failed) == 1 and "connection reset" in failed[0]["payload"]["error"]
+
+
 async def test_manual_evaluation_returns_at_once_and_the_run_is_journaled(
     settings: Settings, tmp_path: Path, bundled_closes: list[BarClose]
 ) -> None:

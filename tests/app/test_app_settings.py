@@ -82,11 +82,28 @@ def test_stop_loss_cap_above_the_plans_three_percent_is_refused(
         load_settings()
 
 
-def test_live_trading_is_refused_in_this_build(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_live_trading_without_both_upbit_keys_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("LXA_LIVE", "1")
+    monkeypatch.setenv("LXA_UPBIT_ACCESS_KEY", "access-key-1234")
 
-    with pytest.raises(SettingsError, match="LXA_LIVE: live trading is not available"):
+    with pytest.raises(
+        SettingsError, match="LXA_LIVE: live trading needs the Upbit API keys: set LXA_UPBIT_SECRET"
+    ):
         load_settings()
+
+
+def test_live_trading_with_both_keys_is_allowed_and_keys_stay_secret(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("LXA_LIVE", "1")
+    monkeypatch.setenv("LXA_UPBIT_ACCESS_KEY", "access-key-1234")
+    monkeypatch.setenv("LXA_UPBIT_SECRET_KEY", "secret-key-5678")
+
+    settings = load_settings()
+
+    assert settings.live is True
+    assert "access-key-1234" not in repr(settings) + str(settings.model_dump())
+    assert "secret-key-5678" not in repr(settings) + str(settings.model_dump())
 
 
 def test_postgres_database_url_also_becomes_the_checkpointer() -> None:
