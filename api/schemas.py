@@ -34,6 +34,8 @@ __all__ = [
     "OrderOut",
     "PositionList",
     "PositionOut",
+    "PriceOut",
+    "PricePoint",
     "PromptCheck",
     "PromptList",
     "PromptOut",
@@ -446,6 +448,16 @@ class EquityOut(BaseModel):
     session_id: str | None
     points: list[EquityPoint] = Field(description="oldest first, one per decision (thinned)")
     note: str = ""
+
+
+class PricePoint(BaseModel):
+    ts: datetime = Field(description="the bar's time")
+    close: Decimal = Field(description="the bar's close, as the run was given it")
+
+
+class PriceOut(BaseModel):
+    market: str
+    points: list[PricePoint] = Field(description="oldest first, one per bar (the newest `limit`)")
 
 
 class WatchdogMarket(BaseModel):

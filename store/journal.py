@@ -563,6 +563,59 @@ class Journal(OrderIntents):
             )
         return history
 
+    def price_history(
+        self,
+        market: str,
+        *,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        limit: int = 2_000,
+    ) -> list[dict[str, Any]]:
+        """Return (bar_ts, close) of a market per bar, the newest `limit`, oldest first.
+
+        The closes are what each run was given (`nodes.input.closes`); runs on the same bar
+        (a manual run beside the bar run, or another session) give one point, the bar run's.
+        Runs whose close is missing or not a positive finite number are skipped.
+        """
+        if limit < 0:
+            raise ValueError(f"limit must be >= 0, got {limit}")
+        conditions = self._decision_filters(since=since, until=until)
+        bar_first = sa.case((decisions.c.trigger == "bar", 0), else_=1)
+        stmt = (
+            sa.select(decisions.c.bar_ts, decisions.c.nodes)
+            .where(*conditions)
+            .order_by(
+                decisions.c.bar_ts.desc(),
+                bar_first,
+                decisions.c.created_at.desc(),
+                decisions.c.run_id.desc(),
+            )
+            .execution_options(yield_per=500)
+        )
+        points: list[dict[str, Any]] = []
+        seen: set[datetime] = set()
+        with self.engine.connect() as connection:
+            for bar_ts, nodes_json in connection.execute(stmt):
+                if len(points) >= limit:
+                    break
+                if bar_ts in seen:
+                    continue
+                given = (nodes_json or {}).get("input") or {}
+                closes = given.get("closes") if isinstance(given, dict) else None
+                close = closes.get(market) if isinstance(closes, dict) else None
+                if isinstance(close, bool) or not isinstance(close, int | float | str):
+                    continue
+                try:
+                    value = float(close)
+                except ValueError:
+                    continue
+                if not math.isfinite(value) or value <= 0:
+                    continue
+                seen.add(bar_ts)
+                points.append({"bar_ts": bar_ts, "close": close})
+        points.reverse()
+        return points
+
     def latest_session_id(self) -> str | None:
         """Return the session of the newest decision, or None."""
         stmt = (

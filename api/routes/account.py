@@ -21,6 +21,8 @@ from api.schemas import (
     OrderOut,
     PositionList,
     PositionOut,
+    PriceOut,
+    PricePoint,
     WatchdogMarket,
     WatchdogOut,
 )
@@ -181,6 +183,33 @@ def equity(
             )
         )
     return EquityOut(session_id=session, points=points, note=note)
+
+
+@router.get("/prices", response_model=PriceOut, responses=BAD_RANGE)
+def prices(
+    journal: JournalDep,
+    market: Annotated[str, Query(max_length=32, pattern=MARKET_PATTERN, examples=["KRW-BTC"])],
+    since: Annotated[
+        Time | None, Query(description="bar time from (inclusive; no zone = UTC)")
+    ] = None,
+    until: Annotated[
+        Time | None, Query(description="bar time until (exclusive; no zone = UTC)")
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=10_000, description="the newest bars kept")] = 2_000,
+) -> PriceOut:
+    """Return a market's close per bar, oldest first, as the journaled runs were given it."""
+    since_utc, until_utc = as_utc(since, "since"), as_utc(until, "until")
+    if since_utc is not None and until_utc is not None and since_utc >= until_utc:
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_CONTENT,
+            f"since ({since_utc.isoformat()}) must be before until ({until_utc.isoformat()})",
+        )
+    points = []
+    for row in journal.price_history(market, since=since_utc, until=until_utc, limit=limit):
+        close = _decimal(row["close"])
+        if close is not None:
+            points.append(PricePoint(ts=row["bar_ts"], close=close))
+    return PriceOut(market=market, points=points)
 
 
 def _event(row: dict[str, Any]) -> EventOut:

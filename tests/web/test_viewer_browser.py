@@ -294,12 +294,14 @@ def test_viewer_streams_runs_edits_prompts_and_replays_in_a_browser(demo: DemoSe
             page.get_by_test_id("confirm").click()
             expect(page.get_by_test_id("trading-state")).to_contain_text("active")
 
-            # 4. Charts: equity against buy-and-hold, and the price with the entries marked.
+            # 4. Charts: equity against buy-and-hold, and the price line with the entries marked.
             page.get_by_role("link", name="Charts", exact=True).click()
             equity_chart = page.locator("[data-testid=equity-chart] .chart")
             expect(equity_chart).not_to_have_attribute("data-points", "0")
             price_chart = page.locator("[data-testid=price-chart] .chart")
             expect(price_chart).not_to_have_attribute("data-points", "0")
+            # The closes the runs were given (GET /api/prices) draw the price line itself.
+            expect(price_chart).to_have_attribute("data-line-points", re.compile(r"^[1-9]\d*$"))
             shot("charts")
 
             # 5. The run list, filtered to buys; open the first one.

@@ -232,6 +232,16 @@ export interface EquityOut {
   note: string;
 }
 
+export interface PricePoint {
+  ts: string;
+  close: string;
+}
+
+export interface PriceOut {
+  market: string;
+  points: PricePoint[];
+}
+
 export interface WatchdogOut {
   enabled: boolean;
   source: string;

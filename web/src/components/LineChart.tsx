@@ -79,6 +79,7 @@ export function LineChart({
       style={{ height }}
       data-testid={testId}
       data-points={series.reduce((total, item) => total + item.data.length, 0)}
+      data-line-points={series.reduce((total, item) => total + (item.type === "line" ? item.data.length : 0), 0)}
     >
       <canvas ref={canvas} />
     </div>

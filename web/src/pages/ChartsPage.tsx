@@ -1,5 +1,5 @@
 import { useMemo, useState } from "react";
-import type { EquityOut, Fill, WatchdogOut } from "../api";
+import type { EquityOut, Fill, PriceOut, WatchdogOut } from "../api";
 import { ErrorText, Panel, num } from "../components/Bits";
 import { LineChart, type Series } from "../components/LineChart";
 import { runHref, useGet } from "../hooks";
@@ -15,8 +15,16 @@ export function ChartsPage({ markets }: { markets: string[] }) {
   const equity = useGet<EquityOut>("/api/equity");
   const fills = useGet<{ fills: Fill[] }>("/api/fills");
   const watchdog = useGet<WatchdogOut>("/api/watchdog");
+  // One market at a time (their prices differ by orders of magnitude): the chosen one, else
+  // the market of the latest fill.
+  const latestMarket = fills.data?.fills.at(-1)?.market ?? markets[0] ?? "";
+  const shownMarket = market || latestMarket;
+  const prices = useGet<PriceOut>(shownMarket ? `/api/prices?market=${encodeURIComponent(shownMarket)}` : null);
   useStreamEvents((event) => {
-    if (event.type === "run_finished") equity.reload();
+    if (event.type === "run_finished") {
+      equity.reload();
+      prices.reload();
+    }
     if (event.type === "fill") fills.reload();
     if (event.type === "watchdog_trigger") watchdog.reload();
   });
@@ -64,15 +72,23 @@ export function ChartsPage({ markets }: { markets: string[] }) {
     ];
   }, [equity.data, watchdog.data, t]);
 
-  // One market at a time (their prices differ by orders of magnitude): the chosen one, else
-  // the market of the latest fill.
-  const latestMarket = fills.data?.fills.at(-1)?.market ?? markets[0] ?? "";
-  const shownMarket = market || latestMarket;
   const priceSeries = useMemo<Series[]>(() => {
     const shown = (fills.data?.fills ?? []).filter((fill) => fill.market === shownMarket);
     const line = (side: string) =>
       shown.filter((fill) => fill.side === side).map((fill) => ({ x: ms(fill.ts), y: Number(fill.price) }));
+    // The closes of another market (a stale answer while the new one loads) are not drawn.
+    const closes = prices.data?.market === shownMarket ? prices.data.points : [];
     return [
+      {
+        type: "line",
+        label: t("closePrice"),
+        data: closes.map((point) => ({ x: ms(point.ts), y: Number(point.close) })),
+        borderColor: "#c9d3dc",
+        backgroundColor: "#c9d3dc",
+        pointRadius: 0,
+        borderWidth: 1.5,
+        order: 2,
+      },
       {
         type: "scatter",
         label: t("entries"),
@@ -93,7 +109,7 @@ export function ChartsPage({ markets }: { markets: string[] }) {
         pointRadius: 8,
       },
     ];
-  }, [fills.data, shownMarket, t]);
+  }, [fills.data, prices.data, shownMarket, t]);
 
   const sessionRange = useMemo<[number, number] | null>(() => {
     const points = equity.data?.points ?? [];
@@ -122,9 +138,12 @@ export function ChartsPage({ markets }: { markets: string[] }) {
         }
       >
         <ErrorText error={fills.error} />
-        <p className="muted small">
-          {shownMarket} · {t("noPrice")}
-        </p>
+        <ErrorText error={prices.error} />
+        {prices.data?.market === shownMarket && prices.data.points.length === 0 && (
+          <p className="muted small">
+            {shownMarket} · {t("noCloses")}
+          </p>
+        )}
         <LineChart series={priceSeries} height={220} xRange={sessionRange} />
       </Panel>
       <Panel title={t("watchdog")} wide testId="watchdog">
