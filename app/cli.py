@@ -111,6 +111,14 @@ def _print_summary(summary: dict[str, object]) -> None:
     out.print(table)
 
 
+def _emit_summary(summary: dict[str, object], as_json: bool) -> None:
+    """Print a session summary: one JSON line, or the readable table."""
+    if as_json:
+        sys.stdout.write(json.dumps(summary, sort_keys=True) + "\n")
+    else:
+        _print_summary(summary)
+
+
 async def _wait_for_interrupt() -> None:
     """Keep the viewer up until Ctrl-C (interactive terminals only)."""
     if not sys.stdin.isatty():
@@ -172,10 +180,7 @@ def _run_session(
         except KeyboardInterrupt:
             err.print("stopped")
             raise typer.Exit(130) from None
-    if as_json:
-        sys.stdout.write(json.dumps(summary.to_json(), sort_keys=True) + "\n")
-    else:
-        _print_summary(summary.to_json())
+    _emit_summary(summary.to_json(), as_json)
 
 
 @app.command()
@@ -266,10 +271,7 @@ def _run_live(settings: Settings, *, minutes: int | None, serve: bool, as_json: 
         except KeyboardInterrupt:
             err.print("stopped")
             raise typer.Exit(130) from None
-    if as_json:
-        sys.stdout.write(json.dumps(summary.to_json(), sort_keys=True) + "\n")
-    else:
-        _print_summary(summary.to_json())
+    _emit_summary(summary.to_json(), as_json)
 
 
 @app.command()

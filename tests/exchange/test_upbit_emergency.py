@@ -14,12 +14,11 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
-from fake_upbit import ACCESS_KEY, SECRET_KEY, FakeUpbit
+from fake_upbit import FakeUpbit
+from test_upbit_live_wiring import live_settings
 
-from app.settings import Settings
-from app.wiring import BUNDLED_MODELS, open_services
+from app.wiring import open_services
 from exchange.upbit import UpbitExchange
-from ml.registry import latest_model_dir
 
 BTC = "KRW-BTC"
 PRICE = 150_000_000.0
@@ -31,21 +30,6 @@ def fake() -> Iterator[FakeUpbit]:
     with FakeUpbit(krw=Decimal(1_000_000)) as server:
         server.set_price(BTC, Decimal(145_000_000), size=Decimal(10))
         yield server
-
-
-def live_settings(tmp_path: Path, rest_url: str) -> Settings:
-    return Settings(
-        _env_file=None,  # type: ignore[call-arg]
-        data_dir=tmp_path / "data",
-        checkpoint_url="memory",
-        model_dir=latest_model_dir(BUNDLED_MODELS),
-        markets=[BTC],
-        live=True,
-        upbit_access_key=ACCESS_KEY,
-        upbit_secret_key=SECRET_KEY,
-        upbit_rest_url=rest_url,
-        upbit_timeout_s=2.0,
-    )
 
 
 async def crash(engine: object, at: datetime) -> None:
