@@ -258,7 +258,15 @@ class Engine:
                 continue
             sold = await self._emergency_exit(market, position.volume, trigger, ts, account)
             if not sold and from_cache:  # refused on a cached balance: read it and try again
-                fresh = (await self.paper.get_account()).positions.get(market)
+                try:
+                    fresh = (await self.paper.get_account()).positions.get(market)
+                except (ExchangeError, OSError, TimeoutError) as exc:
+                    log.warning("emergency exit: the account cannot be read again: %s", exc)
+                    await self._exchange_failed(ts)
+                    task = asyncio.create_task(self._retry_positions([market], trigger, ts))
+                    self._background.add(task)
+                    task.add_done_callback(self._background.discard)
+                    continue
                 if fresh is not None and fresh.volume > 0:
                     await self._emergency_exit(
                         market, fresh.volume, trigger, ts, None, suffix="-fresh"

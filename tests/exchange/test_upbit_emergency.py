@@ -114,3 +114,28 @@ async def test_an_unreadable_account_at_the_trigger_is_retried_until_upbit_answe
     assert failed and failed[0]["payload"]["detector"] == "drop"
     assert len(fake.order_posts()) == 1
     assert fake.balances["BTC"]["balance"] == 0
+
+
+async def test_a_refused_sell_whose_account_cannot_be_reread_is_retried_not_raised(
+    fake: FakeUpbit, tmp_path: Path
+) -> None:
+    settings = live_settings(tmp_path, fake.base_url)
+    async with open_services(settings, session_id="wd", account_path=tmp_path / "x.json") as s:
+        engine = s.engine
+        engine.exit_retry_s = (0.05,)
+        fake.set_balance("BTC", Decimal("0.002"), Decimal(140_000_000))
+        assert isinstance(s.exchange, UpbitExchange)
+        await s.exchange.get_account()
+        fake.set_balance("BTC", Decimal("0.001"), Decimal(140_000_000))  # moved outside lxa
+        fake.fail_next(1, status=503, method="GET", path="/v1/accounts")
+
+        await crash(engine, T0)  # must not raise into the feed
+        for _ in range(100):  # the retry runs in the background
+            if fake.balances["BTC"]["balance"] == 0:
+                break
+            await asyncio.sleep(0.02)
+        await engine.wait_idle()
+
+    assert fake.balances["BTC"]["balance"] == 0
+    placed = [o.identifier for o in fake.orders.values()]  # the refused one is not an order
+    assert len(placed) == 1 and placed[0].endswith("-emergency-drop-fresh")
