@@ -821,6 +821,9 @@ def _print_trading_state(row: dict[str, object], *, as_json: bool) -> None:
 def _write_trading_state(state: str, reason: str, *, flatten: bool, as_json: bool) -> None:
     from store.journal import Journal
 
+    if not reason.strip():
+        err.print("[red]--reason must not be empty[/red]")
+        raise typer.Exit(2)
     settings = _settings()
     with Journal.open(settings.journal_url) as journal:
         row = journal.write_trading_control(state, reason, flatten=flatten, by="cli")
@@ -836,9 +839,6 @@ def halt(
     as_json: Annotated[bool, typer.Option("--json", help="Print the new state as JSON.")] = False,
 ) -> None:
     """Halt trading: the engine sends no order but cancels (and the flattening, if asked)."""
-    if not reason.strip():
-        err.print("[red]--reason must not be empty[/red]")
-        raise typer.Exit(2)
     _write_trading_state("halted", reason, flatten=flatten, as_json=as_json)
 
 
@@ -848,9 +848,6 @@ def resume(
     as_json: Annotated[bool, typer.Option("--json", help="Print the new state as JSON.")] = False,
 ) -> None:
     """Resume trading (exits only while today's daily loss limit is breached)."""
-    if not reason.strip():
-        err.print("[red]--reason must not be empty[/red]")
-        raise typer.Exit(2)
     _write_trading_state("active", reason, flatten=False, as_json=as_json)
 
 

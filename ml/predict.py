@@ -11,12 +11,28 @@ from typing import Any
 
 import lightgbm as lgb
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 
 from ml.registry import FULL_KIND, MODEL_BUY_FILE, MODEL_SELL_FILE, read_meta
 from ml.stack import CONTEXT_SOURCES, add_context, calibrate, context_rows, logit
 
 _MINUTES_PER_DAY = 1440
+
+
+def feature_matrix(
+    features: Mapping[str, Mapping[str, float | None]], feature_names: Sequence[str]
+) -> npt.NDArray[np.float64]:
+    """Stack each market's feature row in `feature_names` order; None becomes NaN (missing)."""
+    rows = np.empty((len(features), len(feature_names)), dtype="float64")
+    for i, (market, row) in enumerate(features.items()):
+        for j, name in enumerate(feature_names):
+            try:
+                value = row[name]
+            except KeyError:
+                raise ValueError(f"feature row for {market} lacks feature {name!r}") from None
+            rows[i, j] = np.nan if value is None else value
+    return rows
 
 
 @dataclass(frozen=True)
@@ -74,15 +90,7 @@ class Predictor:
         markets = list(features)
         if not markets:
             return {}
-        rows = np.empty((len(markets), len(self.feature_names)), dtype="float64")
-        for i, market in enumerate(markets):
-            row = features[market]
-            for j, name in enumerate(self.feature_names):
-                try:
-                    value = row[name]
-                except KeyError:
-                    raise ValueError(f"feature row for {market} lacks feature {name!r}") from None
-                rows[i, j] = np.nan if value is None else value
+        rows = feature_matrix(features, self.feature_names)
         p_buy = np.asarray(self._model_buy.predict(rows, num_threads=1), dtype="float64")
         p_sell = np.asarray(self._model_sell.predict(rows, num_threads=1), dtype="float64")
         return {
@@ -268,16 +276,9 @@ class FullPredictor(Predictor):
         markets = list(features)
         if not markets:
             return {}
-        rows = np.empty((len(markets), len(self.feature_names)), dtype="float64")
-        for i, market in enumerate(markets):
-            row = features[market]
-            for j, name in enumerate(self.feature_names):
-                try:
-                    value = row[name]
-                except KeyError:
-                    raise ValueError(f"feature row for {market} lacks feature {name!r}") from None
-                rows[i, j] = np.nan if value is None else value
-            self._observe(market, row)
+        rows = feature_matrix(features, self.feature_names)
+        for market in markets:
+            self._observe(market, features[market])
         base = np.column_stack(
             [
                 self._model_buy.predict(rows, num_threads=1),

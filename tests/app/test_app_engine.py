@@ -106,16 +106,8 @@ async def test_stop_loss_sells_a_held_coin_outside_the_graph(
     ) as services:
         engine = services.engine
         engine.warm_up(bundled_closes[:WARMUP_BARS])
-        from exchange.types import OrderRequest, OrderType, Side
-
-        order = await services.exchange.place_order(
-            OrderRequest("KRW-XRP", Side.BID, OrderType.PRICE, "manual-buy", price=Decimal(100_000))
-        )
-        await engine._journal_fills(
-            None,
-            order,
-            Protection(stop_loss_price=Decimal(10**9), take_profit_price=None),
-            reason="test",
+        await _hold_xrp(
+            services, Protection(stop_loss_price=Decimal(10**9), take_profit_price=None)
         )
         assert "KRW-XRP" in (await services.exchange.get_account()).positions
 
