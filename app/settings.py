@@ -106,6 +106,10 @@ class Settings(BaseSettings):
     upbit_timeout_s: float = Field(
         default=5.0, gt=0.0, le=60.0, description="Timeout of each Upbit REST call (live orders)."
     )
+    order_lane: bool = Field(
+        default=True,
+        description="Keep a connection to Upbit open for emergency sells (exchange.upbit_lane).",
+    )
     live_max_slippage_bps: float = Field(
         default=30.0,
         gt=0.0,

@@ -237,6 +237,8 @@ async def open_live_exchange(
         venue.initial_krw = (await venue.get_account()).equity({})
         for market in settings.markets:  # read the rules now, not on the first (urgent) order
             await venue.rules(market)
+        if settings.order_lane and not await venue.client.open_lane():
+            log.warning("order lane not open yet: emergency sells use the pooled client meanwhile")
     except BaseException:
         await venue.aclose()
         raise

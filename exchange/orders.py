@@ -61,6 +61,10 @@ class OrderJournal(Protocol):
         """Insert a new intent; raise ValueError if the identifier was already journaled."""
         ...
 
+    def claim_order_intent(self, row: Mapping[str, Any]) -> dict[str, Any] | None:
+        """Insert a new intent in one write; return the existing one (unchanged) if any."""
+        ...
+
     def update_order_intent(self, identifier: str, changes: Mapping[str, Any]) -> None:
         """Change columns of an intent."""
         ...
@@ -254,29 +258,20 @@ class OrderManager:
     async def _place(self, request: OrderRequest) -> Order:
         lock = self._locks.setdefault(request.identifier, asyncio.Lock())
         async with lock:
+            if request.urgent:
+                # One write, no read first: the intent is journaled as sent before the request
+                # leaves (a crash before the send reads the same: looked up, found absent).
+                plan = ExecutionPlan(request, None, "urgent: sent at once, no slippage check")
+                earlier = self.journal.claim_order_intent(_intent_row(plan, "sent", 1))
+                if earlier is not None:
+                    return await self._continue(earlier)
+                return await self._send(request, None, attempts=0, journaled=True)
             intent = self.journal.get_order_intent(request.identifier)
             if intent is not None:
                 return await self._continue(intent)
             plan = await self._plan(request)
-            self.journal.record_order_intent(
-                {
-                    "identifier": plan.request.identifier,
-                    "market": plan.request.market,
-                    "side": plan.request.side.value,
-                    "ord_type": plan.request.ord_type.value,
-                    "price": plan.request.price,
-                    "volume": plan.request.volume,
-                    "time_in_force": plan.time_in_force,
-                    # An urgent order is journaled as sent in its one write before it leaves
-                    # (a crash before the send reads the same: looked up, found absent).
-                    "state": "sent" if request.urgent else "pending",
-                    "reason": plan.reason,
-                    "attempts": 1 if request.urgent else 0,
-                }
-            )
-            return await self._send(
-                plan.request, plan.time_in_force, attempts=0, journaled=request.urgent
-            )
+            self.journal.record_order_intent(_intent_row(plan, "pending", 0))
+            return await self._send(plan.request, plan.time_in_force, attempts=0)
 
     async def get_order(self, identifier: str) -> Order | None:
         """The venue's view of the order (its fills journaled on the way)."""
@@ -347,8 +342,6 @@ class OrderManager:
         )
 
     async def _plan(self, request: OrderRequest) -> ExecutionPlan:
-        if request.urgent:
-            return ExecutionPlan(request, None, "urgent: sent at once, no slippage check")
         if self._max_slippage_bps is None or request.ord_type is OrderType.LIMIT:
             return ExecutionPlan(request, None, "sent as requested")
         book = await self.venue.orderbook(request.market)
@@ -448,6 +441,22 @@ class OrderManager:
         )
         for fill in order.fills:
             self.journal.record_fill(_fill_row(fill))
+
+
+def _intent_row(plan: ExecutionPlan, state: str, attempts: int) -> dict[str, Any]:
+    request = plan.request
+    return {
+        "identifier": request.identifier,
+        "market": request.market,
+        "side": request.side.value,
+        "ord_type": request.ord_type.value,
+        "price": request.price,
+        "volume": request.volume,
+        "time_in_force": plan.time_in_force,
+        "state": state,
+        "reason": plan.reason,
+        "attempts": attempts,
+    }
 
 
 def _fill_row(fill: Fill) -> dict[str, Any]:

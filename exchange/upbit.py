@@ -320,7 +320,7 @@ class UpbitExchange:
         rules = await self.rules(request.market, urgent=request.urgent)
         body = self.prepare(request, rules, time_in_force)
         try:
-            reply = await self.client.create_order(body)
+            reply = await self.client.create_order(body, urgent=request.urgent)
         except UpbitApiError as exc:
             if 400 <= exc.status < 500 and exc.status not in (401, 429):
                 raise OrderRejected(

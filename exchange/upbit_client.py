@@ -29,6 +29,7 @@ from pydantic import SecretStr
 
 from exchange.ratelimit import RateLimited, RateLimiter
 from exchange.types import ExchangeError, OrderRejected
+from exchange.upbit_lane import LaneClosed, LaneFailed, OrderLane, proxied
 
 __all__ = [
     "MalformedReply",
@@ -172,15 +173,31 @@ class UpbitRestClient:
         self._signer = signer
         self.limiter = limiter or RateLimiter()
         self._max_429_retries = max_429_retries
+        self._timeout_s = timeout_s
         self._http = httpx.AsyncClient(
             base_url=self.base_url,
             timeout=httpx.Timeout(timeout_s),
             transport=transport,
             headers={"Accept": "application/json"},
         )
+        self.lane: OrderLane | None = None
+
+    async def open_lane(self, *, max_idle_s: float = 20.0) -> bool:
+        """Keep a connection open for urgent orders (`exchange.upbit_lane`); True once open.
+
+        Off (False, orders go through httpx) when a proxy applies to the REST URL.
+        """
+        if self.lane is None:
+            if proxied(self.base_url):
+                logger.info("order lane off: a proxy applies to %s", self.base_url)
+                return False
+            self.lane = OrderLane(self.base_url, timeout_s=self._timeout_s, max_idle_s=max_idle_s)
+        return await self.lane.start()
 
     async def aclose(self) -> None:
-        """Close the connection pool."""
+        """Close the order lane and the connection pool."""
+        if self.lane is not None:
+            await self.lane.aclose()
         await self._http.aclose()
 
     # -- the calls -----------------------------------------------------------------------
@@ -194,9 +211,15 @@ class UpbitRestClient:
         reply = await self.request("GET", "/v1/orders/chance", params={"market": market})
         return _dict(reply, "GET /v1/orders/chance")
 
-    async def create_order(self, body: Mapping[str, Any]) -> dict[str, Any]:
-        """POST /v1/orders; the body carries the `identifier`."""
-        return _dict(await self.request("POST", "/v1/orders", body=body), "POST /v1/orders")
+    async def create_order(
+        self, body: Mapping[str, Any], *, urgent: bool = False
+    ) -> dict[str, Any]:
+        """POST /v1/orders; the body carries the `identifier`.
+
+        `urgent` sends it on the order lane when that is open and idle (see `open_lane`).
+        """
+        reply = await self.request("POST", "/v1/orders", body=body, urgent=urgent)
+        return _dict(reply, "POST /v1/orders")
 
     async def get_order(
         self, *, uuid: str | None = None, identifier: str | None = None
@@ -267,12 +290,7 @@ class UpbitRestClient:
         auth: bool = True,
     ) -> httpx.Request:
         """Build the signed request without sending it."""
-        headers: dict[str, str] = {}
-        hashed = body if body is not None else params
-        if auth:
-            if self._signer is None:
-                raise ExchangeError(f"{method} {path} needs the Upbit API keys and none were given")
-            headers.update(self._signer(dict(hashed) if hashed else None))
+        headers = self._headers(method, path, body if body is not None else params, auth)
         url = path
         if params:
             url = f"{path}?{query_string(params)}"
@@ -281,6 +299,46 @@ class UpbitRestClient:
             content = json.dumps(dict(body), separators=(",", ":")).encode()
             return self._http.build_request(method, url, headers=headers, content=content)
         return self._http.build_request(method, url, headers=headers)
+
+    async def _send_on_lane(
+        self,
+        lane: OrderLane,
+        method: str,
+        path: str,
+        body: Mapping[str, Any],
+        group: str,
+        auth: bool,
+    ) -> httpx.Response | None:
+        """Send on the lane under the rate limiter; None when the lane wrote nothing."""
+        headers = self._headers(method, path, body, auth)
+        headers["Content-Type"] = "application/json; charset=utf-8"
+        content = json.dumps(dict(body), separators=(",", ":")).encode()
+        await self.limiter.acquire(group)
+        try:
+            response = await lane.send(method, path, list(headers.items()), content)
+        except LaneClosed:
+            self.limiter.release(group)
+            return None
+        except LaneFailed as exc:
+            self.limiter.release(group)
+            raise UpbitTransportError(
+                f"Upbit {method} {path}: {exc}; the request may have been acted on",
+                maybe_delivered=True,
+            ) from None
+        except BaseException:
+            self.limiter.release(group)
+            raise
+        self.limiter.observe(group, response.status_code, response.headers.get("Remaining-Req"))
+        return response
+
+    def _headers(
+        self, method: str, path: str, hashed: Mapping[str, Any] | None, auth: bool
+    ) -> dict[str, str]:
+        if not auth:
+            return {}
+        if self._signer is None:
+            raise ExchangeError(f"{method} {path} needs the Upbit API keys and none were given")
+        return self._signer(dict(hashed) if hashed else None)
 
     async def send_built(self, request: httpx.Request, group: str) -> httpx.Response:
         """Send a built request once under the rate limiter (429 is left to the caller)."""
@@ -323,14 +381,22 @@ class UpbitRestClient:
         params: Mapping[str, Any] | None = None,
         body: Mapping[str, Any] | None = None,
         auth: bool = True,
+        urgent: bool = False,
     ) -> Any:
-        """Send a call and return its decoded JSON; retry 429s after the limiter's backoff."""
+        """Send a call and return its decoded JSON; retry 429s after the limiter's backoff.
+
+        `urgent` (a body call only) goes over the order lane when it is ready.
+        """
         group = request_group(method, path)
         call = f"{method} {path}"
         for _attempt in range(self._max_429_retries + 1):
             # A fresh nonce per attempt: Upbit refuses a reused one.
-            built = self.build_request(method, path, params=params, body=body, auth=auth)
-            response = await self.send_built(built, group)
+            response = None
+            if urgent and body is not None and self.lane is not None and self.lane.ready:
+                response = await self._send_on_lane(self.lane, method, path, body, group, auth)
+            if response is None:
+                built = self.build_request(method, path, params=params, body=body, auth=auth)
+                response = await self.send_built(built, group)
             if response.status_code == 429:
                 continue
             return _decode(response, call)

@@ -227,6 +227,7 @@ class Journal(OrderIntents):
 
     def close(self) -> None:
         """Release every pooled connection."""
+        self.close_claims()
         self.engine.dispose()
 
     def __enter__(self) -> Journal:

@@ -7,10 +7,14 @@ answer; an unknown intent is resolved by looking the identifier up, never by sen
 
 from __future__ import annotations
 
+import contextlib
+import threading
 from collections.abc import Collection, Mapping
+from decimal import Decimal
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 
 from store.schema import fills, order_intents, utc_now
@@ -24,16 +28,11 @@ class OrderIntents:
     """Order intent rows and once-only fills over `self.engine`."""
 
     engine: Engine
+    _claim: _ClaimStatement | None = None
 
     def record_order_intent(self, row: Mapping[str, Any]) -> None:
         """Insert a new intent; raise ValueError if the identifier was already journaled."""
-        values = _checked(row)
-        for required in ("identifier", "market", "side", "ord_type", "state"):
-            if not values.get(required):
-                raise ValueError(f"order intent needs {required}")
-        now = utc_now()
-        values.setdefault("created_at", now)
-        values.setdefault("updated_at", now)
+        values = _new_intent(row)
         with self.engine.begin() as connection:
             exists = connection.execute(
                 sa.select(order_intents.c.identifier).where(
@@ -43,6 +42,30 @@ class OrderIntents:
             if exists is not None:
                 raise ValueError(f"order intent {values['identifier']!r} is already journaled")
             connection.execute(order_intents.insert().values(**values))
+
+    def claim_order_intent(self, row: Mapping[str, Any]) -> dict[str, Any] | None:
+        """Journal a new intent in one statement, or return the intent already journaled.
+
+        The emergency sell's path: one `INSERT .. ON CONFLICT DO NOTHING` on a connection
+        held open for it, with no read first (about 25 us on SQLite against about 300 us
+        for the read-then-insert of `record_order_intent`). Returns None when the row was
+        written; otherwise the earlier intent under that identifier, unchanged.
+        """
+        values = _new_intent(row)
+        if self._claim is None:
+            self._claim = _ClaimStatement(self.engine)
+        if self._claim.insert(values):
+            return None
+        existing = self.get_order_intent(values["identifier"])
+        if existing is None:  # pragma: no cover - a conflict means the row exists
+            raise RuntimeError(f"order intent {values['identifier']!r} conflicted but is absent")
+        return existing
+
+    def close_claims(self) -> None:
+        """Give back the connection `claim_order_intent` holds (a later claim opens another)."""
+        claim, self._claim = self._claim, None
+        if claim is not None:
+            claim.close()
 
     def update_order_intent(self, identifier: str, changes: Mapping[str, Any]) -> None:
         """Change columns of an intent; raise KeyError if there is none with that identifier."""
@@ -97,6 +120,90 @@ class OrderIntents:
             sa.select(fills.c.id).where(fills.c.trade_uuid == trade_uuid)
         ).first()
         return None if found is None else int(found[0])
+
+
+class _ClaimStatement:
+    """`INSERT .. ON CONFLICT (identifier) DO NOTHING` compiled once, on a held connection.
+
+    It goes to the driver directly: SQLAlchemy's per-call work (pool checkout, statement
+    cache, result wrapping) costs ten times the insert itself. The columns' own bind
+    processors still convert every value, so the row reads back exactly as one written by
+    `record_order_intent`.
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        dialect = engine.dialect
+        insert = sqlite.insert if dialect.name == "sqlite" else postgresql.insert
+        stmt = insert(order_intents).on_conflict_do_nothing(index_elements=["identifier"])
+        self._names = [column.name for column in order_intents.c]
+        compiled = stmt.compile(dialect=dialect, column_keys=self._names)
+        self._sql = str(compiled)
+        self._positional = compiled.positiontup is not None
+        if self._positional and list(compiled.positiontup or ()) != self._names:
+            raise RuntimeError(f"unexpected parameter order {compiled.positiontup}")
+        self._processors = [
+            (column.name, processor)
+            for column in order_intents.c
+            if (processor := column.type.bind_processor(dialect)) is not None
+        ]
+        self._engine = engine
+        self._connection: Any = None
+        self._lock = threading.Lock()
+
+    def insert(self, values: Mapping[str, Any]) -> bool:
+        """Insert the row and commit; True when written, False when the identifier exists."""
+        params = {name: values.get(name) for name in self._names}
+        for name, processor in self._processors:
+            params[name] = processor(params[name])
+        bound: Any = [params[name] for name in self._names] if self._positional else params
+        with self._lock:
+            if self._connection is None:
+                self._connection = self._engine.raw_connection()
+            connection = self._connection
+            try:
+                cursor = connection.cursor()
+                try:
+                    cursor.execute(self._sql, bound)
+                    written = cursor.rowcount == 1
+                finally:
+                    cursor.close()
+                connection.commit()
+            except BaseException:
+                # A broken connection is dropped; the next claim opens a fresh one.
+                self._connection = None
+                with contextlib.suppress(Exception):
+                    connection.rollback()
+                connection.invalidate()
+                raise
+        return written
+
+    def close(self) -> None:
+        with self._lock:
+            connection, self._connection = self._connection, None
+        if connection is not None:
+            connection.close()
+
+
+_DEFAULTS: Mapping[str, Any] = {
+    "attempts": 0,
+    "executed_volume": Decimal(0),
+    "paid_fee": Decimal(0),
+}
+
+
+def _new_intent(row: Mapping[str, Any]) -> dict[str, Any]:
+    """A new intent's full row: checked, required columns present, defaults and times set."""
+    values = _checked(row)
+    for required in ("identifier", "market", "side", "ord_type", "state"):
+        if not values.get(required):
+            raise ValueError(f"order intent needs {required}")
+    for name, default in _DEFAULTS.items():
+        if values.get(name) is None:
+            values[name] = default
+    now = utc_now()
+    values.setdefault("created_at", now)
+    values.setdefault("updated_at", now)
+    return values
 
 
 def _checked(row: Mapping[str, Any]) -> dict[str, Any]:

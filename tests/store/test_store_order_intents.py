@@ -106,3 +106,42 @@ def test_a_fill_with_a_known_trade_uuid_is_recorded_once(journal: Journal) -> No
     assert first == again
     assert other != first
     assert len(journal.fills_for_order("i-1")) == 4
+
+
+def test_a_claimed_intent_reads_back_exactly_like_a_recorded_one(journal: Journal) -> None:
+    """The emergency path's one-statement insert writes the same row as `record_order_intent`."""
+    stamp = {"created_at": T0, "updated_at": T0}
+    journal.record_order_intent(intent("rec-1", volume=Decimal("0.00012345"), **stamp))
+    assert (
+        journal.claim_order_intent(intent("clm-1", volume=Decimal("0.00012345"), **stamp)) is None
+    )
+
+    recorded = journal.get_order_intent("rec-1")
+    claimed = journal.get_order_intent("clm-1")
+    assert recorded is not None and claimed is not None
+    recorded.pop("identifier")
+    claimed.pop("identifier")
+    assert claimed == recorded
+    assert claimed["executed_volume"] == Decimal(0) and claimed["created_at"] == T0
+
+
+def test_a_second_claim_changes_nothing_and_returns_the_first(journal: Journal) -> None:
+    assert journal.claim_order_intent(intent("dup-1", state="sent", attempts=1)) is None
+
+    earlier = journal.claim_order_intent(intent("dup-1", state="pending", price=Decimal(1)))
+
+    assert earlier is not None
+    assert (earlier["state"], earlier["attempts"], earlier["price"]) == ("sent", 1, Decimal(100000))
+    assert journal.get_order_intent("dup-1") == earlier
+    with pytest.raises(ValueError, match="already journaled"):
+        journal.record_order_intent(intent("dup-1"))
+
+
+def test_a_bad_claim_is_refused_and_the_next_one_still_works(journal: Journal) -> None:
+    with pytest.raises(ValueError, match="state"):
+        journal.claim_order_intent(intent("bad-1", state="shipped"))
+    with pytest.raises(TypeError, match="Decimal"):
+        journal.claim_order_intent(intent("bad-2", price=1.5))
+    assert journal.claim_order_intent(intent("good-1")) is None
+    assert journal.get_order_intent("bad-2") is None
+    assert journal.get_order_intent("good-1") is not None
