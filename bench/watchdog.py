@@ -17,14 +17,16 @@ Reports:
   ``Watchdog.on_tick``; ``stream_flags_identical`` checks the streamed levels against the batch.
 * ``tick_to_order_p50_ms`` / ``tick_to_order_p99_ms``: the live stack (``open_services`` with
   ``LXA_LIVE``: the engine, the risk guard, the order manager that journals the order intent to
-  SQLite first, ``UpbitExchange`` over httpx) against the local fake Upbit REST server
-  (``tests/exchange/fake_upbit.py``, JWT checked). Clock starts when the raw trade message is in
-  hand, before parsing; it stops when httpx reports the POST /v1/orders body written to the
-  socket (its ``trace`` hook), i.e. when the sell has left the process. In between: parse, the
-  watchdog, the engine's trigger handling (the balance from the account read at the last bar
-  close, as in a running engine, when no order moved money since), the guard, the journaled
-  intent, signing. ``--order-samples`` sells (spaced out so Upbit's
-  order rate limit never makes one wait; the wait would not be the watchdog's cost).
+  SQLite first, ``UpbitExchange`` with its order lane) against the local fake Upbit REST server
+  (``tests/exchange/fake_upbit.py``, JWT checked) running in its own process, as an exchange
+  does (in-process its server thread would take our GIL mid-send). Clock starts when the raw
+  trade message is in hand, before parsing; it stops when the POST /v1/orders bytes are handed
+  to the socket (the order lane's ``on_sent``; httpx's ``trace`` hook should a sell go through
+  httpx instead, counted in ``tick_to_order_via_httpx``), i.e. when the sell has left the
+  process. In between: parse, the watchdog, the engine's trigger handling (the balance from
+  the account read at the last bar close, as in a running engine, when no order moved money
+  since), the guard, the journaled intent, signing. ``--order-samples`` sells (spaced out so
+  Upbit's order rate limit never makes one wait; the wait would not be the watchdog's cost).
 
 Run from the project root: ``.venv/bin/python bench/watchdog.py [--real] [--ticks N] [--json]``.
 """
@@ -246,7 +248,7 @@ class FakeUpbitProcess:
         return pickle.load(self._child.stdout)
 
 
-async def _tick_to_order(samples: int, work_dir: Path) -> np.ndarray:
+async def _tick_to_order(samples: int, work_dir: Path) -> tuple[np.ndarray, int]:
     """Milliseconds from raw trade message to the emergency sell leaving the process."""
     import asyncio
     from datetime import UTC, datetime, timedelta
@@ -264,6 +266,7 @@ async def _tick_to_order(samples: int, work_dir: Path) -> np.ndarray:
     market, price = "KRW-BTC", 150_000_000.0
     stamps: list[float] = []
     elapsed: list[float] = []
+    via_httpx: list[int] = []  # sells that went through httpx (the lane busy or not open)
     with FakeUpbitProcess(krw=Decimal(1_000_000)) as fake:
         fake.call("set_price", market, Decimal(int(price * 0.97)), size=Decimal(100))
         settings = Settings(
@@ -291,6 +294,7 @@ async def _tick_to_order(samples: int, work_dir: Path) -> np.ndarray:
                     async def trace(name: str, _info: Any) -> None:
                         if name.endswith("send_request_body.complete"):
                             stamps.append(time.perf_counter())
+                            via_httpx.append(len(stamps))
 
                     request.extensions["trace"] = trace
                 return await send(request, **kwargs)
@@ -327,11 +331,11 @@ async def _tick_to_order(samples: int, work_dir: Path) -> np.ndarray:
                 if i >= 5:
                     elapsed.append((stamps[-1] - t0) * 1000.0)
                 await asyncio.sleep(0.2)  # well under Upbit's 8 orders per second (window 1.05 s)
-    return np.asarray(elapsed)
+    return np.asarray(elapsed), sum(1 for n in via_httpx if n > 5)
 
 
-def tick_to_order(samples: int) -> np.ndarray:
-    """Run `_tick_to_order` in a fresh temporary directory."""
+def tick_to_order(samples: int) -> tuple[np.ndarray, int]:
+    """Run `_tick_to_order` in a fresh temporary directory: (milliseconds, sells via httpx)."""
     import asyncio
     import tempfile
 
@@ -390,7 +394,9 @@ def main() -> None:
         config,
     )
     micros = elapsed / 1000.0
-    order_ms = tick_to_order(args.order_samples) if args.order_samples > 0 else np.empty(0)
+    order_ms, via_httpx = (
+        tick_to_order(args.order_samples) if args.order_samples > 0 else (np.empty(0), 0)
+    )
 
     result = {
         "data": "real candles -> derived ticks, repeated" if args.real else "synthetic random walk",
@@ -415,6 +421,7 @@ def main() -> None:
         "tick_to_order_p50_ms": _ms_stat(order_ms, 50),
         "tick_to_order_p99_ms": _ms_stat(order_ms, 99),
         "tick_to_order_max_ms": _ms_stat(order_ms, 100),
+        "tick_to_order_via_httpx": via_httpx,
         "cpu_count": os.cpu_count(),
         "python": platform.python_version(),
     }
@@ -439,6 +446,7 @@ def main() -> None:
                 "tick to sell request sent (fake Upbit), p50 / p99 ms",
                 f"{result['tick_to_order_p50_ms']} / {result['tick_to_order_p99_ms']}",
             ),
+            ("sells that went through httpx, not the lane", result["tick_to_order_via_httpx"]),
         ]
         width = max(len(name) for name, _ in rows)
         for name, value in rows:
