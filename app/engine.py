@@ -219,9 +219,11 @@ class Engine:
             "details": dict(trigger.details),
             "cooldown_until": until.isoformat(),
         }
-        self._publish({"type": "watchdog_trigger", **payload})
         # The sells go out before anything else is written: the order manager journals each
-        # order's intent before sending it, and the trigger is journaled right after.
+        # order's intent before sending it, and the trigger is journaled right after. The
+        # event is published once the sell is on its way (the loop's next turn: the send
+        # yields while it waits for Upbit), so a Redis round trip never delays it.
+        asyncio.get_running_loop().call_soon(self._publish, {"type": "watchdog_trigger", **payload})
         try:
             await self._exit_positions(markets, trigger, ts)
         finally:
