@@ -60,7 +60,9 @@ async def test_a_fresh_account_read_lets_the_sell_leave_without_another_round_tr
         calls = calls_after(fake, start)
         events = s.journal.events_of_type(["watchdog_trigger"])
         intent = s.journal.get_order_intent(fake.orders[next(iter(fake.orders))].identifier)
+        lane = venue.client.lane
     assert calls[0] == "POST /v1/orders", calls  # nothing went to Upbit before the sell
+    assert lane is not None and lane.sent == 1  # and it left on the pre-opened order lane
     sells = fake.order_posts()
     assert len(sells) == 1
     assert fake.balances["BTC"]["balance"] == 0
@@ -139,3 +141,20 @@ async def test_a_refused_sell_whose_account_cannot_be_reread_is_retried_not_rais
     assert fake.balances["BTC"]["balance"] == 0
     placed = [o.identifier for o in fake.orders.values()]  # the refused one is not an order
     assert len(placed) == 1 and placed[0].endswith("-emergency-drop-fresh")
+
+
+async def test_with_the_order_lane_off_the_sell_goes_through_httpx(
+    fake: FakeUpbit, tmp_path: Path
+) -> None:
+    settings = live_settings(tmp_path, fake.base_url).model_copy(update={"order_lane": False})
+    async with open_services(settings, session_id="wd", account_path=tmp_path / "x.json") as s:
+        fake.set_balance("BTC", Decimal("0.002"), Decimal(140_000_000))
+        venue = s.exchange
+        assert isinstance(venue, UpbitExchange)
+        await venue.get_account()
+
+        await crash(s.engine, T0)
+
+        assert venue.client.lane is None
+    assert len(fake.order_posts()) == 1
+    assert fake.balances["BTC"]["balance"] == 0
