@@ -6,7 +6,7 @@ import base64
 import hashlib
 import json
 import logging
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
 
@@ -36,17 +36,6 @@ def fake() -> Iterator[FakeUpbit]:
     with FakeUpbit(krw=Decimal(1_000_000)) as server:
         server.set_price(BTC, Decimal(50_000_000))
         yield server
-
-
-@pytest.fixture
-async def venue(fake: FakeUpbit) -> AsyncIterator[UpbitExchange]:
-    exchange = UpbitExchange.connect(
-        fake.base_url, access_key=ACCESS_KEY, secret_key=SECRET_KEY, fill_poll_s=0.01
-    )
-    try:
-        yield exchange
-    finally:
-        await exchange.aclose()
 
 
 def jwt_payload(headers: dict[str, str]) -> dict[str, Any]:

@@ -4,7 +4,7 @@ loopback servers that close, stall or answer garbage."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from decimal import Decimal
 
 import pytest
@@ -26,17 +26,6 @@ def fake() -> Iterator[FakeUpbit]:
         server.set_price(BTC, Decimal(50_000_000))
         server.set_balance("BTC", Decimal("0.01"), Decimal(50_000_000))
         yield server
-
-
-@pytest.fixture
-async def venue(fake: FakeUpbit) -> AsyncIterator[UpbitExchange]:
-    exchange = UpbitExchange.connect(
-        fake.base_url, access_key=ACCESS_KEY, secret_key=SECRET_KEY, fill_poll_s=0.01
-    )
-    try:
-        yield exchange
-    finally:
-        await exchange.aclose()
 
 
 def sell(identifier: str, volume: str = "0.002", *, urgent: bool = True) -> OrderRequest:
