@@ -117,6 +117,21 @@ def reference(regular: pd.DataFrame) -> Pair:
     out["tod_cos"] = np.cos(angle)
     out["trade_intensity"] = np.nan
     out["spread_bps"] = np.nan
+    log_range_sq = (np.log(high) - np.log(low)) ** 2
+    for window in (10, 60):
+        mean_sq = rolling(log_range_sq, window).mean().droplevel(0)
+        out[f"park_{window}"] = np.sqrt(mean_sq / (4.0 * math.log(2.0)))
+    # A flat window: the ratio is NaN over a flat denominator, 0 for a flat numerator. pandas'
+    # rolling std leaves up to ~2e-10 of rounding over a window of equal prices where ml.features
+    # gives exactly 0, so "flat" here is under 1e-9 (real 1-minute volatilities are >= 1e-7).
+    flat = 1e-9
+    for name, top, bottom in (
+        ("vol_ratio_10_60", "volatility_10", "volatility_60"),
+        ("park_ratio_10_60", "park_10", "park_60"),
+    ):
+        numerator = out[top].where(out[top] >= flat, 0.0)
+        ratio = (numerator / out[bottom]).where(out[bottom] >= flat)
+        out[name] = ratio.where(out[top].notna())
     out = out.where(position >= WARMUP_BARS - 1)[list(FEATURE_NAMES)]
 
     forward = close.groupby(segment).shift(-HORIZON) / close - 1.0

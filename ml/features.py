@@ -39,6 +39,10 @@ FEATURE_NAMES: tuple[str, ...] = (
     "tod_cos",
     "trade_intensity",
     "spread_bps",
+    "park_10",
+    "park_60",
+    "vol_ratio_10_60",
+    "park_ratio_10_60",
 )
 # Features candles cannot provide (they need ticks or the orderbook): always NaN here.
 MISSING_FROM_CANDLES: tuple[str, ...] = ("trade_intensity", "spread_bps")
@@ -52,6 +56,9 @@ _RSI_WINDOW = 14
 _MACD_FAST, _MACD_SLOW, _MACD_SIGNAL = 12, 26, 9
 _EMA_SPAN_MULTIPLE = 3
 _MINUTES_PER_DAY = 1440
+_PARKINSON_WINDOWS = (10, 60)
+_PARKINSON_SCALE = 1.0 / (4.0 * math.log(2.0))
+_TINY_VOLATILITY = 1e-12  # a window's volatility below this is a flat window (0)
 
 
 def _ema_weights(span: int) -> np.ndarray:
@@ -72,14 +79,19 @@ WARMUP_BARS: int = _MACD_LINE_FIRST + len(_W_SIGNAL)
 """Bars a segment needs before its last bar has every feature (104)."""
 
 _FIRST_ROW = WARMUP_BARS - 1
-assert max(*_RETURN_LAGS, *_VOLATILITY_WINDOWS, _VOLUME_WINDOW, _RSI_WINDOW) <= _FIRST_ROW
+assert (
+    max(*_RETURN_LAGS, *_VOLATILITY_WINDOWS, *_PARKINSON_WINDOWS, _VOLUME_WINDOW, _RSI_WINDOW)
+    <= _FIRST_ROW
+)
 
 
 _FASTMATH = {"reassoc", "contract"}  # lets LLVM vectorise the window sums; NaN kept
 _N_FEATURES = len(FEATURE_NAMES)
 # _fill_rows writes the columns by index, in this order.
 assert _RETURN_LAGS == (1, 5, 10, 30, 60) and _VOLATILITY_WINDOWS == (10, 30, 60)
-assert FEATURE_NAMES.index("tod_cos") == 17 and FEATURE_NAMES[18:] == MISSING_FROM_CANDLES
+assert FEATURE_NAMES.index("tod_cos") == 17 and FEATURE_NAMES[18:20] == MISSING_FROM_CANDLES
+assert FEATURE_NAMES[20:] == ("park_10", "park_60", "vol_ratio_10_60", "park_ratio_10_60")
+assert _PARKINSON_WINDOWS == (10, 60)
 _ANGLE_STEP = 2.0 * math.pi / _MINUTES_PER_DAY
 _TOD_SIN = np.sin(_ANGLE_STEP * np.arange(_MINUTES_PER_DAY, dtype="float64"))
 _TOD_COS = np.cos(_ANGLE_STEP * np.arange(_MINUTES_PER_DAY, dtype="float64"))
@@ -177,6 +189,20 @@ def _window_std(values: np.ndarray, i: int, window: int, mean: float) -> float:
     return math.sqrt(squares / (window - 1))
 
 
+@numba.njit(cache=True)
+def _ratio(numerator: float, denominator: float) -> float:
+    """Return a ratio of two volatilities; NaN for a flat denominator, 0 for a flat numerator.
+
+    Volatilities under ``_TINY_VOLATILITY`` count as exactly 0, so the rounding left in a
+    running sum over a flat window cannot turn into a ratio (batch and live agree).
+    """
+    if not denominator > _TINY_VOLATILITY:  # NaN included
+        return np.nan
+    if numerator < _TINY_VOLATILITY:
+        return 0.0
+    return numerator / denominator
+
+
 @numba.njit(cache=True, fastmath=_FASTMATH)
 def _inputs(
     log_close: np.ndarray,
@@ -188,6 +214,7 @@ def _inputs(
     gain: np.ndarray,
     loss: np.ndarray,
     range_pct: np.ndarray,
+    log_range_sq: np.ndarray,
     line: np.ndarray,
     lo: int,
     hi: int,
@@ -201,6 +228,8 @@ def _inputs(
     seeded = lo
     for i in range(lo, hi):
         range_pct[i] = (high[i] - low[i]) / close[i]
+        log_range = math.log(high[i]) - math.log(low[i])  # the bar's own high and low only
+        log_range_sq[i] = log_range * log_range
         if position[i] == 0:
             one_bar[i] = np.nan
             gain[i] = 0.0
@@ -235,6 +264,7 @@ def _rows(
     gain: np.ndarray,
     loss: np.ndarray,
     range_pct: np.ndarray,
+    log_range_sq: np.ndarray,
     line: np.ndarray,
     out: np.ndarray,
     lo: int,
@@ -256,6 +286,7 @@ def _rows(
     sum_10 = sum_30 = sum_60 = 0.0
     range_sum = range_scale = gain_sum = gain_scale = loss_sum = loss_scale = signal = 0.0
     volume_sum = volume_scale = short_sum = short_scale = 0.0
+    park_10_sum = park_10_scale = park_60_sum = park_60_scale = 0.0
     for i in range(lo, hi):
         if position[i] < _FIRST_ROW:
             for column in range(_N_FEATURES):
@@ -310,6 +341,21 @@ def _rows(
         moved = gains + losses
         out[i, 12] = 100.0 * gains / moved if moved > 0 else 50.0
 
+        # Parkinson range volatility: sqrt(mean(ln(high / low)^2) / (4 ln 2)); exact sums, so
+        # windows of quiet (filled) bars give exactly 0.
+        park_10_sum, park_10_scale = _roll_exact_small(
+            park_10_sum, park_10_scale, log_range_sq, i, 10, fresh
+        )
+        park_60_sum, park_60_scale = _roll_exact_small(
+            park_60_sum, park_60_scale, log_range_sq, i, 60, fresh
+        )
+        park_10 = math.sqrt(park_10_sum / 10 * _PARKINSON_SCALE)
+        park_60 = math.sqrt(park_60_sum / 60 * _PARKINSON_SCALE)
+        out[i, 20] = park_10
+        out[i, 21] = park_60
+        out[i, 22] = _ratio(out[i, 5], out[i, 7])
+        out[i, 23] = _ratio(park_10, park_60)
+
         signal = _ema(signal, line, i, w_signal, _SIGNAL_DECAY, fresh)
         fresh = False
         close_now = close[i]
@@ -350,12 +396,27 @@ def _fill_all(
     gain = np.empty(n)
     loss = np.empty(n)
     range_pct = np.empty(n)
+    log_range_sq = np.empty(n)
     line = np.empty(n)
     chunks = (n + chunk - 1) // chunk
     for c in numba.prange(chunks):
         lo = c * chunk
         hi = min(n, lo + chunk)
-        _inputs(log_close, high, low, close, position, one_bar, gain, loss, range_pct, line, lo, hi)
+        _inputs(
+            log_close,
+            high,
+            low,
+            close,
+            position,
+            one_bar,
+            gain,
+            loss,
+            range_pct,
+            log_range_sq,
+            line,
+            lo,
+            hi,
+        )
     for c in numba.prange(chunks):
         lo = c * chunk
         hi = min(n, lo + chunk)
@@ -369,6 +430,7 @@ def _fill_all(
             gain,
             loss,
             range_pct,
+            log_range_sq,
             line,
             out,
             lo,

@@ -15,9 +15,34 @@ import numpy.typing as npt
 import pandas as pd
 
 from ml.registry import FULL_KIND, MODEL_BUY_FILE, MODEL_SELL_FILE, read_meta
-from ml.stack import CONTEXT_SOURCES, add_context, calibrate, context_rows, logit
+from ml.stack import (
+    CONTEXT_SOURCES,
+    LinearStacker,
+    add_context,
+    calibrate,
+    context_rows,
+    logit,
+)
 
 _MINUTES_PER_DAY = 1440
+BASE_PROBABILITY = "probability"
+BASE_LOG_ABS_RETURN = "log_abs_return"
+BASE_OUTPUTS = (BASE_PROBABILITY, BASE_LOG_ABS_RETURN)
+"""What a full set's LightGBM base model predicts: a probability of its label, or the log of
+the expected absolute forward return (a volatility forecast)."""
+
+
+def base_score(values: npt.ArrayLike, output: str) -> npt.NDArray[np.float64]:
+    """Return the stack's ``lgb_logit`` input from a base LightGBM model's predictions.
+
+    A probability becomes its logit; a log absolute return is already an unbounded score and
+    is passed on as it is (the stack is monotone increasing in it either way).
+    """
+    if output == BASE_PROBABILITY:
+        return logit(np.asarray(values, dtype="float64"))
+    if output == BASE_LOG_ABS_RETURN:
+        return np.asarray(values, dtype="float64")
+    raise ValueError(f"unknown base model output {output!r} (expected one of {BASE_OUTPUTS})")
 
 
 def feature_matrix(
@@ -33,6 +58,9 @@ def feature_matrix(
                 raise ValueError(f"feature row for {market} lacks feature {name!r}") from None
             rows[i, j] = np.nan if value is None else value
     return rows
+
+
+Stacker = LinearStacker | lgb.Booster  # the logistic stacker; LightGBM in older sets
 
 
 @dataclass(frozen=True)
@@ -151,7 +179,7 @@ class FullPredictor(Predictor):
         model_sell: lgb.Booster,
         *,
         hybrid: Any,
-        stackers: dict[str, lgb.Booster],
+        stackers: dict[str, Stacker],
         model_dir: Path,
     ) -> None:
         """Hold every model and the per-market sequences."""
@@ -165,6 +193,11 @@ class FullPredictor(Predictor):
         self._stackers = stackers
         self._stack_inputs = tuple(str(n) for n in meta["stack"]["inputs"])
         self._calibration: dict[str, dict[str, list[float]]] = meta["stack"]["calibration"]
+        # Sets saved before the option existed have probability outputs on both sides.
+        outputs = meta["stack"].get("base_outputs", {})
+        self._base_outputs = {
+            side: str(outputs.get(side, BASE_PROBABILITY)) for side in ("buy", "sell")
+        }
         self._sequences: dict[str, deque[np.ndarray]] = {}
         self._last_minute: dict[str, int] = {}
         self.model_dir = model_dir
@@ -191,12 +224,16 @@ class FullPredictor(Predictor):
             raise FileNotFoundError(f"model set {model_dir} lacks {hybrid_path.name}")
         payload = torch.load(hybrid_path, map_location="cpu", weights_only=True)
         hybrid = load_hybrid(payload)
-        stackers: dict[str, lgb.Booster] = {}
-        for side, name in meta["stack"]["files"].items():
-            path = model_dir / str(name)
-            if not path.is_file():
-                raise FileNotFoundError(f"model set {model_dir} lacks {name}")
-            stackers[str(side)] = lgb.Booster(model_file=str(path))
+        stackers: dict[str, Stacker] = {}
+        if meta["stack"].get("kind") == "logistic":
+            for side, weights in meta["stack"]["models"].items():
+                stackers[str(side)] = LinearStacker.from_json(weights)
+        else:  # sets saved before 2026-11-25: a LightGBM stacker per side, in its own file
+            for side, name in meta["stack"]["files"].items():
+                path = model_dir / str(name)
+                if not path.is_file():
+                    raise FileNotFoundError(f"model set {model_dir} lacks {name}")
+                stackers[str(side)] = lgb.Booster(model_file=str(path))
         return cls(
             quick.model_id,
             quick.feature_names,
@@ -258,7 +295,7 @@ class FullPredictor(Predictor):
         out = np.empty((len(base), 2))
         for k, side in enumerate(("buy", "sell")):
             columns = {
-                "lgb_logit": logit(base[:, k]),
+                "lgb_logit": base_score(base[:, k], self._base_outputs[side]),
                 "nn_logit": logit(nn[:, k]),
             }
             inputs = np.column_stack(

@@ -133,3 +133,69 @@ def test_live_update_and_latest_take_well_under_a_millisecond(btc_bars: pd.DataF
     per_call = (time.perf_counter() - started) / len(bars)
 
     assert per_call < 1e-3
+
+
+def _bars(log_ranges: np.ndarray, *, start: str = "2025-09-01T00:00Z") -> pd.DataFrame:
+    """Bars around 100 with the given ln(high / low) each, one minute apart."""
+    n = len(log_ranges)
+    half = np.asarray(log_ranges, dtype="float64") / 2
+    close = 100.0 + 0.01 * np.sin(np.arange(n))  # moving closes: volatility_* defined
+    return pd.DataFrame(
+        {
+            "market": "KRW-TEST",
+            "ts": pd.date_range(start, periods=n, freq="1min", tz="UTC"),
+            "open": close,
+            "high": 100.0 * np.exp(half),
+            "low": 100.0 * np.exp(-half),
+            "close": close,
+            "volume": 1.0,
+        }
+    )
+
+
+def test_parkinson_features_match_a_hand_computed_value() -> None:
+    # ln(high / low) = 0.01 on every bar but the last 10, which have 0.02.
+    log_ranges = np.full(WARMUP_BARS, 0.01)
+    log_ranges[-10:] = 0.02
+    features = compute_features(regularize(_bars(log_ranges)))
+    last = features.iloc[-1]
+
+    four_ln2 = 4 * 0.6931471805599453
+    park_10 = 0.02 / four_ln2**0.5  # sqrt(0.02^2 / (4 ln 2)) = 0.0120112...
+    park_60 = ((10 * 0.02**2 + 50 * 0.01**2) / 60 / four_ln2) ** 0.5  # 0.0073544...
+    assert last["park_10"] == pytest.approx(0.0120112240878645, rel=1e-12)
+    assert last["park_10"] == pytest.approx(park_10, rel=1e-12)
+    assert last["park_60"] == pytest.approx(park_60, rel=1e-12)
+    assert last["park_ratio_10_60"] == pytest.approx(park_10 / park_60, rel=1e-12)
+    assert last["vol_ratio_10_60"] == pytest.approx(
+        last["volatility_10"] / last["volatility_60"], rel=1e-12
+    )
+    assert features[["park_10", "park_60"]].iloc[: WARMUP_BARS - 1].isna().all().all()
+
+
+def test_flat_windows_give_zero_parkinson_and_nan_ratios() -> None:
+    bars = _bars(np.zeros(WARMUP_BARS + 5))
+    bars[["open", "close"]] = 100.0  # no move at all: every volatility is exactly 0
+    features = compute_features(regularize(bars)).iloc[WARMUP_BARS - 1 :]
+
+    assert (features[["park_10", "park_60", "volatility_10", "volatility_60"]] == 0).all().all()
+    # 0 / 0 is undefined: NaN, never a made-up 0 or 1.
+    assert features[["vol_ratio_10_60", "park_ratio_10_60"]].isna().all().all()
+
+
+def test_new_volatility_features_do_not_cross_a_data_jump(btc_bars: pd.DataFrame) -> None:
+    names = ["park_10", "park_60", "vol_ratio_10_60", "park_ratio_10_60"]
+    assert set(names) <= set(FEATURE_NAMES)
+    bars = btc_bars.copy()
+    bars.loc[300:, "ts"] = bars.loc[300:, "ts"] + SEGMENT_GAP * 10
+    wild = bars.copy()
+    wild.loc[:299, "high"] *= 1.2  # huge ranges before the jump only
+    wild.loc[:299, "low"] *= 0.8
+
+    calm = compute_features(regularize(bars))[names]
+    altered = compute_features(regularize(wild))[names]
+
+    after = slice(300, None)
+    assert altered.iloc[300 : 300 + WARMUP_BARS - 1].isna().all().all()
+    _assert_rows_equal(calm.iloc[after], altered.iloc[after])
+    assert not np.allclose(calm.iloc[WARMUP_BARS:300], altered.iloc[WARMUP_BARS:300])

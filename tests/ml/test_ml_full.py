@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 from datetime import UTC, datetime
 from pathlib import Path
 
+import lightgbm as lgb
 import numpy as np
 import pandas as pd
 import pytest
@@ -23,11 +25,19 @@ from ml.anomaly import (
 )
 from ml.data import regularize
 from ml.features import compute_features
-from ml.full import FullConfig, train_full
+from ml.full import FullConfig, forward_returns, train_full
 from ml.models import AutoencoderConfig, HybridConfig, HybridSignalNet
-from ml.predict import FullPredictor, Predictor, minute_of_day
+from ml.predict import (
+    BASE_LOG_ABS_RETURN,
+    BASE_PROBABILITY,
+    FullPredictor,
+    Predictor,
+    base_score,
+    minute_of_day,
+)
 from ml.registry import FULL_KIND, META_FIELDS, read_meta
 from ml.sequences import market_tables, sequence_ends
+from ml.stack import LINEAR_STACK_INPUTS, LinearStacker
 from ml.trainer import HybridTrainConfig, anomaly_windows, train_autoencoder
 from ml.walkforward import walk_forward
 
@@ -195,8 +205,13 @@ def test_a_full_set_is_saved_with_its_config_features_window_hash_and_metrics(
 
     assert meta["kind"] == FULL_KIND and meta["model_id"].startswith("full-")
     assert all(field in meta for field in META_FIELDS)
-    for name in ("model_buy.txt", "model_sell.txt", "hybrid.pt", "stack_buy.txt", "anomaly.npz"):
+    for name in ("model_buy.txt", "model_sell.txt", "hybrid.pt", "anomaly.npz"):
         assert (full_set / name).is_file()
+    assert meta["stack"]["kind"] == "logistic"
+    assert meta["stack"]["inputs"] == list(LINEAR_STACK_INPUTS)
+    for side in ("buy", "sell"):
+        stacker = LinearStacker.from_json(meta["stack"]["models"][side])
+        assert stacker.with_nn[0] >= 0 and stacker.with_nn[1] >= 0  # monotone in base scores
     assert max(span["last_ts"] for span in meta["training_window"].values()) < UNTIL.isoformat()
     assert len(meta["metrics"]["walk_forward"]) == 2
     held = meta["metrics"]["held_out"]
@@ -300,3 +315,153 @@ def test_the_full_sets_probabilities_pass_the_lookahead_check(
 
     assert report.ok, report.to_json()
     assert report.rows_compared > 500
+
+
+def test_forward_returns_are_known_exactly_where_labels_are_and_never_cross_a_jump(
+    upbit_1m: pd.DataFrame,
+) -> None:
+    tables = market_tables(_with_jump(upbit_1m), horizon=10, threshold=0.002)
+
+    for table in tables:
+        forward = forward_returns(table, 10)
+        np.testing.assert_array_equal(np.isnan(forward), np.isnan(table.label_buy))
+        known = ~np.isnan(forward)
+        np.testing.assert_array_equal(forward[known] > 0.002, table.label_buy[known] == 1)
+        first_after = int(np.flatnonzero(table.segment == 1)[0])
+        assert np.isnan(forward[first_after - 10 : first_after]).all()
+
+
+def test_base_scores_are_logits_of_probabilities_or_raw_log_returns() -> None:
+    p = np.array([0.1, 0.5, np.nan])
+    np.testing.assert_allclose(base_score(p, BASE_PROBABILITY)[:2], [math.log(1 / 9), 0.0])
+    assert math.isnan(base_score(p, BASE_PROBABILITY)[2])
+    raw = np.array([-7.2, -6.1])
+    np.testing.assert_array_equal(base_score(raw, BASE_LOG_ABS_RETURN), raw)
+    with pytest.raises(ValueError, match="base model output"):
+        base_score(raw, "odds")
+
+
+def test_an_unknown_base_target_is_refused(upbit_1m: pd.DataFrame, tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="buy_target"):
+        train_full(upbit_1m.iloc[:10], tmp_path, config=FullConfig(buy_target="price"))
+    with pytest.raises(ValueError, match="sell_target"):
+        train_full(upbit_1m.iloc[:10], tmp_path, config=FullConfig(sell_target="price"))
+
+
+def test_the_default_buy_base_model_is_an_absolute_return_regression(full_set: Path) -> None:
+    meta = read_meta(full_set)
+
+    assert FullConfig().buy_target == "abs_return" and FullConfig().sell_target == "label"
+    assert meta["params"]["buy_target"] == "abs_return"
+    assert meta["params"]["sell_target"] == "label"
+    assert meta["stack"]["base_outputs"] == {"buy": BASE_LOG_ABS_RETURN, "sell": BASE_PROBABILITY}
+    assert "objective=regression" in (full_set / "model_buy.txt").read_text()
+    assert "objective=binary" in (full_set / "model_sell.txt").read_text()
+
+
+@pytest.mark.parametrize("target", ["label", "abs_return"])
+def test_each_base_target_trains_on_a_small_real_slice_and_predicts_probabilities(
+    upbit_1m: pd.DataFrame, tmp_path: Path, target: str
+) -> None:
+    candles = upbit_1m[upbit_1m["ts"] < pd.Timestamp(UNTIL)]
+    config = FullConfig(
+        buy_target=target,
+        sell_target=target,
+        lgb_rounds=20,
+        hybrid=HybridTrainConfig(epochs=1, samples_per_epoch=500, threads=1),
+        autoencoder_epochs=1,
+        walk_forward_folds=2,
+        threads=1,
+    )
+    model_dir = train_full(candles, tmp_path, config=config)
+    predictor = Predictor.load(model_dir)
+    expected = BASE_PROBABILITY if target == "label" else BASE_LOG_ABS_RETURN
+    assert predictor.meta["stack"]["base_outputs"] == {"buy": expected, "sell": expected}
+
+    later = upbit_1m[
+        upbit_1m["market"].isin(["KRW-BTC", "KRW-XRP"])
+        & (upbit_1m["ts"] >= pd.Timestamp(UNTIL))
+        & (upbit_1m["ts"] < pd.Timestamp("2025-09-05T04:00Z"))
+    ]
+    frames = {}
+    for market, rows in later.groupby("market"):
+        regular = regularize(rows.reset_index(drop=True))
+        frames[str(market)] = compute_features(regular).assign(
+            ts=regular["ts"], segment=regular["segment"]
+        )
+    scores = predictor.score_frames(frames)
+    for market, frame in frames.items():
+        warmed = frame["macd_signal"].notna().to_numpy()
+        assert warmed.sum() > 100
+        values = scores[market][warmed]
+        assert np.isfinite(values).all() and ((values > 0) & (values < 1)).all()
+        assert np.std(values[:, 0]) > 0 and np.std(values[:, 1]) > 0
+
+
+def test_the_logistic_stacker_never_decreases_in_a_base_score_and_covers_missing_nn() -> None:
+    """SYNTHETIC rows: the label rises with lgb_logit and volatility and falls with nn_logit."""
+    rng = np.random.default_rng(3)
+    n = 4000
+    lgb_score = rng.normal(size=n)
+    vol = np.exp(rng.normal(-7, 0.5, size=n))
+    nn = rng.normal(size=n)  # a plain fit would give it a negative weight
+    z = 1.5 * lgb_score - nn + (np.log(vol) + 7) + rng.logistic(size=n)
+    labels = (z > 1.0).astype("float64")
+    inputs = np.column_stack([lgb_score, nn, vol])
+    inputs[:500, 1] = np.nan  # no hybrid sequence yet on these rows
+
+    stacker = LinearStacker.fit(inputs, labels)
+
+    assert stacker.with_nn[1] == 0.0  # dropped rather than fit negative
+    assert stacker.with_nn[0] > 0 and stacker.without_nn[0] > 0
+    p = stacker.predict(inputs)
+    assert np.all((p > 0) & (p < 1))
+    higher = inputs.copy()
+    higher[:, 0] += 0.5
+    assert np.all(stacker.predict(higher) >= p)
+    assert LinearStacker.from_json(json.loads(json.dumps(stacker.to_json()))) == stacker
+    missing_vol = inputs[:3].copy()
+    missing_vol[:, 2] = np.nan
+    assert np.all(np.isfinite(stacker.predict(missing_vol)))
+
+
+def test_a_stacker_that_is_not_one_is_refused() -> None:
+    with pytest.raises(ValueError, match="linear stacker"):
+        LinearStacker.from_json({"mean": [0, 0, 0]})
+    with pytest.raises(ValueError, match="3 means"):
+        LinearStacker.from_json(
+            {"mean": [0, 0], "std": [1, 1, 1], "with_nn": [1, 1, 1, 0], "without_nn": [1, 0, 1, 0]}
+        )
+    with pytest.raises(ValueError, match="both labels"):
+        LinearStacker.fit(np.ones((10, 3)), np.zeros(10))
+
+
+def test_a_set_saved_with_the_older_tree_stacker_still_loads_and_scores(
+    full_set: Path, tmp_path: Path
+) -> None:
+    """Older sets carry a LightGBM stacker per side in its own file, named in meta.json."""
+    old = tmp_path / "old-set"
+    shutil.copytree(full_set, old)
+    meta = json.loads((old / "meta.json").read_text())
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=(600, 3))
+    y = (x[:, 0] + rng.logistic(size=600) > 0).astype("float64")
+    booster = lgb.train(
+        {"objective": "binary", "verbosity": -1, "num_threads": 1, "seed": 1},
+        lgb.Dataset(x, label=y, feature_name=["lgb_logit", "nn_logit", "volatility_60"]),
+        num_boost_round=5,
+    )
+    for side in ("buy", "sell"):
+        booster.save_model(str(old / f"stack_{side}.txt"))
+    meta["stack"].pop("kind")
+    meta["stack"].pop("models")
+    meta["stack"]["files"] = {"buy": "stack_buy.txt", "sell": "stack_sell.txt"}
+    (old / "meta.json").write_text(json.dumps(meta))
+
+    predictor = Predictor.load(old)
+
+    assert isinstance(predictor, FullPredictor)
+    assert isinstance(predictor._stackers["buy"], lgb.Booster)
+    row = {name: 0.001 for name in predictor.feature_names}
+    prediction = predictor.predict({"KRW-BTC": row})["KRW-BTC"]
+    assert 0 < prediction.p_buy < 1 and 0 < prediction.p_sell < 1
