@@ -25,7 +25,8 @@ Reports:
   httpx instead, counted in ``tick_to_order_via_httpx``), i.e. when the sell has left the
   process. In between: parse, the watchdog, the engine's trigger handling (the balance from
   the account read at the last bar close, as in a running engine, when no order moved money
-  since), the guard, the journaled intent, signing. ``--order-samples`` sells (spaced out so
+  since), the guard, the journaled intent, signing. The start-up heap is frozen first, as
+  ``lxa run`` does (``app.live.settle_heap``). ``--order-samples`` sells (spaced out so
   Upbit's order rate limit never makes one wait; the wait would not be the watchdog's cost).
 
 Run from the project root: ``.venv/bin/python bench/watchdog.py [--real] [--ticks N] [--json]``.
@@ -258,6 +259,7 @@ async def _tick_to_order(samples: int, work_dir: Path) -> tuple[np.ndarray, int]
     sys.path.insert(0, str(ROOT / "tests" / "exchange"))
     from fake_upbit import ACCESS_KEY, SECRET_KEY
 
+    from app.live import settle_heap
     from app.settings import Settings
     from app.wiring import BUNDLED_MODELS, open_services
     from exchange.upbit import UpbitExchange
@@ -304,6 +306,7 @@ async def _tick_to_order(samples: int, work_dir: Path) -> tuple[np.ndarray, int]
             if lane is not None:  # urgent orders go out on the order lane while it is open
                 lane.on_sent = lambda: stamps.append(time.perf_counter())
             engine = services.engine
+            settle_heap()  # as `lxa run` does once its services are up (app/live.py)
             start = datetime(2026, 1, 1, tzinfo=UTC)
             for i in range(samples + 5):  # the first 5 warm up connections and caches
                 fake.call("set_balance", "BTC", Decimal("0.001"), Decimal(int(price)))
