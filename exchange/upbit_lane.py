@@ -305,7 +305,7 @@ class OrderLane:
                 await asyncio.sleep(self._reconnect_s[min(failures, len(self._reconnect_s) - 1)])
                 try:
                     fresh = await self._open()
-                except (OSError, TimeoutError, ssl.SSLError) as exc:
+                except Exception as exc:  # the keeper must outlive any failure to connect
                     failures += 1
                     if failures in (1, len(self._reconnect_s)):
                         logger.warning(

@@ -4,10 +4,12 @@ loopback servers that close, stall or answer garbage."""
 from __future__ import annotations
 
 import asyncio
+import ssl
 from collections.abc import Awaitable, Callable, Iterator
 from decimal import Decimal
 
 import pytest
+import trustme
 from fake_upbit import ACCESS_KEY, SECRET_KEY, FakeUpbit
 
 from exchange.orders import OrderManager
@@ -258,6 +260,39 @@ async def test_header_injection_is_refused_before_anything_is_written() -> None:
         assert lane.sent == 0
     finally:
         await lane.aclose()
+        server.close()
+
+
+async def test_the_lane_speaks_tls_and_refuses_a_certificate_it_cannot_verify() -> None:
+    ca = trustme.CA()
+    server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(server_context)
+    seen: list[bytes] = []
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            seen.append(await read_request(reader))
+        except (asyncio.IncompleteReadError, ConnectionError, ssl.SSLError):
+            return
+        writer.write(OK_REPLY)
+        await writer.drain()
+
+    server = await asyncio.start_server(answer, "127.0.0.1", 0, ssl=server_context)
+    url = f"https://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+    trusting = ssl.create_default_context()
+    ca.configure_trust(trusting)
+    lane = OrderLane(url, timeout_s=1.0, ssl_context=trusting)
+    stranger = OrderLane(url, timeout_s=1.0, reconnect_s=(0.05, 1.0))  # public CAs only
+    try:
+        assert await lane.start()
+        reply = await lane.send("POST", "/v1/orders", [("X-Test", "tls")], b"{}")
+        assert reply.status_code == 201
+        assert seen and seen[0].startswith(b"POST /v1/orders HTTP/1.1\r\n")
+        assert not await stranger.start(wait_s=0.3)  # the test CA is not one it trusts
+        assert stranger.connects == 0
+    finally:
+        await lane.aclose()
+        await stranger.aclose()
         server.close()
 
 
