@@ -43,6 +43,8 @@ logger = logging.getLogger(__name__)
 
 _RECONNECT_S: tuple[float, ...] = (0.0, 0.1, 0.5, 2.0, 5.0)
 _MAX_BODY = 1 << 20
+_USER_AGENT = f"python-httpx/{httpx.__version__}"  # what the pooled client sends, so gateways
+# see the same client on both paths (no Accept-Encoding: replies come uncompressed)
 _UNSAFE = re.compile(r"[\r\n\0]")  # an order reply is a few kB; anything near this is not Upbit's
 
 
@@ -232,6 +234,7 @@ class OrderLane:
                 f"{method} {target} HTTP/1.1",
                 f"Host: {self._host_header}",
                 "Accept: application/json",
+                f"User-Agent: {_USER_AGENT}",
                 *(f"{name}: {value}" for name, value in headers),
                 f"Content-Length: {len(body)}",
             ]

@@ -170,6 +170,7 @@ async def test_the_lane_reopens_when_the_server_closes_an_idle_connection() -> N
         assert lane.connects >= 3
         assert [r.split(b"\r\n")[0] for r in requests] == [b"POST /v1/orders HTTP/1.1"] * 3
         assert all(b"\r\nHost: 127.0.0.1:" in r and r.endswith(b"\r\n\r\n{}") for r in requests)
+        assert all(b"\r\nUser-Agent: python-httpx/" in r for r in requests)
     finally:
         await lane.aclose()
         server.close()
