@@ -42,10 +42,10 @@ __all__ = ["LaneClosed", "LaneFailed", "OrderLane", "proxied"]
 logger = logging.getLogger(__name__)
 
 _RECONNECT_S: tuple[float, ...] = (0.0, 0.1, 0.5, 2.0, 5.0)
-_MAX_BODY = 1 << 20
+_MAX_BODY = 1 << 20  # an order reply is a few kB; anything near this is not Upbit's
 _USER_AGENT = f"python-httpx/{httpx.__version__}"  # what the pooled client sends, so gateways
 # see the same client on both paths (no Accept-Encoding: replies come uncompressed)
-_UNSAFE = re.compile(r"[\r\n\0]")  # an order reply is a few kB; anything near this is not Upbit's
+_UNSAFE = re.compile(r"[\r\n\0]")  # never inside a request line or a header
 
 
 class LaneClosed(ConnectionError):
