@@ -262,7 +262,10 @@ class OrderManager:
                 # One write, no read first: the intent is journaled as sent before the request
                 # leaves (a crash before the send reads the same: looked up, found absent).
                 plan = ExecutionPlan(request, None, "urgent: sent at once, no slippage check")
-                earlier = self.journal.claim_order_intent(_intent_row(plan, "sent", 1))
+                try:
+                    earlier = self.journal.claim_order_intent(_intent_row(plan, "sent", 1))
+                except Exception as exc:  # the journal cannot be written (database down)
+                    return await self._send_unjournaled(request, exc)
                 if earlier is not None:
                     return await self._continue(earlier)
                 return await self._send(request, None, attempts=0, journaled=True)
@@ -272,6 +275,31 @@ class OrderManager:
             plan = await self._plan(request)
             self.journal.record_order_intent(_intent_row(plan, "pending", 0))
             return await self._send(plan.request, plan.time_in_force, attempts=0)
+
+    async def _send_unjournaled(self, request: OrderRequest, error: Exception) -> Order:
+        """Send an emergency sell the journal could not record: getting out comes first.
+
+        Upbit refuses a second order under the same identifier, so a retry can still never
+        sell twice; what is lost is only the local record, which reconciliation at the next
+        start-up compares with Upbit. Writing the result back is tried, never required.
+        """
+        logger.error(
+            "order %s: the journal cannot be written (%s); the emergency sell goes out "
+            "unjournaled (Upbit's identifier still keeps it single)",
+            request.identifier,
+            error,
+        )
+        order = await self.venue.place_order(request, time_in_force=None)
+        try:
+            self.journal.claim_order_intent(
+                _intent_row(ExecutionPlan(request, None, "urgent, sent unjournaled"), "sent", 1)
+            )
+            self._record(order)
+        except Exception as exc:
+            logger.error(
+                "order %s: still not journaled after the send: %s", request.identifier, exc
+            )
+        return order
 
     async def get_order(self, identifier: str) -> Order | None:
         """The venue's view of the order (its fills journaled on the way)."""

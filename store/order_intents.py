@@ -8,6 +8,7 @@ answer; an unknown intent is resolved by looking the identifier up, never by sen
 from __future__ import annotations
 
 import contextlib
+import logging
 import threading
 from collections.abc import Collection, Mapping
 from decimal import Decimal
@@ -20,6 +21,8 @@ from sqlalchemy.engine import Engine
 from store.schema import fills, order_intents, utc_now
 
 __all__ = ["INTENT_STATES", "OrderIntents"]
+
+logger = logging.getLogger(__name__)
 
 INTENT_STATES = frozenset({"pending", "sent", "unknown", "open", "done", "cancel", "rejected"})
 
@@ -157,24 +160,34 @@ class _ClaimStatement:
             params[name] = processor(params[name])
         bound: Any = [params[name] for name in self._names] if self._positional else params
         with self._lock:
-            if self._connection is None:
-                self._connection = self._engine.raw_connection()
-            connection = self._connection
             try:
-                cursor = connection.cursor()
-                try:
-                    cursor.execute(self._sql, bound)
-                    written = cursor.rowcount == 1
-                finally:
-                    cursor.close()
-                connection.commit()
-            except BaseException:
-                # A broken connection is dropped; the next claim opens a fresh one.
-                self._connection = None
-                with contextlib.suppress(Exception):
-                    connection.rollback()
+                return self._insert_once(bound)
+            except Exception as exc:  # any driver error: one retry on a new connection
+                # The held connection may have gone stale (a server restart, an idle timeout,
+                # a dropped socket). It is dropped, and the insert tried once more on a fresh
+                # one: safe, since a row that did commit the first time only conflicts.
+                logger.warning("order intent claim failed (%s); retrying on a new connection", exc)
+                return self._insert_once(bound)
+
+    def _insert_once(self, bound: Any) -> bool:
+        if self._connection is None:
+            self._connection = self._engine.raw_connection()
+        connection = self._connection
+        try:
+            cursor = connection.cursor()
+            try:
+                cursor.execute(self._sql, bound)
+                written = bool(cursor.rowcount == 1)
+            finally:
+                cursor.close()
+            connection.commit()
+        except BaseException:
+            self._connection = None  # dropped; the next attempt opens a fresh one
+            with contextlib.suppress(Exception):
+                connection.rollback()
+            with contextlib.suppress(Exception):
                 connection.invalidate()
-                raise
+            raise
         return written
 
     def close(self) -> None:

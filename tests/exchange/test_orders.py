@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from collections.abc import AsyncIterator, Iterator
 from decimal import Decimal
 from pathlib import Path
@@ -353,3 +354,45 @@ async def test_order_bursts_with_429s_stay_within_the_order_limit_and_place_each
     assert not fake.blocked
     assert not [r for r in fake.records if r.status == 418 or (r.status == 429 and not r.injected)]
     assert {i["state"] for i in journal.list_order_intents()} == {"done"}
+
+
+async def test_an_emergency_sell_goes_out_even_when_the_journal_cannot_be_written(
+    fake: FakeUpbit,
+    venue: UpbitExchange,
+    journal: Journal,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    fake.set_balance("BTC", Decimal("0.004"), PRICE)
+    manager = OrderManager(venue, journal)
+    calls = []
+
+    def journal_down(row: dict[str, object]) -> None:
+        calls.append(row["identifier"])
+        raise sqlite3.OperationalError("disk I/O error")
+
+    monkeypatch.setattr(journal, "claim_order_intent", journal_down)
+    sell = OrderRequest(
+        BTC, Side.ASK, OrderType.MARKET, "panic-1", volume=Decimal("0.004"), urgent=True
+    )
+
+    order = await manager.place_order(sell)
+
+    assert order.state is OrderState.DONE and order.identifier == "panic-1"
+    assert len(fake.order_posts()) == 1 and fake.balances["BTC"]["balance"] == 0
+    assert calls == ["panic-1", "panic-1"]  # before the send, and the write-back after it
+    assert "goes out unjournaled" in caplog.text and "still not journaled" in caplog.text
+
+
+async def test_an_ordinary_order_is_never_sent_without_its_journal_row(
+    fake: FakeUpbit, venue: UpbitExchange, journal: Journal, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def journal_down(row: dict[str, object]) -> None:
+        raise sqlite3.OperationalError("disk I/O error")
+
+    monkeypatch.setattr(journal, "record_order_intent", journal_down)
+
+    with pytest.raises(sqlite3.OperationalError):
+        await OrderManager(venue, journal).place_order(buy("calm-1"))
+
+    assert fake.order_posts() == []

@@ -145,3 +145,22 @@ def test_a_bad_claim_is_refused_and_the_next_one_still_works(journal: Journal) -
     assert journal.claim_order_intent(intent("good-1")) is None
     assert journal.get_order_intent("bad-2") is None
     assert journal.get_order_intent("good-1") is not None
+
+
+def test_a_claim_on_a_connection_that_died_is_retried_on_a_fresh_one(
+    journal: Journal, caplog: pytest.LogCaptureFixture
+) -> None:
+    assert journal.claim_order_intent(intent("first-1")) is None
+    held = journal._claim._connection  # type: ignore[union-attr]
+    if journal.engine.dialect.name == "postgresql":
+        with journal.engine.begin() as admin:  # the server drops the held session
+            pid = held.dbapi_connection.info.backend_pid
+            admin.exec_driver_sql(f"SELECT pg_terminate_backend({int(pid)})")
+    else:
+        held.dbapi_connection.close()  # the driver's connection is gone under the pool
+
+    assert journal.claim_order_intent(intent("after-1")) is None
+
+    assert journal.get_order_intent("after-1") is not None
+    assert journal._claim._connection is not held  # type: ignore[union-attr]
+    assert "retrying on a new connection" in caplog.text
