@@ -172,6 +172,7 @@ class _ClaimStatement:
     def _insert_once(self, bound: Any) -> bool:
         if self._connection is None:
             self._connection = self._engine.raw_connection()
+            self._set_autocheckpoint(self._connection, 0)
         connection = self._connection
         try:
             cursor = connection.cursor()
@@ -190,10 +191,26 @@ class _ClaimStatement:
             raise
         return written
 
+    def _set_autocheckpoint(self, connection: Any, pages: int) -> None:
+        """SQLite: this connection's commits never run a WAL checkpoint (0), or do again.
+
+        A checkpoint copies the WAL back into the database inside whichever commit crosses
+        1,000 pages: a millisecond stall that must not land on an emergency sell. The
+        journal's other connections keep checkpointing, so the WAL does not grow unbounded.
+        """
+        if self._engine.dialect.name == "sqlite":
+            cursor = connection.cursor()
+            try:
+                cursor.execute(f"PRAGMA wal_autocheckpoint={int(pages)}")
+            finally:
+                cursor.close()
+
     def close(self) -> None:
         with self._lock:
             connection, self._connection = self._connection, None
         if connection is not None:
+            with contextlib.suppress(Exception):
+                self._set_autocheckpoint(connection, 1000)  # back to SQLite's default
             connection.close()
 
 

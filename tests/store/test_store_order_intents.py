@@ -164,3 +164,19 @@ def test_a_claim_on_a_connection_that_died_is_retried_on_a_fresh_one(
     assert journal.get_order_intent("after-1") is not None
     assert journal._claim._connection is not held  # type: ignore[union-attr]
     assert "retrying on a new connection" in caplog.text
+
+
+def test_the_claim_connection_never_runs_a_checkpoint_and_is_given_back_as_it_was(
+    tmp_path: Path,
+) -> None:
+    """A WAL checkpoint inside an emergency sell's commit stalls it for milliseconds."""
+    with Journal.open(f"sqlite:///{tmp_path}/journal.db") as journal:
+        assert journal.claim_order_intent(intent("c-1")) is None
+        driver = journal._claim._connection.dbapi_connection  # type: ignore[union-attr]
+        assert driver.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 0
+        with journal.engine.connect() as other:  # the journal's other connections still do
+            assert other.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar() == 1000
+
+        journal.close_claims()
+
+        assert driver.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 1000
