@@ -36,7 +36,6 @@ from ml.sequences import SEQUENCE_FEATURES, MarketTable, market_tables, sequence
 from ml.stack import (
     LINEAR_STACK_INPUTS,
     LinearStacker,
-    add_context,
     calibrate,
     calibrators,
     logit,
@@ -316,7 +315,7 @@ def train_full(
         frame["nn_buy"] = nn[idx, 0]
         frame["nn_sell"] = nn[idx, 1]
         frames.append(frame)
-    later_frame = add_context(pd.concat(frames, ignore_index=True))
+    later_frame = pd.concat(frames, ignore_index=True)
     x_later = later_frame[lgb_names].to_numpy(dtype="float64")
     for side in ("buy", "sell"):
         later_frame[f"lgb_{side}"] = boosters[side].predict(x_later, num_threads=config.threads)

@@ -192,6 +192,9 @@ class FullPredictor(Predictor):
         self.seq_len = int(hybrid_meta["seq_len"])
         self._stackers = stackers
         self._stack_inputs = tuple(str(n) for n in meta["stack"]["inputs"])
+        self._needs_context = any(
+            n.startswith("ctx_") or n == "rel_volatility_60" for n in self._stack_inputs
+        )
         self._calibration: dict[str, dict[str, list[float]]] = meta["stack"]["calibration"]
         # Sets saved before the option existed have probability outputs on both sides.
         outputs = meta["stack"].get("base_outputs", {})
@@ -331,11 +334,12 @@ class FullPredictor(Predictor):
             nn[ready] = self._hybrid_probabilities(batch)
         # Plain arrays, not a DataFrame: this is the live path, once per bar.
         frame: dict[str, Any] = {name: rows[:, j] for j, name in enumerate(self.feature_names)}
-        context = context_rows(
-            {m: {n: float(frame[n][i]) for n in CONTEXT_SOURCES} for i, m in enumerate(markets)}
-        )
-        for name in context[markets[0]]:
-            frame[name] = np.array([context[m][name] for m in markets])
+        if self._needs_context:  # only the older tree stackers read cross-market context
+            context = context_rows(
+                {m: {n: float(frame[n][i]) for n in CONTEXT_SOURCES} for i, m in enumerate(markets)}
+            )
+            for name in context[markets[0]]:
+                frame[name] = np.array([context[m][name] for m in markets])
         probabilities = self._stack(markets, frame, base, nn)
         return {
             market: Prediction(p_buy=float(probabilities[i, 0]), p_sell=float(probabilities[i, 1]))
@@ -382,7 +386,9 @@ class FullPredictor(Predictor):
         out = {market: np.full((len(frame), 2), np.nan) for market, frame in frames.items()}
         if not pieces:
             return out
-        rows = add_context(pd.concat(pieces, ignore_index=True))
+        rows = pd.concat(pieces, ignore_index=True)
+        if self._needs_context:
+            rows = add_context(rows)
         matrix = rows[list(self.feature_names)].to_numpy(dtype="float64")
         base = np.column_stack([self._model_buy.predict(matrix), self._model_sell.predict(matrix)])
         nn = rows[["nn_buy", "nn_sell"]].to_numpy(dtype="float64")

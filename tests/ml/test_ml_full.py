@@ -444,11 +444,12 @@ def test_a_set_saved_with_the_older_tree_stacker_still_loads_and_scores(
     shutil.copytree(full_set, old)
     meta = json.loads((old / "meta.json").read_text())
     rng = np.random.default_rng(5)
+    old_inputs = ["lgb_logit", "nn_logit", "ctx_volatility_60"]  # with cross-market context
     x = rng.normal(size=(600, 3))
     y = (x[:, 0] + rng.logistic(size=600) > 0).astype("float64")
     booster = lgb.train(
         {"objective": "binary", "verbosity": -1, "num_threads": 1, "seed": 1},
-        lgb.Dataset(x, label=y, feature_name=["lgb_logit", "nn_logit", "volatility_60"]),
+        lgb.Dataset(x, label=y, feature_name=old_inputs),
         num_boost_round=5,
     )
     for side in ("buy", "sell"):
@@ -456,6 +457,7 @@ def test_a_set_saved_with_the_older_tree_stacker_still_loads_and_scores(
     meta["stack"].pop("kind")
     meta["stack"].pop("models")
     meta["stack"]["files"] = {"buy": "stack_buy.txt", "sell": "stack_sell.txt"}
+    meta["stack"]["inputs"] = old_inputs
     (old / "meta.json").write_text(json.dumps(meta))
 
     predictor = Predictor.load(old)
