@@ -56,6 +56,10 @@ def _missing(reason: str) -> None:
 # The models answer once the browser watches: no LLM check can finish before the viewer is
 # connected, however slow this machine is (the wait stays well inside LXA_LLM_TIMEOUT_S).
 BROWSER_WATCHING = threading.Event()
+# The sizing answer waits until the browser has shown the Ollama check's streamed text while
+# the run was still undecided: on a loaded machine the browser may otherwise receive the text,
+# the sizing and the decision in one burst and render them in one commit.
+SIZING_MAY_ANSWER = threading.Event()
 
 
 def reviewing_model(request_json: Any) -> Text:
@@ -64,6 +68,7 @@ def reviewing_model(request_json: Any) -> Text:
     messages = request_json.get("messages", [])
     text = "\n".join(str(m.get("content", "")) for m in messages)
     if "investment_ratio" in text:
+        SIZING_MAY_ANSWER.wait(30)
         answer = {
             "investment_ratio": 0.3,
             "stop_loss_pct": 1.5,
@@ -164,8 +169,10 @@ def demo(tmp_path: Path) -> Iterator[DemoServer]:
             )
 
         BROWSER_WATCHING.set()  # no viewer to wait for in the first part
+        SIZING_MAY_ANSWER.set()
         asyncio.run(session(QUIET_MINUTES, 0.0, serve=False))
         BROWSER_WATCHING.clear()
+        SIZING_MAY_ANSWER.clear()
 
         def run() -> None:
             try:
@@ -183,6 +190,7 @@ def demo(tmp_path: Path) -> Iterator[DemoServer]:
         finally:
             server.stop.set()
             BROWSER_WATCHING.set()
+            SIZING_MAY_ANSWER.set()
             if thread.is_alive():
                 thread.join(30)
 
@@ -213,6 +221,7 @@ new MutationObserver(() => {
 
 
 def test_viewer_streams_runs_edits_prompts_and_replays_in_a_browser(demo: DemoServer) -> None:
+    from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
     from playwright.sync_api import expect, sync_playwright
 
     ARTIFACTS.mkdir(exist_ok=True)
@@ -247,12 +256,18 @@ def test_viewer_streams_runs_edits_prompts_and_replays_in_a_browser(demo: DemoSe
                 ["ml_signal", "groq_check", "ollama_check", "sizing", "trade", "hold"]
             )
             # The Ollama check's answer streams in while its run is still undecided.
-            page.wait_for_function(
-                """() => window.__lxa.some(([kind, node, decided, text]) => kind === 'text'
-                    && node === 'ollama_check' && decided.includes('running')
-                    && text.includes('agree with'))""",
-                timeout=40_000,
-            )
+            try:
+                page.wait_for_function(
+                    """() => window.__lxa.some(([kind, node, decided, text]) => kind === 'text'
+                        && node === 'ollama_check' && decided.includes('running')
+                        && text.includes('agree with'))""",
+                    timeout=40_000,
+                )
+            except PlaywrightTimeoutError:
+                shot("no-streamed-ollama-text")
+                seen = json.dumps(page.evaluate("window.__lxa.slice(-40)"), ensure_ascii=False)
+                pytest.fail(f"no Ollama text streamed into an undecided run; last seen: {seen}")
+            SIZING_MAY_ANSWER.set()
             assert demo.replayed.wait(60), "the replay did not finish"
             assert demo.error is None, demo.error
             expect(page.get_by_test_id("live-decision")).not_to_contain_text("running")
