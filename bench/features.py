@@ -39,7 +39,13 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from ml.data import load_candles, regularize  # noqa: E402
-from ml.features import FEATURE_NAMES, WARMUP_BARS, compute_features  # noqa: E402
+from ml.features import (  # noqa: E402
+    FEATURE_NAMES,
+    LONG_BARS,
+    LONG_FEATURES,
+    WARMUP_BARS,
+    compute_features,
+)
 from ml.labels import make_labels  # noqa: E402
 
 CANDLES = ROOT.parent / "shared" / "data" / "candles_binance_1m.parquet"
@@ -132,6 +138,22 @@ def reference(regular: pd.DataFrame) -> Pair:
         numerator = out[top].where(out[top] >= flat, 0.0)
         ratio = (numerator / out[bottom]).where(out[bottom] >= flat)
         out[name] = ratio.where(out[top].notna())
+    # Four hours: root mean square of one-bar returns, Parkinson, and the two ratios; NaN
+    # until a segment has LONG_BARS bars (the first bar has no one-bar return).
+    long_window = LONG_BARS - 1
+    out["volatility_240"] = np.sqrt(rolling(one_bar**2, long_window).mean().droplevel(0))
+    long_sq = rolling(log_range_sq, long_window).mean().droplevel(0)
+    out["park_240"] = np.sqrt(long_sq / (4.0 * math.log(2.0)))
+    long_volume = rolling(volume, long_window).mean().droplevel(0)
+    recent_volume = rolling(volume, 10).mean().droplevel(0)
+    out["volume_ratio_10_240"] = (recent_volume / long_volume).where(long_volume > 0)
+    long_flat = out["volatility_240"] < flat
+    out["volatility_240"] = out["volatility_240"].where(~long_flat, 0.0)
+    numerator = out["volatility_60"].where(out["volatility_60"] >= flat, 0.0)
+    ratio = (numerator / out["volatility_240"]).where(out["volatility_240"] >= flat)
+    out["vol_ratio_60_240"] = ratio.where(out["volatility_60"].notna())
+    for name in LONG_FEATURES:
+        out[name] = out[name].where(position >= LONG_BARS - 1)
     out = out.where(position >= WARMUP_BARS - 1)[list(FEATURE_NAMES)]
 
     forward = close.groupby(segment).shift(-HORIZON) / close - 1.0

@@ -11,6 +11,8 @@ import pytest
 from ml.data import SEGMENT_GAP, regularize
 from ml.features import (
     FEATURE_NAMES,
+    LONG_BARS,
+    LONG_FEATURES,
     MISSING_FROM_CANDLES,
     WARMUP_BARS,
     LiveFeatures,
@@ -28,9 +30,12 @@ def test_features_are_nan_before_warmup_and_defined_after(btc_bars: pd.DataFrame
 
     assert list(features.columns) == list(FEATURE_NAMES)
     assert features.iloc[: WARMUP_BARS - 1].isna().all().all()
-    defined = features.drop(columns=list(MISSING_FROM_CANDLES)).iloc[WARMUP_BARS - 1 :]
-    assert defined.notna().all().all()
+    short = features.drop(columns=[*MISSING_FROM_CANDLES, *LONG_FEATURES])
+    assert short.iloc[WARMUP_BARS - 1 :].notna().all().all()
     assert features[list(MISSING_FROM_CANDLES)].isna().all().all()
+    long = features[list(LONG_FEATURES)]
+    assert long.iloc[: LONG_BARS - 1].isna().all().all()
+    assert long.iloc[LONG_BARS - 1 :].notna().all().all()
 
 
 def test_changing_future_bars_leaves_past_feature_rows_unchanged(btc_bars: pd.DataFrame) -> None:
@@ -74,7 +79,7 @@ def test_live_features_match_batch_on_real_bars_with_a_quiet_minute(
     regular = regularize(bars)
     assert regular["filled"].sum() == 2
     batch = compute_features(regular).set_index(regular["ts"])
-    live = LiveFeatures(history_bars=WARMUP_BARS + 20)  # small buffer: exercises compaction
+    live = LiveFeatures(history_bars=LONG_BARS + 20)  # small buffer: exercises compaction
 
     compared = 0
     for bar in bars.itertuples(index=False):
@@ -87,6 +92,8 @@ def test_live_features_match_batch_on_real_bars_with_a_quiet_minute(
         got = np.array([row[name] for name in FEATURE_NAMES])
         np.testing.assert_allclose(got, expected.to_numpy(), rtol=0, atol=1e-9)
         compared += 1
+        long_defined = [not np.isnan(row[name]) for name in LONG_FEATURES]
+        assert long_defined == [live.bars_in_segment >= LONG_BARS] * len(LONG_FEATURES)
 
     assert compared == len(regular) - (WARMUP_BARS - 1) - 2
     assert live.bars_in_segment == len(regular)
@@ -199,3 +206,48 @@ def test_new_volatility_features_do_not_cross_a_data_jump(btc_bars: pd.DataFrame
     assert altered.iloc[300 : 300 + WARMUP_BARS - 1].isna().all().all()
     _assert_rows_equal(calm.iloc[after], altered.iloc[after])
     assert not np.allclose(calm.iloc[WARMUP_BARS:300], altered.iloc[WARMUP_BARS:300])
+
+
+def test_four_hour_features_match_pandas_rolling_windows(btc_bars: pd.DataFrame) -> None:
+    regular = regularize(btc_bars)
+    features = compute_features(regular)
+    window = LONG_BARS - 1  # 240 bars; the first bar has no one-bar return
+    log_return = np.log(regular["close"]).diff()
+    volatility = np.sqrt((log_return**2).rolling(window).mean())
+    log_range_sq = np.log(regular["high"] / regular["low"]) ** 2
+    park = np.sqrt(log_range_sq.rolling(window).mean() / (4 * np.log(2)))
+    volume_ratio = regular["volume"].rolling(10).mean() / regular["volume"].rolling(window).mean()
+    rows = slice(LONG_BARS - 1, None)
+
+    got = features.iloc[rows]
+    np.testing.assert_allclose(got["volatility_240"], volatility.iloc[rows], rtol=1e-9)
+    np.testing.assert_allclose(got["park_240"], park.iloc[rows], rtol=1e-9)
+    np.testing.assert_allclose(
+        got["vol_ratio_60_240"], (features["volatility_60"] / volatility).iloc[rows], rtol=1e-9
+    )
+    np.testing.assert_allclose(got["volume_ratio_10_240"], volume_ratio.iloc[rows], rtol=1e-9)
+
+
+def test_four_hour_features_are_zero_or_nan_on_flat_windows_and_respect_jumps(
+    btc_bars: pd.DataFrame,
+) -> None:
+    flat = _bars(np.zeros(LONG_BARS + 5))
+    flat[["open", "close"]] = 100.0
+    flat["volume"] = 0.0
+    quiet = compute_features(regularize(flat)).iloc[LONG_BARS - 1 :]
+    assert (quiet[["volatility_240", "park_240"]] == 0).all().all()
+    assert quiet[["vol_ratio_60_240", "volume_ratio_10_240"]].isna().all().all()
+
+    # A jump at bar 300 of 600: the second segment has its four-hour features only from its
+    # LONG_BARS-th bar, and nothing before the jump changes them.
+    bars = btc_bars.copy()
+    bars.loc[300:, "ts"] = bars.loc[300:, "ts"] + SEGMENT_GAP * 10
+    wild = bars.copy()
+    wild.loc[:299, ["high", "volume"]] *= 3.0
+    names = list(LONG_FEATURES)
+    calm = compute_features(regularize(bars))[names]
+    altered = compute_features(regularize(wild))[names]
+    assert altered.iloc[300 : 300 + LONG_BARS - 1].isna().all().all()
+    assert altered.iloc[300 + LONG_BARS - 1 :].notna().all().all()
+    _assert_rows_equal(calm.iloc[300:], altered.iloc[300:])
+    assert not np.allclose(calm.iloc[LONG_BARS:300], altered.iloc[LONG_BARS:300])
