@@ -32,10 +32,11 @@ from exchange.feed import BarClose
 from exchange.recorder import ParquetRecorder
 from exchange.upbit_ws import FeedEvent, OrderbookSnapshot, Status, Trade, UpbitWebSocket
 from ml.download import DownloadError, parse_candles
-from ml.features import WARMUP_BARS
+from ml.features import LONG_BARS
 
 log = logging.getLogger(__name__)
 CANDLES_PATH = "/v1/candles/minutes/1"
+CANDLES_PAGE = 200  # Upbit's most candles per request
 JOURNALED_FEED_EVENTS = frozenset(
     {"stale", "recovered", "disconnected", "backfill", "backfill_failed"}
 )
@@ -49,23 +50,55 @@ class LiveFeedError(RuntimeError):
 async def warmup_closes(
     http: httpx.AsyncClient, rest_url: str, markets: list[str], count: int
 ) -> list[BarClose]:
-    """Fetch each market's latest `count` 1-minute candles and return them as bar closes."""
+    """Fetch each market's latest `count` 1-minute candles and return them as bar closes.
+
+    Upbit gives at most 200 candles a request: more are fetched page by page backwards, each
+    page asking for the candles before the oldest one so far (`to`).
+    """
     frames = []
+    url = f"{rest_url.rstrip('/')}{CANDLES_PATH}"
     for market in markets:
-        url = f"{rest_url.rstrip('/')}{CANDLES_PATH}"
-        try:
-            response = await http.get(url, params={"market": market, "count": count})
-        except httpx.HTTPError as exc:
-            raise LiveFeedError(f"warm-up candles for {market}: {exc!r}") from None
-        if response.status_code != 200:
-            raise LiveFeedError(
-                f"warm-up candles for {market}: {url} answered {response.status_code}: "
-                f"{response.text[:200]}"
+        pages: list[pd.DataFrame] = []
+        remaining = count
+        before: pd.Timestamp | None = None
+        while remaining > 0:
+            asked = min(remaining, CANDLES_PAGE)
+            params: dict[str, str | int] = {"market": market, "count": asked}
+            if before is not None:
+                params["to"] = before.strftime("%Y-%m-%dT%H:%M:%SZ")
+            try:
+                response = await http.get(url, params=params)
+            except httpx.HTTPError as exc:
+                raise LiveFeedError(f"warm-up candles for {market}: {exc!r}") from None
+            if response.status_code != 200:
+                raise LiveFeedError(
+                    f"warm-up candles for {market}: {url} answered {response.status_code}: "
+                    f"{response.text[:200]}"
+                )
+            try:
+                page = parse_candles(market, response.json())
+            except (DownloadError, ValueError) as exc:
+                raise LiveFeedError(f"warm-up candles for {market}: {exc}") from None
+            if page.empty:
+                break
+            oldest = pd.Timestamp(page["ts"].iloc[0])
+            if before is not None and oldest >= before:
+                raise LiveFeedError(
+                    f"warm-up candles for {market}: asked for candles before "
+                    f"{before.isoformat()}, got one at {oldest.isoformat()}"
+                )
+            pages.append(page)
+            remaining -= len(page)
+            if len(page) < asked:
+                break  # no older candles
+            before = oldest
+        if pages:
+            frames.append(
+                pd.concat(pages[::-1], ignore_index=True)
+                .drop_duplicates("ts")
+                .sort_values("ts", kind="stable")
+                .reset_index(drop=True)
             )
-        try:
-            frames.append(parse_candles(market, response.json()))
-        except (DownloadError, ValueError) as exc:
-            raise LiveFeedError(f"warm-up candles for {market}: {exc}") from None
     candles = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
     if candles.empty:
         raise LiveFeedError(f"no warm-up candles for {markets} from {rest_url}")
@@ -225,7 +258,7 @@ async def run_live_session(
             notes.append(f"resumed {len(resumed)} interrupted run(s) from their checkpoints")
         async with httpx.AsyncClient(timeout=10.0) as http:
             warm = await warmup_closes(
-                http, settings.upbit_rest_url, list(engine.markets), min(200, WARMUP_BARS + 16)
+                http, settings.upbit_rest_url, list(engine.markets), LONG_BARS + 16
             )
         engine.warm_up(warm)
         server = server_task = None

@@ -21,7 +21,7 @@ from app.wiring import Services, open_services
 from exchange.feed import BarClose, ReplayFeed
 from exchange.rules import FEE_RATE
 from ml.data import load_candles
-from ml.features import WARMUP_BARS
+from ml.features import LONG_BARS, WARMUP_BARS
 
 ProgressCallback = Callable[[int, int, CycleResult], None]
 
@@ -131,7 +131,9 @@ async def replay(
             f"{closes[first_index - WARMUP_BARS].ts.isoformat()}: refusing to report "
             "in-sample results"
         )
-    engine.warm_up(closes[first_index - WARMUP_BARS : first_index])
+    # Up to LONG_BARS bars where the file has them, so a resumed session has the four-hour
+    # features at once, exactly as the uninterrupted one would.
+    engine.warm_up(closes[max(0, first_index - LONG_BARS) : first_index])
     durations = []
     for index, close in enumerate(to_run, start=1):
         result = await engine.on_bar_close(close)

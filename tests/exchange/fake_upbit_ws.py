@@ -414,9 +414,15 @@ class FakeUpbitWS:
             happened = [] if position is None else happened[position + 1 :]
         return [_rest_trade(t) for t in happened[:count]]
 
-    def candles(self, market: str, count: int) -> list[dict[str, Any]]:
-        """The market's history candles (before the replay), newest first, Upbit field names."""
-        rows = self.history[self.history["market"] == market].sort_values("ts").tail(count)
+    def candles(
+        self, market: str, count: int, to: pd.Timestamp | None = None
+    ) -> list[dict[str, Any]]:
+        """The market's history candles (before the replay; opened before `to` when given),
+        newest first, Upbit field names."""
+        rows = self.history[self.history["market"] == market]
+        if to is not None:
+            rows = rows[rows["ts"] < to]
+        rows = rows.sort_values("ts").tail(count)
         out = []
         for row in rows.itertuples(index=False):
             ts = pd.Timestamp(row.ts).to_pydatetime().astimezone(UTC)
@@ -456,7 +462,10 @@ class FakeUpbitWS:
                     cursor = int(query["cursor"]) if "cursor" in query else None
                     status, body = 200, self.ticks(market, count, cursor)
                 else:
-                    status, body = 200, self.candles(market, count)
+                    to = pd.Timestamp(query["to"]) if "to" in query else None
+                    if to is not None and to.tzinfo is None:
+                        to = to.tz_localize("UTC")
+                    status, body = 200, self.candles(market, count, to)
         except ValueError as exc:
             status, body = 400, {"error": {"name": "INVALID_PARAM", "message": str(exc)}}
         payload = orjson.dumps(body)

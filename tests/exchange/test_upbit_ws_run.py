@@ -8,6 +8,7 @@ history over REST.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import os
 import signal
@@ -202,3 +203,30 @@ def test_feed_settings_refuse_a_non_websocket_url_and_a_tiny_stale_timeout(
     defaults = load_settings(_env_file=None)
     assert defaults.upbit_ws_url == "wss://api.upbit.com/websocket/v1"
     assert defaults.feed_stale_after_s == 30.0
+
+
+async def test_warmup_fetches_more_than_one_page_of_candles_backwards() -> None:
+    """Upbit gives 200 candles a request; the four-hour features need LONG_BARS, so the
+    warm-up pages backwards with `to` and joins the pages without a gap or a repeat."""
+    import httpx
+
+    from app.live import warmup_closes
+    from ml.features import LONG_BARS
+
+    history = 330
+    candles = _candles(history + 5)
+    async with FakeUpbitWS(candles, history_minutes=history) as fake, httpx.AsyncClient() as http:
+        warm = await warmup_closes(http, fake.rest_url, ["KRW-BTC", "KRW-XRP"], LONG_BARS + 16)
+        everything = await warmup_closes(http, fake.rest_url, ["KRW-BTC"], 1000)
+
+    stamps = [close.ts for close in warm]
+    assert len(stamps) == LONG_BARS + 16 > 200
+    assert all(
+        later - earlier == pd.Timedelta(minutes=1) for earlier, later in itertools.pairwise(stamps)
+    )
+    assert stamps[-1] == candles["ts"].min() + pd.Timedelta(minutes=history - 1)
+    for close in warm:
+        assert set(close.bars) == {"KRW-BTC", "KRW-XRP"}
+    # Asking for more than the history holds stops at its first candle, in order.
+    first = [close.ts for close in everything]
+    assert first[0] == candles["ts"].min() and len(first) == history
