@@ -55,7 +55,11 @@ from ml.evaluate import (
     sharpe_ratio,
     win_rate,
 )
-from ml.features import FEATURE_NAMES, MISSING_FROM_CANDLES, WARMUP_BARS, compute_features
+from ml.features import (
+    WARMED_FEATURES,
+    WARMUP_BARS,
+    compute_features,
+)
 from ml.labels import make_labels
 from ml.predict import Predictor
 from ml.registry import latest_model_dir, read_meta
@@ -202,7 +206,7 @@ def score_bars(candles: pd.DataFrame, predictor: Predictor) -> pd.DataFrame:
     label = predictor.meta.get("label") or {}
     horizon = int(label.get("horizon", 10))
     threshold = float(label.get("threshold", 0.002))
-    needed = [n for n in FEATURE_NAMES if n not in MISSING_FROM_CANDLES]
+    needed = list(WARMED_FEATURES)  # the four-hour features are missing until LONG_BARS
     pieces = []
     prepared: dict[str, tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, np.ndarray]] = {}
     for market, rows in candles.groupby("market", sort=True):

@@ -65,6 +65,10 @@ LONG_FEATURES: tuple[str, ...] = (
 _LONG_WINDOW = 240
 LONG_BARS: int = _LONG_WINDOW + 1
 """Bars a segment needs before its last bar has the four-hour features too (241)."""
+WARMED_FEATURES: tuple[str, ...] = tuple(
+    n for n in FEATURE_NAMES if n not in MISSING_FROM_CANDLES and n not in LONG_FEATURES
+)
+"""Features candles give every bar from WARMUP_BARS on: a bar is warmed when all are defined."""
 
 _RETURN_LAGS = (1, 5, 10, 30, 60)
 _VOLATILITY_WINDOWS = (10, 30, 60)

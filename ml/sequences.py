@@ -8,12 +8,10 @@ import numpy as np
 import pandas as pd
 
 from ml.data import BAR, SEGMENT_GAP, regularize
-from ml.features import FEATURE_NAMES, LONG_FEATURES, MISSING_FROM_CANDLES, compute_features
+from ml.features import FEATURE_NAMES, WARMED_FEATURES, compute_features
 from ml.labels import make_labels
 
-SEQUENCE_FEATURES: tuple[str, ...] = tuple(
-    n for n in FEATURE_NAMES if n not in MISSING_FROM_CANDLES and n not in LONG_FEATURES
-)
+SEQUENCE_FEATURES: tuple[str, ...] = WARMED_FEATURES
 """Features the sequence model reads: the ones candles provide from WARMUP_BARS bars on."""
 
 

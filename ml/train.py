@@ -14,7 +14,7 @@ import pandas as pd
 from sklearn.metrics import roc_auc_score
 
 from ml.data import BAR, SEGMENT_GAP, regularize
-from ml.features import FEATURE_NAMES, MISSING_FROM_CANDLES, compute_features
+from ml.features import FEATURE_NAMES, WARMED_FEATURES, compute_features
 from ml.labels import make_labels
 from ml.registry import candles_sha256, save_model_set
 
@@ -61,7 +61,7 @@ def build_dataset(
         labels = make_labels(regular, horizon=horizon, threshold=threshold)
         piece = pd.concat([regular[["ts"]], features, labels], axis=1)
         piece.insert(0, "market", str(market))
-        warmed = features.drop(columns=list(MISSING_FROM_CANDLES)).notna().all(axis=1)
+        warmed = features[list(WARMED_FEATURES)].notna().all(axis=1)
         pieces.append(piece[warmed & labels["forward_return"].notna()])
     if not pieces:
         raise ValueError("no candles to train on")
