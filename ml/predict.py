@@ -159,6 +159,22 @@ def minute_of_day(tod_sin: float, tod_cos: float) -> int | None:
     return round(angle / (2.0 * math.pi / _MINUTES_PER_DAY)) % _MINUTES_PER_DAY
 
 
+_BATCH = 2048
+
+
+def _padded(batch: np.ndarray) -> np.ndarray:
+    """Pad a short last batch with zero sequences up to ``_BATCH``.
+
+    The float32 kernels round a row differently in batches of different sizes (by up to
+    ~5e-9 in a probability): always the same batch shape keeps a bar's score the same
+    whether the data ends right after it or runs on (the look-ahead check compares exactly).
+    """
+    if len(batch) == _BATCH:
+        return batch
+    pad = np.zeros((_BATCH - len(batch), *batch.shape[1:]), dtype=batch.dtype)
+    return np.concatenate([batch, pad])
+
+
 class FullPredictor(Predictor):
     """Score with the full set: LightGBM pair + LSTM+CNN hybrid -> stack -> per-coin calibration.
 
@@ -372,10 +388,10 @@ class FullPredictor(Predictor):
                 ok = (counts == length) & (segment[ends] == segment[ends - length + 1])
                 ends = ends[ok]
                 standardised = self._standardise(seq_values)
-                for start in range(0, len(ends), 2048):
-                    chunk = ends[start : start + 2048]
+                for start in range(0, len(ends), _BATCH):
+                    chunk = ends[start : start + _BATCH]
                     batch = standardised[chunk[:, None] + np.arange(-length + 1, 1)[None, :]]
-                    nn[chunk] = self._hybrid_probabilities(batch)
+                    nn[chunk] = self._hybrid_probabilities(_padded(batch))[: len(chunk)]
             piece = pd.DataFrame(matrix, columns=list(self.feature_names))
             piece["ts"] = pd.to_datetime(frame["ts"].to_numpy(), utc=True)
             piece["market"] = market
