@@ -14,6 +14,7 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
+from ml.features import LONG_FEATURES
 from ml.registry import FULL_KIND, MODEL_BUY_FILE, MODEL_SELL_FILE, read_meta
 from ml.stack import (
     CONTEXT_SOURCES,
@@ -203,6 +204,9 @@ class FullPredictor(Predictor):
         hybrid_meta = meta["hybrid"]
         self._hybrid = hybrid
         self._seq_names = tuple(str(n) for n in hybrid_meta["feature_names"])
+        # A row enters a sequence when its warmed features are defined; the four-hour ones may
+        # still be missing (standardised to 0, as in training).
+        self._seq_required = np.array([n not in LONG_FEATURES for n in self._seq_names])
         self._seq_mean = np.asarray(hybrid_meta["feature_mean"], dtype="float64")
         self._seq_std = np.asarray(hybrid_meta["feature_std"], dtype="float64")
         self.seq_len = int(hybrid_meta["seq_len"])
@@ -291,7 +295,7 @@ class FullPredictor(Predictor):
         standardised = self._standardise(values)
         sequence = self._sequences.setdefault(market, deque(maxlen=self.seq_len))
         last = self._last_minute.get(market)
-        if minute is None or np.isnan(values).any():
+        if minute is None or np.isnan(values[self._seq_required]).any():
             sequence.clear()
             self._last_minute.pop(market, None)
             return
@@ -375,7 +379,7 @@ class FullPredictor(Predictor):
                     raise ValueError(f"feature frame of {market} lacks {column!r}")
             matrix = _matrix(frame, self.feature_names)
             seq_values = _matrix(frame, self._seq_names)
-            warmed = ~np.isnan(seq_values).any(axis=1)
+            warmed = ~np.isnan(seq_values[:, self._seq_required]).any(axis=1)
             scored = ~np.isnan(matrix).all(axis=1)
             nn = np.full((len(frame), 2), np.nan)
             segment = frame["segment"].to_numpy()

@@ -8,11 +8,12 @@ import numpy as np
 import pandas as pd
 
 from ml.data import BAR, SEGMENT_GAP, regularize
-from ml.features import FEATURE_NAMES, WARMED_FEATURES, compute_features
+from ml.features import FEATURE_NAMES, LONG_FEATURES, WARMED_FEATURES, compute_features
 from ml.labels import make_labels
 
-SEQUENCE_FEATURES: tuple[str, ...] = WARMED_FEATURES
-"""Features the sequence model reads: the ones candles provide from WARMUP_BARS bars on."""
+SEQUENCE_FEATURES: tuple[str, ...] = WARMED_FEATURES + LONG_FEATURES
+"""Features the sequence model reads: the ones candles provide from WARMUP_BARS bars on, and
+the four-hour ones, which are missing (standardised to 0, their mean) until LONG_BARS."""
 
 
 @dataclass
@@ -44,7 +45,7 @@ def market_tables(
 ) -> list[MarketTable]:
     """Regularize each market, compute its features and labels (per segment)."""
     tables: list[MarketTable] = []
-    candle_columns = [FEATURE_NAMES.index(n) for n in SEQUENCE_FEATURES]
+    candle_columns = [FEATURE_NAMES.index(n) for n in WARMED_FEATURES]
     for market, one in candles.groupby("market", sort=True):
         regular = regularize(one.reset_index(drop=True), bar=bar, max_gap=max_gap)
         features = compute_features(regular).to_numpy(dtype="float64")

@@ -242,7 +242,7 @@ def test_live_predictions_bar_by_bar_match_the_batch_scores(
 
     live = {m: np.full((len(f), 2), np.nan) for m, f in frames.items()}
     length = min(len(f) for f in frames.values())
-    with_sequence = 0
+    with_sequence = before_long = 0
     for i in range(length):
         rows = {m: f.iloc[i].drop(["ts", "segment"]).to_dict() for m, f in frames.items()}
         if any(math.isnan(r["ret_60"]) or math.isnan(r["macd_signal"]) for r in rows.values()):
@@ -250,9 +250,13 @@ def test_live_predictions_bar_by_bar_match_the_batch_scores(
         out = predictor.predict(rows)
         for market, p in out.items():
             live[market][i] = (p.p_buy, p.p_sell)
-        with_sequence += all(len(predictor._sequences[m]) == predictor.seq_len for m in rows)
+        full = all(len(predictor._sequences[m]) == predictor.seq_len for m in rows)
+        with_sequence += full
+        # The four-hour features are missing before LONG_BARS: the sequences run on anyway.
+        before_long += full and all(math.isnan(r["volatility_240"]) for r in rows.values())
 
     assert with_sequence > 60
+    assert before_long > 30
     for market in frames:
         both = ~np.isnan(live[market][:length, 0])
         assert both.sum() > 100
