@@ -200,7 +200,7 @@ def check_unseen(meta: dict[str, Any], first_ts: datetime) -> None:
 def score_bars(candles: pd.DataFrame, predictor: Predictor) -> pd.DataFrame:
     """Features, labels and model scores of every bar, per market (the training path).
 
-    Returns market, ts, close, filled, warmed (every candle feature defined), label_buy,
+    Returns market, ts, close, filled, warmed (every WARMED_FEATURES column defined), label_buy,
     label_sell, p_buy, p_sell and the volatility feature.
     """
     label = predictor.meta.get("label") or {}

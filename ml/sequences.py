@@ -27,7 +27,7 @@ class MarketTable:
     features: np.ndarray  # (n, len(FEATURE_NAMES)) float64
     label_buy: np.ndarray  # float64, NaN where unknown
     label_sell: np.ndarray
-    warmed: np.ndarray  # bool: every candle feature defined
+    warmed: np.ndarray  # bool: every WARMED_FEATURES column defined
     bars: np.ndarray  # (n, 4) float64: high, low, close, volume
 
     def __len__(self) -> int:
