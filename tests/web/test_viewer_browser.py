@@ -15,8 +15,10 @@ import os
 import re
 import shutil
 import socket
+import sys
 import threading
 import time
+import traceback
 from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -56,9 +58,9 @@ def _missing(reason: str) -> None:
 # The models answer once the browser watches: no LLM check can finish before the viewer is
 # connected, however slow this machine is (the wait stays well inside LXA_LLM_TIMEOUT_S).
 BROWSER_WATCHING = threading.Event()
-# The sizing answer waits until the browser has shown the Ollama check's streamed text while
-# the run was still undecided: on a loaded machine the browser may otherwise receive the text,
-# the sizing and the decision in one burst and render them in one commit.
+# The sizing answer (an LLM call here) waits until the browser has shown the Ollama check's
+# streamed text while the run was still undecided: otherwise the last tokens, the sizing and
+# the decision can reach the browser in one burst and render in one commit (seen in CI).
 SIZING_MAY_ANSWER = threading.Event()
 
 
@@ -140,6 +142,9 @@ def demo(tmp_path: Path) -> Iterator[DemoServer]:
             groq_api_key="test-key",  # type: ignore[arg-type]
             groq_base_url=groq.base_url,
             ollama_host=ollama.base_url,
+            # The LLM sizes the trade, so a run stays undecided until it answers (see
+            # SIZING_MAY_ANSWER); the rule-based sizer would decide in the same instant.
+            sizing_provider="groq",
             prompts_dir=prompts_dir,
             llm_timeout_s=60.0,
         )
@@ -193,6 +198,15 @@ def demo(tmp_path: Path) -> Iterator[DemoServer]:
             SIZING_MAY_ANSWER.set()
             if thread.is_alive():
                 thread.join(30)
+
+
+def _stack_of(thread_name: str) -> str:
+    """Return where the named thread is now (for a failure message)."""
+    for thread in threading.enumerate():
+        if thread.name == thread_name and thread.ident is not None:
+            frame = sys._current_frames().get(thread.ident)
+            return "".join(traceback.format_stack(frame)[-12:]) if frame else "no frame"
+    return "not running"
 
 
 # Records what the live page shows as it changes: node statuses, LLM text, the decision.
@@ -266,7 +280,12 @@ def test_viewer_streams_runs_edits_prompts_and_replays_in_a_browser(demo: DemoSe
             except PlaywrightTimeoutError:
                 shot("no-streamed-ollama-text")
                 seen = json.dumps(page.evaluate("window.__lxa.slice(-40)"), ensure_ascii=False)
-                pytest.fail(f"no Ollama text streamed into an undecided run; last seen: {seen}")
+                pytest.fail(
+                    f"no Ollama text streamed into an undecided run; last seen: {seen}; "
+                    f"replayed: {demo.replayed.is_set()}, error: {demo.error!r}; "
+                    f"demo thread: {_stack_of('demo-session')}; "
+                    f"runs: {page.request.get(demo.url + '/api/runs?limit=15').text()[:3000]}"
+                )
             SIZING_MAY_ANSWER.set()
             assert demo.replayed.wait(60), "the replay did not finish"
             assert demo.error is None, demo.error
