@@ -62,6 +62,9 @@ BROWSER_WATCHING = threading.Event()
 # streamed text while the run was still undecided: otherwise the last tokens, the sizing and
 # the decision can reach the browser in one burst and render in one commit (seen in CI).
 SIZING_MAY_ANSWER = threading.Event()
+# Likewise the Ollama check answers once the browser has shown it running.
+OLLAMA_MAY_ANSWER = threading.Event()
+HOLDS = (SIZING_MAY_ANSWER, OLLAMA_MAY_ANSWER)
 
 
 def reviewing_model(request_json: Any) -> Text:
@@ -87,6 +90,12 @@ def reviewing_model(request_json: Any) -> Text:
     action = found.group(1) if found else "hold"
     reasoning = f"agree with {action}: the trend and the volume support it"
     return Text(json.dumps({"verdict": action, "confidence": 0.7, "reasoning": reasoning}))
+
+
+def ollama_model(request_json: Any) -> Text:
+    """The reviewing model, answering once the browser has shown the Ollama check running."""
+    OLLAMA_MAY_ANSWER.wait(30)
+    return reviewing_model(request_json)
 
 
 @dataclass
@@ -130,7 +139,7 @@ def demo(tmp_path: Path) -> Iterator[DemoServer]:
     server = DemoServer(prompts_dir=prompts_dir)
     with (
         GroqServer(default=reviewing_model) as groq,
-        OllamaServer(default=reviewing_model) as ollama,
+        OllamaServer(default=ollama_model) as ollama,
     ):
         port = _free_port()
         base = Settings(
@@ -174,10 +183,12 @@ def demo(tmp_path: Path) -> Iterator[DemoServer]:
             )
 
         BROWSER_WATCHING.set()  # no viewer to wait for in the first part
-        SIZING_MAY_ANSWER.set()
+        for hold in HOLDS:
+            hold.set()
         asyncio.run(session(QUIET_MINUTES, 0.0, serve=False))
         BROWSER_WATCHING.clear()
-        SIZING_MAY_ANSWER.clear()
+        for hold in HOLDS:
+            hold.clear()
 
         def run() -> None:
             try:
@@ -195,7 +206,8 @@ def demo(tmp_path: Path) -> Iterator[DemoServer]:
         finally:
             server.stop.set()
             BROWSER_WATCHING.set()
-            SIZING_MAY_ANSWER.set()
+            for hold in HOLDS:
+                hold.set()
             if thread.is_alive():
                 thread.join(30)
 
@@ -269,23 +281,32 @@ def test_viewer_streams_runs_edits_prompts_and_replays_in_a_browser(demo: DemoSe
             assert drawn == sorted(
                 ["ml_signal", "groq_check", "ollama_check", "sizing", "trade", "hold"]
             )
-            # The Ollama check's answer streams in while its run is still undecided.
-            try:
-                page.wait_for_function(
-                    """() => window.__lxa.some(([kind, node, decided, text]) => kind === 'text'
-                        && node === 'ollama_check' && decided.includes('running')
-                        && text.includes('agree with'))""",
-                    timeout=40_000,
-                )
-            except PlaywrightTimeoutError:
-                shot("no-streamed-ollama-text")
-                seen = json.dumps(page.evaluate("window.__lxa.slice(-40)"), ensure_ascii=False)
-                pytest.fail(
-                    f"no Ollama text streamed into an undecided run; last seen: {seen}; "
-                    f"replayed: {demo.replayed.is_set()}, error: {demo.error!r}; "
-                    f"demo thread: {_stack_of('demo-session')}; "
-                    f"runs: {page.request.get(demo.url + '/api/runs?limit=15').text()[:3000]}"
-                )
+            def wait_for(condition: str, what: str) -> None:
+                try:
+                    page.wait_for_function(condition, timeout=40_000)
+                except PlaywrightTimeoutError:
+                    shot("timed-out")
+                    seen = json.dumps(page.evaluate("window.__lxa.slice(-40)"), ensure_ascii=False)
+                    runs = page.request.get(demo.url + "/api/runs?limit=15").text()[:3000]
+                    pytest.fail(
+                        f"{what}; last seen: {seen}; replayed: {demo.replayed.is_set()}, "
+                        f"error: {demo.error!r}; demo thread: {_stack_of('demo-session')}; "
+                        f"runs: {runs}"
+                    )
+
+            # The Ollama check runs, then its answer streams in while the run is undecided.
+            wait_for(
+                """() => window.__lxa.some(([kind, node, status]) => kind === 'status'
+                    && node === 'ollama_check' && status === 'running')""",
+                "the Ollama check was never shown running",
+            )
+            OLLAMA_MAY_ANSWER.set()
+            wait_for(
+                """() => window.__lxa.some(([kind, node, decided, text]) => kind === 'text'
+                    && node === 'ollama_check' && decided.includes('running')
+                    && text.includes('agree with'))""",
+                "no Ollama text streamed into an undecided run",
+            )
             SIZING_MAY_ANSWER.set()
             assert demo.replayed.wait(60), "the replay did not finish"
             assert demo.error is None, demo.error
