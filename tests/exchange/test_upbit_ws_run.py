@@ -230,3 +230,21 @@ async def test_warmup_fetches_more_than_one_page_of_candles_backwards() -> None:
     # Asking for more than the history holds stops at its first candle, in order.
     first = [close.ts for close in everything]
     assert first[0] == candles["ts"].min() and len(first) == history
+
+
+async def test_warmup_refuses_a_page_that_does_not_go_back_in_time() -> None:
+    """A server that ignores `to` and repeats the newest page: a clear error, not a loop."""
+    import httpx
+
+    from app.live import LiveFeedError, warmup_closes
+
+    class IgnoresTo(FakeUpbitWS):
+        def candles(
+            self, market: str, count: int, to: pd.Timestamp | None = None
+        ) -> list[dict[str, Any]]:
+            return super().candles(market, count)
+
+    candles = _candles(335)
+    async with IgnoresTo(candles, history_minutes=330) as fake, httpx.AsyncClient() as http:
+        with pytest.raises(LiveFeedError, match="asked for candles before"):
+            await warmup_closes(http, fake.rest_url, ["KRW-BTC"], 300)
