@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -11,6 +12,11 @@ import pyarrow.parquet as pq
 
 REQUIRED_COLUMNS: tuple[str, ...] = ("market", "ts", "open", "high", "low", "close", "volume")
 PRICE_COLUMNS: tuple[str, ...] = ("open", "high", "low", "close", "volume")
+LIVE_COLUMNS: tuple[str, ...] = ("trade_intensity", "spread_bps")
+"""Per-bar values only a live feed has (``lxa record`` writes them with each bar; candle files
+lack them). ``load_candles`` carries them when a file has them; missing is NaN, never 0."""
+_LIVE_BOUNDS = {"trade_intensity": (-1.0, 1.0), "spread_bps": (0.0, math.inf)}
+_RECORDED_BARS = "bars"  # the folder of closed bars under an `lxa record` folder
 BAR = pd.Timedelta(minutes=1)
 SEGMENT_GAP = pd.Timedelta(minutes=30)
 
@@ -20,7 +26,9 @@ def load_candles(paths: Sequence[str | Path], markets: Sequence[str] | None = No
 
     Returns columns market, ts (UTC), open, high, low, close, volume; a (market, ts) seen in
     more than one file is kept once (the first file listed wins). A folder stands for every
-    parquet file under it.
+    parquet file under it; a folder written by ``lxa record`` stands for its recorded bars
+    (``bars/``), whose market comes from the ``market=`` folder. When any file has the
+    ``LIVE_COLUMNS`` (recorded bars do), the frame has them too, NaN for rows of files without.
     """
     if isinstance(paths, str | Path):
         paths = [paths]
@@ -29,30 +37,54 @@ def load_candles(paths: Sequence[str | Path], markets: Sequence[str] | None = No
         path = Path(raw_path)
         if not path.exists():
             raise FileNotFoundError(f"candle file not found: {path}")
-        if path.is_dir():  # a folder of part files, as `lxa download` writes them
-            found = sorted(path.glob("**/*.parquet"))
+        if path.is_dir():  # a folder of part files, as `lxa download` and `lxa record` write
+            if (path / _RECORDED_BARS).is_dir():
+                path = path / _RECORDED_BARS
+            found = sorted(p for p in path.glob("**/*.parquet") if not p.name.startswith("."))
             if not found:
                 raise FileNotFoundError(f"no parquet files under {path}")
             files.extend(found)
         else:
             files.append(path)
     frames: list[pd.DataFrame] = []
+    live_seen = False
     for path in files:
         present = set(pq.read_schema(path).names)
+        partition_market = _partition_market(path) if "market" not in present else None
         for column in REQUIRED_COLUMNS:
-            if column not in present:
+            if column not in present and not (column == "market" and partition_market):
                 raise ValueError(f"candle file {path} lacks required column {column!r}")
-        frame = pd.read_parquet(path, columns=list(REQUIRED_COLUMNS))
+        live = [c for c in LIVE_COLUMNS if c in present]
+        live_seen = live_seen or bool(live)
+        wanted = [c for c in REQUIRED_COLUMNS if c in present] + live
+        frame = pd.read_parquet(path, columns=wanted)
+        if partition_market is not None:
+            frame.insert(0, "market", partition_market)
         if markets is not None:
             frame = frame[frame["market"].isin(list(markets))]
         frame = _normalize(frame, path)
         frames.append(frame)
     if not frames:
         return _empty()
+    if live_seen:
+        frames = [f if LIVE_COLUMNS[0] in f.columns else _with_missing_live(f) for f in frames]
     candles = pd.concat(frames, ignore_index=True)
     candles = candles.drop_duplicates(subset=["market", "ts"], keep="first")
     candles = candles.sort_values(["market", "ts"], kind="stable").reset_index(drop=True)
     return candles
+
+
+def _partition_market(path: Path) -> str | None:
+    """Return the market named by a ``market=...`` folder above ``path`` (hive layout)."""
+    for parent in path.parents:
+        if parent.name.startswith("market=") and len(parent.name) > len("market="):
+            return parent.name[len("market=") :]
+    return None
+
+
+def _with_missing_live(frame: pd.DataFrame) -> pd.DataFrame:
+    """Return ``frame`` with NaN ``LIVE_COLUMNS`` (a candle file beside recorded bars)."""
+    return frame.assign(**{column: np.nan for column in LIVE_COLUMNS})
 
 
 def _empty() -> pd.DataFrame:
@@ -64,7 +96,12 @@ def _empty() -> pd.DataFrame:
 
 
 def _normalize(frame: pd.DataFrame, path: Path) -> pd.DataFrame:
-    """Coerce dtypes: market as str, ts as UTC nanoseconds, prices as float64."""
+    """Coerce dtypes: market as str, ts as UTC nanoseconds, prices as float64.
+
+    Live columns, where the file has any, become float64 with null as NaN (every live column
+    then present); a value outside its range (trade intensity in [-1, 1], spread >= 0) or
+    infinite is an error naming the file and the column.
+    """
     frame = frame.copy()
     ts = frame["ts"]
     if not isinstance(ts.dtype, pd.DatetimeTZDtype):
@@ -75,7 +112,27 @@ def _normalize(frame: pd.DataFrame, path: Path) -> pd.DataFrame:
     frame["market"] = frame["market"].astype(str)
     for column in PRICE_COLUMNS:
         frame[column] = frame[column].astype("float64")
-    return frame[list(REQUIRED_COLUMNS)]
+    if not any(column in frame.columns for column in LIVE_COLUMNS):
+        return frame[list(REQUIRED_COLUMNS)]
+    for column in LIVE_COLUMNS:
+        if column not in frame.columns:
+            frame[column] = np.nan
+            continue
+        try:
+            values = pd.to_numeric(frame[column], errors="raise").astype("float64")
+        except (TypeError, ValueError):
+            raise ValueError(f"candle file {path}: column {column!r} is not numeric") from None
+        low, high = _LIVE_BOUNDS[column]
+        known = values.dropna()
+        if not known.between(low, high).all():
+            bad = known[~known.between(low, high)].iloc[0]
+            raise ValueError(
+                f"candle file {path}: column {column!r} has {bad!r}, outside [{low}, {high}]"
+            )
+        if np.isinf(known).any():
+            raise ValueError(f"candle file {path}: column {column!r} has an infinite value")
+        frame[column] = values
+    return frame[[*REQUIRED_COLUMNS, *LIVE_COLUMNS]]
 
 
 def regularize(
@@ -88,6 +145,7 @@ def regularize(
     A jump in time larger than ``max_gap`` starts a new segment (int column ``segment``).
     Inside a segment, a missing bar is a quiet one (Upbit sends no candle when nothing
     traded): it becomes a flat bar at the previous close with volume 0 and ``filled`` True.
+    ``LIVE_COLUMNS`` in the input are kept, NaN on filled bars (nothing traded, no spread seen).
     """
     for column in ("ts", "open", "high", "low", "close", "volume"):
         if column not in frame_one_market.columns:
@@ -110,14 +168,18 @@ def regularize(
     if ts.tz is None:
         raise ValueError("regularize needs timezone-aware 'ts' (UTC)")
     ts = ts.tz_convert("UTC").as_unit("ns")
-    values = {column: frame[column].to_numpy(dtype="float64") for column in PRICE_COLUMNS}
+    live_columns = [column for column in LIVE_COLUMNS if column in frame.columns]
+    values = {
+        column: frame[column].to_numpy(dtype="float64")
+        for column in (*PRICE_COLUMNS, *live_columns)
+    }
 
     ts_ns = ts.asi8
     bar_ns = bar.value
     if len(ts_ns) == 0:
         out = pd.DataFrame(
             {"ts": pd.DatetimeIndex([], tz="UTC").as_unit("ns")}
-            | {column: np.empty(0) for column in PRICE_COLUMNS}
+            | {column: np.empty(0) for column in (*PRICE_COLUMNS, *live_columns)}
         )
         out["segment"] = np.empty(0, dtype="int64")
         out["filled"] = np.empty(0, dtype=bool)
@@ -164,6 +226,10 @@ def regularize(
                 "volume": volume,
             }
         )
+        for column in live_columns:
+            live = np.full(length, np.nan)
+            live[steps] = values[column][start:end]
+            piece[column] = live
         piece["segment"] = np.int64(segment)
         piece["filled"] = ~have
         pieces.append(piece)

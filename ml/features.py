@@ -17,7 +17,7 @@ import numba
 import numpy as np
 import pandas as pd
 
-from ml.data import BAR, SEGMENT_GAP
+from ml.data import BAR, LIVE_COLUMNS, SEGMENT_GAP
 
 FEATURE_NAMES: tuple[str, ...] = (
     "ret_1",
@@ -49,8 +49,10 @@ FEATURE_NAMES: tuple[str, ...] = (
     "vol_ratio_60_240",
     "volume_ratio_10_240",
 )
-# Features candles cannot provide (they need ticks or the orderbook): always NaN here.
+# Features candles cannot provide (they need ticks or the orderbook): NaN from candles; the
+# bar's own value where the bars were recorded live (``ml.data.LIVE_COLUMNS``, the same names).
 MISSING_FROM_CANDLES: tuple[str, ...] = ("trade_intensity", "spread_bps")
+assert MISSING_FROM_CANDLES == LIVE_COLUMNS
 # Four-hour features: NaN until a segment has LONG_BARS bars (after WARMUP_BARS), so a model
 # must accept them as missing. Measured on validation windows inside the training data (Upbit
 # 2025-09-14..17, LightGBM trained on earlier Upbit and Binance bars): the margin of the
@@ -427,11 +429,12 @@ def _rows(
         minute = minute_of_day[i]
         out[i, 16] = tod_sin[minute]
         out[i, 17] = tod_cos[minute]
-        out[i, 18] = np.nan  # trade_intensity, spread_bps: missing (NaN, never zero)
-        out[i, 19] = np.nan
+        out[i, 18] = np.nan  # trade_intensity, spread_bps: missing here (NaN, never zero);
+        out[i, 19] = np.nan  # compute_features / LiveFeatures copy in a recorded bar's values
 
 
 _CHUNK = 4096
+_LIVE_SLOTS = [FEATURE_NAMES.index(name) for name in MISSING_FROM_CANDLES]
 
 
 @numba.njit(cache=True, parallel=True)
@@ -557,7 +560,8 @@ def compute_features(frame_one_market: pd.DataFrame) -> pd.DataFrame:
 
     Rows with fewer than ``WARMUP_BARS`` bars of their segment behind them (themselves
     included) are all NaN; rows with fewer than ``LONG_BARS`` have NaN ``LONG_FEATURES``.
-    The result is indexed like the input.
+    ``trade_intensity`` and ``spread_bps`` are the frame's own columns of those names where it
+    has them (recorded bars), else NaN. The result is indexed like the input.
     """
     frame = frame_one_market
     for column in ("ts", "open", "high", "low", "close", "volume", "segment"):
@@ -604,6 +608,11 @@ def compute_features(frame_one_market: pd.DataFrame) -> pd.DataFrame:
             out,
             parallel=True,
         )
+        warmed = position >= _FIRST_ROW
+        for name in MISSING_FROM_CANDLES:
+            if name in frame.columns:
+                values = frame[name].to_numpy(dtype="float64")
+                out[:, FEATURE_NAMES.index(name)] = np.where(warmed, values, np.nan)
     return pd.DataFrame(out, index=frame.index, columns=list(FEATURE_NAMES), copy=False)
 
 
@@ -611,8 +620,10 @@ class LiveFeatures:
     """Keep one market's recent bars and give the feature row of the newest bar.
 
     Applies the rules of ``ml.data.regularize`` as bars arrive: a missing bar up to
-    ``max_gap`` away is filled flat (previous close, volume 0); a longer jump starts a new
-    segment and forgets the history. A bar with the same ts as the newest replaces it.
+    ``max_gap`` away is filled flat (previous close, volume 0, no live values); a longer jump
+    starts a new segment and forgets the history. A bar with the same ts as the newest
+    replaces it. A live bar's ``trade_intensity`` and ``spread_bps`` (NaN when not given)
+    become its row's values, as ``compute_features`` takes them from recorded bars.
     """
 
     def __init__(
@@ -631,7 +642,8 @@ class LiveFeatures:
         if self._bar_s <= 0 or self._max_gap_s < self._bar_s:
             raise ValueError("bar must be positive and max_gap at least one bar")
         capacity = 2 * self._history
-        self._data = np.empty((6, capacity), dtype="float64")  # o, h, l, c, v, minute
+        # o, h, l, c, v, minute, trade_intensity, spread_bps
+        self._data = np.empty((6 + len(MISSING_FROM_CANDLES), capacity), dtype="float64")
         self._size = 0
         self._segment_bars = 0
         self._last_ts_s: int | None = None
@@ -657,7 +669,16 @@ class LiveFeatures:
         self._last_ts_s = None
         self._cache_valid = False
 
-    def _push(self, ts_s: int, o: float, h: float, lo: float, c: float, v: float) -> None:
+    def _push(
+        self,
+        ts_s: int,
+        o: float,
+        h: float,
+        lo: float,
+        c: float,
+        v: float,
+        live: tuple[float, float] = (math.nan, math.nan),
+    ) -> None:
         """Append one bar to the buffer, compacting it when full."""
         data = self._data
         if self._size == data.shape[1]:
@@ -671,6 +692,7 @@ class LiveFeatures:
         data[3, i] = c
         data[4, i] = v
         data[5, i] = (ts_s // 60) % _MINUTES_PER_DAY
+        data[6, i], data[7, i] = live
         self._size = i + 1
         self._segment_bars += 1
         self._last_ts_s = ts_s
@@ -683,10 +705,14 @@ class LiveFeatures:
         low: float,
         close: float,
         volume: float,
+        *,
+        trade_intensity: float = math.nan,
+        spread_bps: float = math.nan,
     ) -> None:
-        """Add the bar that opened at ``ts`` (timezone-aware)."""
+        """Add the bar that opened at ``ts`` (timezone-aware), with its live values if any."""
         if ts.tzinfo is None:
             raise ValueError("ts must be timezone-aware (UTC)")
+        live = (float(trade_intensity), float(spread_bps))
         ts_s = int(ts.timestamp())
         last = self._last_ts_s
         self._cache_valid = False
@@ -700,6 +726,7 @@ class LiveFeatures:
                 data[2, i] = low
                 data[3, i] = close
                 data[4, i] = volume
+                data[6, i], data[7, i] = live
                 return
             if step < 0:
                 raise ValueError(
@@ -722,7 +749,7 @@ class LiveFeatures:
                         previous_close,
                         0.0,
                     )
-        self._push(ts_s, float(open), float(high), float(low), float(close), float(volume))
+        self._push(ts_s, float(open), float(high), float(low), float(close), float(volume), live)
 
     def latest(self) -> dict[str, float] | None:
         """Return the feature row of the newest bar, or None until warmed up."""
@@ -737,6 +764,7 @@ class LiveFeatures:
             bars = min(self._segment_bars, LONG_BARS)
             window = self._data[:, end - bars : end]
             row = _kernel(window[0], window[1], window[2], window[3], window[4], window[5])[-1]
+            row[_LIVE_SLOTS] = self._data[6:, end - 1]
             self._cached = dict(zip(FEATURE_NAMES, row.tolist(), strict=True))
         self._cache_valid = True
         return None if self._cached is None else dict(self._cached)

@@ -32,7 +32,7 @@ from ml.features import FEATURE_NAMES
 from ml.models import AutoencoderConfig, HybridConfig
 from ml.predict import BASE_LOG_ABS_RETURN, BASE_PROBABILITY, base_score
 from ml.registry import FULL_KIND, candles_sha256, save_model_set
-from ml.sequences import SEQUENCE_FEATURES, MarketTable, market_tables, sequence_ends
+from ml.sequences import MarketTable, market_tables, sequence_ends, sequence_features
 from ml.stack import (
     LINEAR_STACK_INPUTS,
     LinearStacker,
@@ -270,6 +270,9 @@ def train_full(
 
     # 2. LSTM+CNN hybrid on sequences ending in the base window.
     seq_len = config.hybrid.model.seq_len
+    base_rows = [m["base"] & u for m, u in zip(masks, usable, strict=True)]
+    # Recorded bars add trade_intensity and spread_bps to what the hybrid reads.
+    seq_names = sequence_features(tables, base_rows)
     hybrid_config = HybridTrainConfig(
         **{
             k: getattr(config.hybrid, k)
@@ -283,12 +286,10 @@ def train_full(
             )
         },
         seed=config.seed,
-        model=HybridConfig(
-            **(config.hybrid.model.to_json() | {"n_features": len(SEQUENCE_FEATURES)})
-        ),
+        model=HybridConfig(**(config.hybrid.model.to_json() | {"n_features": len(seq_names)})),
     )
-    mean, std = feature_stats(tables, [m["base"] & u for m, u in zip(masks, usable, strict=True)])
-    data = SequenceData.build(tables, mean, std)
+    mean, std = feature_stats(tables, base_rows, seq_names)
+    data = SequenceData.build(tables, mean, std, seq_names)
     all_ends = [sequence_ends(t, seq_len, labelled=False) for t in tables]
     labelled_ends = [e[~np.isnan(t.label_buy[e])] for t, e in zip(tables, all_ends, strict=True)]
     train_ends = data.ends([e[m["base"][e]] for e, m in zip(labelled_ends, masks, strict=True)])
@@ -406,7 +407,7 @@ def train_full(
 
     # 7. Save.
     hybrid_meta = {
-        "feature_names": list(SEQUENCE_FEATURES),
+        "feature_names": list(seq_names),
         "feature_mean": [float(v) for v in mean],
         "feature_std": [float(v) for v in std],
         "seq_len": seq_len,

@@ -14,7 +14,7 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-from ml.features import LONG_FEATURES
+from ml.features import WARMED_FEATURES
 from ml.registry import FULL_KIND, MODEL_BUY_FILE, MODEL_SELL_FILE, read_meta
 from ml.stack import (
     CONTEXT_SOURCES,
@@ -204,9 +204,9 @@ class FullPredictor(Predictor):
         hybrid_meta = meta["hybrid"]
         self._hybrid = hybrid
         self._seq_names = tuple(str(n) for n in hybrid_meta["feature_names"])
-        # A row enters a sequence when its warmed features are defined; the four-hour ones may
-        # still be missing (standardised to 0, as in training).
-        self._seq_required = np.array([n not in LONG_FEATURES for n in self._seq_names])
+        # A row enters a sequence when its warmed features are defined; the four-hour and the
+        # live-only ones may still be missing (standardised to 0, as in training).
+        self._seq_required = np.array([n in WARMED_FEATURES for n in self._seq_names])
         self._seq_mean = np.asarray(hybrid_meta["feature_mean"], dtype="float64")
         self._seq_std = np.asarray(hybrid_meta["feature_std"], dtype="float64")
         self.seq_len = int(hybrid_meta["seq_len"])

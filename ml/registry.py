@@ -17,6 +17,8 @@ import lightgbm as lgb
 import numpy as np
 import pandas as pd
 
+from ml.data import LIVE_COLUMNS
+
 KIND = "lightgbm-quick"
 FULL_KIND = "full-stack"
 """A full model set: LightGBM pair, LSTM+CNN hybrid, stackers calibrated per coin, autoencoder."""
@@ -40,12 +42,17 @@ META_FIELDS: tuple[str, ...] = (
 
 
 def candles_sha256(candles: pd.DataFrame) -> str:
-    """Return the sha256 of the market, ts and OHLCV values of a candle frame, in row order."""
+    """Return the sha256 of the market, ts and OHLCV values of a candle frame, in row order.
+
+    A frame with recorded live columns (``ml.data.LIVE_COLUMNS``) has them hashed too; a
+    candle-only frame hashes as it always has.
+    """
     digest = hashlib.sha256()
     digest.update("\x1f".join(candles["market"].astype(str)).encode())
     ts = pd.DatetimeIndex(candles["ts"]).tz_convert("UTC").as_unit("ns").asi8
     digest.update(np.ascontiguousarray(ts, dtype="<i8").tobytes())
-    for column in ("open", "high", "low", "close", "volume"):
+    live = [column for column in LIVE_COLUMNS if column in candles.columns]
+    for column in ("open", "high", "low", "close", "volume", *live):
         values = candles[column].to_numpy(dtype="float64")
         digest.update(np.ascontiguousarray(values, dtype="<f8").tobytes())
     return digest.hexdigest()

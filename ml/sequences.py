@@ -2,18 +2,42 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
 from ml.data import BAR, SEGMENT_GAP, regularize
-from ml.features import FEATURE_NAMES, LONG_FEATURES, WARMED_FEATURES, compute_features
+from ml.features import (
+    FEATURE_NAMES,
+    LONG_FEATURES,
+    MISSING_FROM_CANDLES,
+    WARMED_FEATURES,
+    compute_features,
+)
 from ml.labels import make_labels
 
 SEQUENCE_FEATURES: tuple[str, ...] = WARMED_FEATURES + LONG_FEATURES
 """Features the sequence model reads: the ones candles provide from WARMUP_BARS bars on, and
 the four-hour ones, which are missing (standardised to 0, their mean) until LONG_BARS."""
+
+
+def sequence_features(tables: Sequence[MarketTable], rows: Sequence[np.ndarray]) -> tuple[str, ...]:
+    """Return SEQUENCE_FEATURES plus the live-only features that the given rows have.
+
+    ``trade_intensity`` and ``spread_bps`` join when any of ``rows`` (the training rows, one
+    mask or index array per table) has a value: bars recorded live carry them, candles never.
+    """
+    live = tuple(
+        name
+        for name in MISSING_FROM_CANDLES
+        if any(
+            np.isfinite(t.features[r, FEATURE_NAMES.index(name)]).any()
+            for t, r in zip(tables, rows, strict=True)
+        )
+    )
+    return SEQUENCE_FEATURES + live
 
 
 @dataclass

@@ -17,7 +17,10 @@ from ml.features import FEATURE_NAMES
 from ml.models import AutoencoderConfig, HybridConfig, HybridSignalNet, WindowAutoencoder
 from ml.sequences import SEQUENCE_FEATURES, MarketTable, gather_sequences
 
-_SEQ_COLUMNS = [FEATURE_NAMES.index(n) for n in SEQUENCE_FEATURES]
+
+def _columns(names: Sequence[str]) -> list[int]:
+    """Return the FEATURE_NAMES columns of the sequence features ``names``."""
+    return [FEATURE_NAMES.index(n) for n in names]
 
 
 def set_seed(seed: int) -> None:
@@ -56,17 +59,20 @@ class SequenceData:
 
     @classmethod
     def build(
-        cls, tables: Sequence[MarketTable], mean: np.ndarray, std: np.ndarray
+        cls,
+        tables: Sequence[MarketTable],
+        mean: np.ndarray,
+        std: np.ndarray,
+        names: Sequence[str] = SEQUENCE_FEATURES,
     ) -> SequenceData:
-        """Standardise every table's sequence features and stack them."""
+        """Standardise every table's sequence features (``names``) and stack them."""
+        columns = _columns(names)
         offsets: list[int] = []
         start = 0
         for table in tables:
             offsets.append(start)
             start += len(table)
-        matrix = np.concatenate(
-            [standardise(t.features[:, _SEQ_COLUMNS], mean, std) for t in tables]
-        )
+        matrix = np.concatenate([standardise(t.features[:, columns], mean, std) for t in tables])
         labels = np.concatenate(
             [np.column_stack([t.label_buy, t.label_sell]) for t in tables]
         ).astype("float32")
@@ -80,12 +86,13 @@ class SequenceData:
 
 
 def feature_stats(
-    tables: Sequence[MarketTable], rows: Sequence[np.ndarray]
+    tables: Sequence[MarketTable],
+    rows: Sequence[np.ndarray],
+    names: Sequence[str] = SEQUENCE_FEATURES,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Return the mean and standard deviation of the sequence features over the given rows."""
-    stacked = np.concatenate(
-        [t.features[r][:, _SEQ_COLUMNS] for t, r in zip(tables, rows, strict=True)]
-    )
+    columns = _columns(names)
+    stacked = np.concatenate([t.features[r][:, columns] for t, r in zip(tables, rows, strict=True)])
     mean = np.nanmean(stacked, axis=0)
     std = np.nanstd(stacked, axis=0)
     std = np.where(std > 1e-12, std, 1.0)
