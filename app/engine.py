@@ -114,8 +114,6 @@ class Engine:
     protections: dict[str, Protection] = field(init=False, default_factory=dict)
     protection_retry_s: float = 10.0
     _protection_retry_at: dict[str, datetime] = field(init=False, default_factory=dict)
-    # trade_intensity / spread_bps of the latest live bar per market (absent on candle replays)
-    live_features: dict[str, dict[str, float]] = field(init=False, default_factory=dict)
     recent_results: list[float] = field(init=False, default_factory=list)
     _lock: asyncio.Lock = field(init=False, default_factory=asyncio.Lock)
     _manual_runs: int = field(init=False, default=0)
@@ -149,7 +147,7 @@ class Engine:
                     if self.watchdog is not None:
                         for ts, price, volume in bar_to_ticks(bar):
                             self.watchdog.on_tick(market, _ms(ts), price, volume)
-                    self._apply_bar(market, bar)
+                    self._apply_bar(market, bar, _live_values(close, market))
                     if self.watchdog is not None:  # fills the autoencoder's window only
                         self.watchdog.on_bar(
                             market, bar.ts, bar.open, bar.high, bar.low, bar.close, bar.volume
@@ -158,9 +156,12 @@ class Engine:
             count += 1
         return count
 
-    def _apply_bar(self, market: str, bar: Bar) -> None:
+    def _apply_bar(self, market: str, bar: Bar, live: dict[str, float]) -> None:
+        """Mark the bar and add it to the market's features (``live``: its live-only values)."""
         self.paper.on_bar(bar)
-        self.features[market].update(bar.ts, bar.open, bar.high, bar.low, bar.close, bar.volume)
+        self.features[market].update(
+            bar.ts, bar.open, bar.high, bar.low, bar.close, bar.volume, **live
+        )
         self.closes[market] = bar.close
         self.recent_closes[market].append(bar.close)
 
@@ -173,15 +174,13 @@ class Engine:
         async with self._lock:
             await self._sync_control(close.ts)
             live = close.live if isinstance(close, LiveBarClose) else None
-            if live is not None:
-                self.live_features = {m: f.as_features() for m, f in live.items()}
             for market, bar in close.bars.items():
                 if market not in self.features:
                     continue
                 if live is None:
                     for ts, price, volume in bar_to_ticks(bar):
                         await self.on_tick(market, ts, price, volume)
-                self._apply_bar(market, bar)
+                self._apply_bar(market, bar, _live_values(close, market))
                 if self.watchdog is not None:
                     trigger = self.watchdog.on_bar(
                         market, bar.ts, bar.open, bar.high, bar.low, bar.close, bar.volume
@@ -544,10 +543,6 @@ class Engine:
             if market not in self.closes or (only is not None and market != only):
                 continue
             row = self.features[market].latest()
-            if row is not None:  # live-only slots (NaN from candles) from the latest live bar
-                row.update(
-                    (k, v) for k, v in self.live_features.get(market, {}).items() if k in row
-                )
             snapshots[market] = {
                 "close": self.closes[market],
                 # JSON-friendly state: a missing feature is None, never NaN.
@@ -968,3 +963,10 @@ def _decimal_or_none(value: Any) -> Decimal | None:
 
 def _str_or_none(value: Decimal | None) -> str | None:
     return None if value is None else str(value)
+
+
+def _live_values(close: BarClose, market: str) -> dict[str, float]:
+    """Return a bar's trade_intensity and spread_bps: live, replayed from a recording, or none."""
+    if isinstance(close, LiveBarClose) and market in close.live:
+        return close.live[market].as_features()
+    return dict(close.live_values.get(market, {}))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
@@ -13,6 +13,9 @@ import pandas as pd
 from exchange.types import Bar
 
 _COLUMNS = ("market", "ts", "open", "high", "low", "close", "volume")
+# Live-only values that bars recorded by `lxa record` carry (the ML feature slots of the same
+# names, `ml.data.LIVE_COLUMNS`); a replay hands them on with each bar.
+LIVE_VALUE_COLUMNS = ("trade_intensity", "spread_bps")
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
@@ -21,11 +24,13 @@ class BarClose:
     """The bars that closed together: `ts` is their OPEN time (UTC).
 
     A market with no candle that minute (Upbit emits none for a minute without trades) is
-    simply absent from `bars`.
+    simply absent from `bars`. `live_values` holds, per market, the live-only feature values
+    a replayed recording has (`LIVE_VALUE_COLUMNS`; NaN where missing); candles have none.
     """
 
     ts: datetime
     bars: dict[str, Bar]
+    live_values: dict[str, dict[str, float]] = field(default_factory=dict)
 
 
 TICK_OFFSETS_S = (0, 15, 30, 59)
@@ -55,7 +60,8 @@ class ReplayFeed:
     `start` skips minutes before it; `minutes` caps how many bar closes are yielded;
     `pace_seconds` sleeps between bar closes (0 replays at full speed, still yielding control
     to the event loop once per bar). Within a minute, bars are ordered by market name; if a
-    market has two candles for one minute, the later row wins.
+    market has two candles for one minute, the later row wins. Candles with the
+    `LIVE_VALUE_COLUMNS` (recorded bars) give each close their `live_values`.
     """
 
     def __init__(
@@ -89,6 +95,13 @@ class ReplayFeed:
         self._low: list[float] = candles["low"].to_numpy(dtype=np.float64)[order].tolist()
         self._close: list[float] = candles["close"].to_numpy(dtype=np.float64)[order].tolist()
         self._volume: list[float] = candles["volume"].to_numpy(dtype=np.float64)[order].tolist()
+        live_columns = [c for c in LIVE_VALUE_COLUMNS if c in candles.columns]
+        self._live: list[dict[str, float]] | None = None
+        if live_columns:
+            values = {c: candles[c].to_numpy(dtype=np.float64)[order] for c in live_columns}
+            self._live = [
+                {c: float(values[c][row]) for c in live_columns} for row in range(len(order))
+            ]
 
         # Row ranges [bounds[i], bounds[i + 1]) hold the candles of the i-th distinct minute.
         minute_us, first_row = np.unique(self._ts_us, return_index=True)
@@ -122,6 +135,7 @@ class ReplayFeed:
         """Build the `BarClose` of the index-th minute from its row range."""
         ts = _EPOCH + timedelta(microseconds=minute_us)
         bars: dict[str, Bar] = {}
+        live_values: dict[str, dict[str, float]] = {}
         for row in range(self._bounds[index], self._bounds[index + 1]):
             market = self._markets[row]
             bars[market] = Bar(
@@ -133,4 +147,6 @@ class ReplayFeed:
                 close=self._close[row],
                 volume=self._volume[row],
             )
-        return BarClose(ts=ts, bars=bars)
+            if self._live is not None:
+                live_values[market] = self._live[row]
+        return BarClose(ts=ts, bars=bars, live_values=live_values)

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import math
 from decimal import Decimal
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from app.engine import Protection
-from app.session import ReplayError, replay
+from app.session import ReplayError, collect_closes, replay
 from app.settings import Settings
-from app.wiring import open_services
-from exchange.feed import BarClose
+from app.wiring import BUNDLED_CANDLES, open_services
+from exchange.feed import LIVE_VALUE_COLUMNS, BarClose
+from ml.data import LIVE_COLUMNS, load_candles
 from ml.features import WARMUP_BARS
 
 
@@ -230,3 +233,31 @@ async def test_manual_evaluation_returns_at_once_and_the_run_is_journaled(
 
         decision = services.journal.get_decision(run_id)
         assert decision is not None and decision["trigger"] == "manual"
+
+
+async def test_a_replayed_recording_hands_its_live_values_to_the_model(
+    settings: Settings, tmp_path: Path
+) -> None:
+    # Real bundled candles with SYNTHETIC live values (no recording exists yet), as a folder
+    # of `lxa record` bars would load: the engine must see them as the batch features do.
+    candles = load_candles([BUNDLED_CANDLES])
+    rows = np.arange(len(candles))
+    candles["trade_intensity"] = np.linspace(-0.9, 0.9, len(candles))
+    candles["spread_bps"] = np.where(rows % 5 == 0, np.nan, 0.5 + (rows % 7) / 10)
+    closes = await collect_closes(candles)
+    async with open_services(
+        settings, session_id="t9", account_path=tmp_path / "acct.json"
+    ) as services:
+        await replay(services, closes, minutes=3, pace_seconds=0)
+        last = services.journal.list_decisions(session_id="t9", limit=1)[0]
+
+    assert LIVE_VALUE_COLUMNS == LIVE_COLUMNS  # the replay hands on what the loader reads
+    bar = closes[WARMUP_BARS + 2]
+    assert last["run_id"] == "t9-" + bar.ts.strftime("%Y%m%dT%H%MZ")
+    seen = last["ml"]["features"]
+    assert set(bar.live_values) == set(seen) == set(settings.markets)
+    for market, values in bar.live_values.items():
+        for name, value in values.items():
+            expected = None if math.isnan(value) else value
+            assert seen[market][name] == expected, (market, name)
+    assert any(seen[m]["spread_bps"] is not None for m in seen)

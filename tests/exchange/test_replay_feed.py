@@ -218,3 +218,21 @@ async def test_replaying_real_upbit_candles_through_the_paper_exchange() -> None
     (fill,) = (await exchange.get_order("real-b1")).fills  # type: ignore[union-attr]
     assert account.krw == Decimal(10_000_000) - fill.funds - fill.fee
     assert fill.funds <= Decimal(1_000_000)
+
+
+async def test_recorded_live_values_ride_along_and_candles_have_none() -> None:
+    candles = synthetic_candles(3)
+    recorded = candles.assign(
+        trade_intensity=np.linspace(-0.5, 0.5, len(candles)), spread_bps=np.nan
+    )
+
+    plain = await collect(ReplayFeed(candles))
+    replayed = await collect(ReplayFeed(recorded.sample(frac=1.0, random_state=3)))
+
+    assert all(close.live_values == {} for close in plain)
+    for close in replayed:
+        assert set(close.live_values) == set(close.bars)
+        for market, values in close.live_values.items():
+            row = recorded[(recorded["market"] == market) & (recorded["ts"] == close.ts)].iloc[0]
+            assert values["trade_intensity"] == row["trade_intensity"]
+            assert np.isnan(values["spread_bps"])
