@@ -22,6 +22,7 @@ from typing import Any, Literal, Protocol
 from langchain_core.messages import BaseMessage, HumanMessage, SystemMessage
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from nodes.grammar_schema import grammar_problems, grammar_safe_schema
 from nodes.review import (
     ReviewRequest,
     SizingProposal,
@@ -107,6 +108,9 @@ def _number(value: Any, *, percent_means_fraction: bool) -> float | None:
     return number
 
 
+_REASONING = "One or two short sentences."
+
+
 class VerdictAnswer(BaseModel):
     """The JSON a reviewer must answer with."""
 
@@ -114,7 +118,7 @@ class VerdictAnswer(BaseModel):
 
     verdict: Literal["buy", "sell", "hold"]
     confidence: float = Field(default=0.5, ge=0.0, le=1.0)
-    reasoning: str = Field(default="", max_length=4000)
+    reasoning: str = Field(default="", max_length=4000, description=_REASONING)
     risks: list[str] = Field(default_factory=list)
 
     @field_validator("verdict", mode="before")
@@ -160,7 +164,7 @@ class SizingAnswer(BaseModel):
     take_profit_pct: float | None = None
     max_loss_acceptable: float | None = None
     take_profit_target: float | None = None
-    reasoning: str = Field(default="", max_length=4000)
+    reasoning: str = Field(default="", max_length=4000, description=_REASONING)
 
     @field_validator("investment_ratio", mode="before")
     @classmethod
@@ -193,6 +197,31 @@ class SizingAnswer(BaseModel):
         if stop is None or take is None:
             raise LLMOutputError("the answer gives no stop-loss or no take-profit")
         return abs(stop), abs(take)
+
+
+# Every model an answer is parsed into. Each one's schema goes to the providers (Ollama's
+# `format`), so each must compile into a llama.cpp grammar: tests walk this tuple, and the
+# provider refuses a model that is not in it.
+ANSWER_MODELS: tuple[type[BaseModel], ...] = (VerdictAnswer, SizingAnswer)
+
+
+class AnswerSchemaError(ValueError):
+    """An answer model is not registered, or its schema cannot be compiled into a grammar."""
+
+
+def answer_wire_schema(model: type[BaseModel]) -> dict[str, Any]:
+    """The JSON schema sent for `model`: grammar-safe, its large bounds in descriptions."""
+    if model not in ANSWER_MODELS:
+        raise AnswerSchemaError(
+            f"{model.__name__} is not in ANSWER_MODELS; register it so its schema is checked"
+        )
+    schema = grammar_safe_schema(model)
+    problems = grammar_problems(schema)
+    if problems:
+        raise AnswerSchemaError(
+            f"the {model.__name__} schema cannot be compiled by llama.cpp: " + "; ".join(problems)
+        )
+    return schema
 
 
 # Calls, cache and breaker -----------------------------------------------------------------
@@ -319,8 +348,17 @@ def _retry_after_s(exc: BaseException) -> float | None:
     return max(0.0, when.timestamp() - time.time())
 
 
+_SCHEMA_REFUSALS = ("required for format", "invalid json schema", "failed to parse grammar")
+
+
 def is_retryable(exc: BaseException) -> bool:
-    """429, 5xx, timeouts and connection failures are worth another try; nothing else is."""
+    """429, 5xx, timeouts and connection failures are worth another try; nothing else is.
+
+    Ollama answers 500 when it cannot compile the `format` schema into a grammar; the same
+    schema fails the same way again, so that one is not retried.
+    """
+    if any(refusal in str(exc).lower() for refusal in _SCHEMA_REFUSALS):
+        return False
     code = _status_code(exc)
     if code is not None:
         return code == 429 or code >= 500
@@ -354,7 +392,7 @@ class ChatProvider:
 
     def _runnable(self, schema: type[BaseModel]) -> Any:
         if schema.__name__ not in self._runnables:
-            self._runnables[schema.__name__] = self.factory(schema.model_json_schema())
+            self._runnables[schema.__name__] = self.factory(answer_wire_schema(schema))
         return self._runnables[schema.__name__]
 
     async def complete(
@@ -444,11 +482,13 @@ class ChatProvider:
             _take_message(message, call)
             if on_token is not None and call.raw:
                 on_token(call.raw)
+            _raise_if_cut_at_token_cap(message, call)
             return
         merged = None
         async for chunk in runnable.astream(messages):
             merged = chunk if merged is None else merged + chunk
             text = _text_of(chunk)
+            call.raw += text  # kept as far as it got if the timeout cuts the stream
             if text and on_token is not None:
                 on_token(text)
         if merged is None:
@@ -458,6 +498,7 @@ class ChatProvider:
             # Both clients return a stream cut short without its terminator as if it were
             # complete; only the missing finish reason tells.
             raise LLMOutputError(f"the stream ended before the model finished: {call.raw[:80]!r}")
+        _raise_if_cut_at_token_cap(merged, call)
 
 
 def _text_of(message: Any) -> str:
@@ -476,6 +517,15 @@ def _finished(message: Any) -> bool:
     return bool(
         metadata.get("done_reason") or metadata.get("finish_reason") or metadata.get("done")
     )
+
+
+def _raise_if_cut_at_token_cap(message: Any, call: LLMCall) -> None:
+    """A model stopped by the token cap (Ollama num_predict, Groq max_tokens) has no answer."""
+    metadata = getattr(message, "response_metadata", {}) or {}
+    if "length" in (metadata.get("done_reason"), metadata.get("finish_reason")):
+        raise LLMOutputError(
+            f"the answer reached the token cap before it ended: {call.raw[-80:]!r}"
+        )
 
 
 def _take_message(message: Any, call: LLMCall) -> None:

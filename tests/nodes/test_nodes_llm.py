@@ -48,6 +48,7 @@ from nodes.llm import (
     SizingAnswer,
     VerdictAnswer,
     _retry_after_s,
+    answer_wire_schema,
     cache_key,
     extract_json,
     is_retryable,
@@ -1063,7 +1064,7 @@ def test_cache_key_changes_with_provider_model_prompt_or_input(
     assert cache_key("groq", MODEL, "p@1", "x") != cache_key(*changed)
 
 
-async def test_factory_builds_one_runnable_per_schema_from_its_json_schema() -> None:
+async def test_factory_builds_one_runnable_per_schema_from_its_grammar_safe_schema() -> None:
     runnable = StandInRunnable([AGREE_BUY])
     provider, _ = make_provider(runnable)
     factory = provider.factory
@@ -1074,7 +1075,7 @@ async def test_factory_builds_one_runnable_per_schema_from_its_json_schema() -> 
     await provider.complete(rendered_review(), SizingAnswer)
 
     schemas: list[type[BaseModel]] = [VerdictAnswer, SizingAnswer]
-    assert factory.schemas == [s.model_json_schema() for s in schemas]
+    assert factory.schemas == [answer_wire_schema(s) for s in schemas]
 
 
 # Through the graph ---------------------------------------------------------------------------
