@@ -48,6 +48,7 @@ def groq_provider(settings: Settings, cache: ResponseCache | None) -> ChatProvid
             temperature=0.0,
             max_retries=0,  # retries, backoff and the breaker are ours
             timeout=settings.llm_timeout_s,
+            max_tokens=settings.groq_max_tokens,
         )
         return chat.bind(response_format={"type": "json_object"})
 
@@ -55,7 +56,12 @@ def groq_provider(settings: Settings, cache: ResponseCache | None) -> ChatProvid
 
 
 def ollama_provider(settings: Settings, cache: ResponseCache | None) -> ChatProvider:
-    """Ollama through `langchain-ollama`, with the answer's JSON schema as `format`, streamed."""
+    """Ollama through `langchain-ollama`, with the answer's JSON schema as `format`, streamed.
+
+    The schema is the grammar-safe one (`nodes.llm.answer_wire_schema`); `num_predict` caps
+    the tokens generated, and the timeout applies to the HTTP client as well as to the whole
+    call (`ChatProvider.complete`), so a model that never stops ends as a recorded hold.
+    """
     from langchain_ollama import ChatOllama
 
     assert settings.ollama_host is not None
@@ -66,6 +72,7 @@ def ollama_provider(settings: Settings, cache: ResponseCache | None) -> ChatProv
             base_url=settings.ollama_host,
             format=schema,
             temperature=0.0,
+            num_predict=settings.ollama_num_predict,
             client_kwargs={"timeout": settings.llm_timeout_s},
         )
 

@@ -135,10 +135,30 @@ class Settings(BaseSettings):
         "is rule-based.",
     )
     ollama_model: str = Field(default="qwen2.5:14b", min_length=1)
+    ollama_num_predict: int = Field(
+        default=512,
+        ge=16,
+        le=32768,
+        description="Most tokens Ollama may generate for one answer (its num_predict): a "
+        "model looping in a free-text field stops there and the answer is a recorded hold.",
+    )
+    groq_max_tokens: int = Field(
+        default=1024,
+        ge=16,
+        le=32768,
+        description="Most tokens Groq may generate for one answer (max_tokens; a reasoning "
+        "model's thinking counts too).",
+    )
     sizing_provider: Literal["rule-based", "groq", "ollama"] = Field(
         default="rule-based", description="Who proposes the size: rule-based, groq or ollama."
     )
-    llm_timeout_s: float = Field(default=30.0, gt=0.0, le=600.0)
+    llm_timeout_s: float = Field(
+        default=30.0,
+        gt=0.0,
+        le=600.0,
+        description="Time allowed for one LLM call (each try), streaming included; past it the "
+        "call is cut and, once the retries are spent, the check holds.",
+    )
     llm_max_retries: int = Field(default=2, ge=0, le=10)
     llm_breaker_failures: int = Field(default=3, ge=1, le=100)
     llm_breaker_reset_s: float = Field(default=60.0, gt=0.0, le=86400.0)

@@ -31,6 +31,7 @@ from typing import Any, ClassVar, Self
 
 import uvicorn
 from loopback import start_in_thread
+from ollama_format import ollama_format_refusal
 from starlette.applications import Starlette
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
@@ -101,7 +102,22 @@ class Garbage:
     content_type: str | None = None
 
 
-Reply = Text | ToolCall | HttpError | Delay | Truncated | Garbage
+@dataclass(frozen=True)
+class Endless:
+    """A model stuck in a loop: `piece` streamed again and again, never a finish line.
+
+    Ollama stops it at the request's `options.num_predict` (one piece is one token), as a real
+    Ollama does, unless `ignore_num_predict`; then only the client's timeout, a reset or the
+    server stopping ends it (or `max_seconds`, a safety bound for the test run).
+    """
+
+    piece: str = "and the trend continues "
+    prefix: str = '{"verdict": "buy", "confidence": 0.7, "reasoning": "'
+    ignore_num_predict: bool = False
+    max_seconds: float = 60.0
+
+
+Reply = Text | ToolCall | HttpError | Delay | Truncated | Garbage | Endless
 RequestJson = Any
 ReplyFactory = Callable[[RequestJson], Reply]
 
@@ -344,7 +360,14 @@ class LLMServer:
             content_type = reply.content_type or self.content_type(streaming)
             await sender.whole(reply.status, reply.raw, content_type)
             return
+        if isinstance(reply, Endless):
+            await self.endless(request_json, reply, sender)
+            return
         await self.answer(request_json, reply, streaming, sender)
+
+    async def endless(self, request_json: dict[str, Any], reply: Endless, sender: _Sender) -> None:
+        """Answer with a loop that never finishes by itself (Groq: never answers at all)."""
+        await self._sleep_unless_stopped(reply.max_seconds)
 
     async def _sleep_unless_stopped(self, seconds: float) -> bool:
         """Sleep; return False early when the server stops or is reset meanwhile."""
@@ -606,10 +629,13 @@ class OllamaServer(LLMServer):
         default: ReplyFactory | None = None,
         models: Iterable[str] = ("qwen2.5:14b", "deepseek-r1:14b"),
         version: str = "0.12.6",
+        check_format: bool = True,
     ) -> None:
+        """`check_format`: refuse a `format` schema llama.cpp cannot compile, as Ollama does."""
         super().__init__(default)
         self.models = list(models)
         self.version = version
+        self.check_format = check_format
 
     def routes(self) -> dict[tuple[str, str], Handler]:
         return {
@@ -620,6 +646,54 @@ class OllamaServer(LLMServer):
             ("GET", "/api/version"): self._version,
             ("POST", "/api/show"): self._show,
         }
+
+    async def _chat(self, request: RecordedRequest, sender: _Sender) -> None:
+        request_json = request.json if isinstance(request.json, dict) else {}
+        schema = request_json.get("format")
+        if self.check_format and isinstance(schema, dict):
+            refusal = ollama_format_refusal(schema)
+            if refusal is not None:  # before the model runs: no scripted reply is used
+                await sender.json(500, {"error": refusal})
+                return
+        await super()._chat(request, sender)
+
+    @staticmethod
+    def num_predict(request_json: dict[str, Any]) -> int | None:
+        """The request's token cap (`options.num_predict`), when it sets a positive one."""
+        value = (request_json.get("options") or {}).get("num_predict")
+        return value if isinstance(value, int) and value > 0 else None
+
+    async def endless(self, request_json: dict[str, Any], reply: Endless, sender: _Sender) -> None:
+        model = request_json.get("model") or "qwen2.5:14b"
+        cap = None if reply.ignore_num_predict else self.num_predict(request_json)
+        generation = self._generation
+        deadline = time.monotonic() + reply.max_seconds
+
+        def line(content: str) -> bytes:
+            message = {"role": "assistant", "content": content}
+            payload = {"model": model, "created_at": _ollama_timestamp(), "message": message}
+            return (json.dumps({**payload, "done": False}) + "\n").encode()
+
+        await sender.start(200, "application/x-ndjson", {})
+        await sender.part(line(reply.prefix))
+        tokens = 1
+        while cap is None or tokens < cap:
+            if self._closing or self._generation != generation or time.monotonic() > deadline:
+                return  # dropped without a finish line
+            await sender.part(line(reply.piece))
+            tokens += 1
+            await asyncio.sleep(0.001)  # let the client read; this pacing is the server's own
+        final = {
+            "model": model,
+            "created_at": _ollama_timestamp(),
+            "message": {"role": "assistant", "content": ""},
+            "done": True,
+            "done_reason": "length",
+            "prompt_eval_count": _prompt_word_count(request_json),
+            "eval_count": tokens,
+        }
+        await sender.part((json.dumps(final) + "\n").encode())
+        await sender.end()
 
     async def _root(self, request: RecordedRequest, sender: _Sender) -> None:
         await sender.whole(200, b"Ollama is running", "text/plain; charset=utf-8")
