@@ -902,6 +902,32 @@ def prompts_check(
         out.print(f"ok  {prompt.ref}  {prompt.path}", highlight=False)
 
 
+llm_app = typer.Typer(help="The LLM checks and the sizer: try the configured providers.")
+app.add_typer(llm_app, name="llm")
+
+
+@llm_app.command("check")
+def llm_check(
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print one JSON report on stdout, nothing else.")
+    ] = False,
+) -> None:
+    """Send one review and one sizing request to Groq and Ollama (where configured); show them.
+
+    Exits 1 when a configured provider did not answer usably.
+    """
+    from app.llm_check import check_llms, report_lines
+
+    report = asyncio.run(check_llms(_settings()))
+    if as_json:
+        print(json.dumps(report.to_json()))
+    else:
+        for line in report_lines(report):
+            out.print(line, markup=False, highlight=False, soft_wrap=True)
+    if not report.ok:
+        raise typer.Exit(1)
+
+
 def main() -> None:
     """Run the CLI."""
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
