@@ -38,6 +38,7 @@ from exchange.watchdog import Trigger, Watchdog
 from graph.context import Context
 from graph.state import AccountView, MarketSnapshot, TradeState
 from ml.features import LiveFeatures
+from policy.book import PolicyBook
 from store.bus import EventBus
 from store.journal import Journal
 
@@ -115,6 +116,9 @@ class Engine:
     protection_retry_s: float = 10.0
     _protection_retry_at: dict[str, datetime] = field(init=False, default_factory=dict)
     recent_results: list[float] = field(init=False, default_factory=list)
+    book: PolicyBook = field(init=False, default_factory=PolicyBook)
+    _monthly_written: dict[str, Any] = field(init=False, default_factory=dict)
+    _monthly_seen_at: str | None = field(init=False, default=None)
     _lock: asyncio.Lock = field(init=False, default_factory=asyncio.Lock)
     _manual_runs: int = field(init=False, default=0)
     _tasks: set[asyncio.Task[CycleResult]] = field(init=False, default_factory=set)
@@ -129,8 +133,15 @@ class Engine:
                 _decimal_or_none(row.get("take_profit_price")),
             )
         self.recent_results = self.journal.recent_results(RECENT_RESULTS)
+        # The policy's memory (entries, exits, today's count) comes from the fills, so a
+        # restart remembers when each position was opened.
+        self.book = PolicyBook.from_fills(self.journal.list_fills())
         control = self.journal.read_trading_control()
         self.guard.set_state(TradingState(control["state"]), control.get("reason") or "")
+        saved = self.journal.read_loss_limit(MONTHLY) or {}
+        self.guard.restore_monthly(saved)
+        self._monthly_written = _monthly_key(saved)
+        self._monthly_seen_at = saved.get("seen_at") if saved.get("breached") else None
 
     @property
     def guard(self) -> RiskGuard:
@@ -401,6 +412,7 @@ class Engine:
     async def _sync_control(self, ts: datetime) -> None:
         """Apply a halt, resume or flatten written by `lxa halt` or the API."""
         control = self.journal.read_trading_control()
+        await self._resume_monthly_if_asked(control, ts)
         # Compare with the operator's choice, not the effective state: a breached daily limit
         # makes the guard "reducing" while the journal still says "active".
         if control["state"] != self.guard.manual_state.value:
@@ -430,6 +442,30 @@ class Engine:
             self.journal.clear_flatten_request()
             self._alert("halt", "positions flattened", f"{len(orders)} sell order(s)")
 
+    async def _resume_monthly_if_asked(self, control: Mapping[str, Any], ts: datetime) -> None:
+        """An operator's resume written after the monthly cap was breached clears the breach."""
+        seen_at = self._monthly_seen_at
+        updated_at = control.get("updated_at")
+        if not self.guard.monthly_cap_breached or seen_at is None or updated_at is None:
+            return
+        if control["state"] != TradingState.ACTIVE.value or control.get("updated_by") == "engine":
+            return
+        if updated_at <= datetime.fromisoformat(str(seen_at)):
+            return
+        account = await self.paper.get_account()
+        equity = account.equity(self.closes)
+        reason = self.guard.reason
+        self.guard.resume_monthly(equity, ts + timedelta(minutes=1))
+        self._save_monthly(resumed_by=str(control.get("updated_by")))
+        payload = {"state": self.guard.state.value, "cleared": reason, "start_equity": str(equity)}
+        self.journal.record_event(None, "monthly_cap_resumed", payload, _now())
+        self._publish({"type": "monthly_cap_resumed", **payload})
+        self._alert(
+            "resume",
+            "monthly loss cap cleared by the operator",
+            f"counting again from {equity:.0f}",
+        )
+
     async def _check_daily_limit(self, now: datetime) -> None:
         account = await self.paper.get_account()
         equity = account.equity(self.closes)
@@ -449,6 +485,28 @@ class Engine:
             self.journal.record_event(None, "trading_state", payload, _now())
             self._publish({"type": "trading_state", **payload})
             self._alert("trading_state", f"trading {after.value}", self.guard.reason)
+        self._save_monthly()
+
+    def _save_monthly(self, *, resumed_by: str | None = None) -> None:
+        """Write the monthly cap's figures when they change (period, start, breach, 0.1% steps)."""
+        figures = self.guard.monthly_snapshot()
+        if figures["month"] is None:
+            return
+        key = _monthly_key(figures)
+        if key == self._monthly_written and resumed_by is None:
+            return
+        if figures["breached"]:
+            # Wall time the breach was seen: a resume written after it clears it (bar times of
+            # a replay cannot be compared with the operator's clock).
+            self._monthly_seen_at = self._monthly_seen_at or _now().isoformat()
+        else:
+            self._monthly_seen_at = None
+        figures["seen_at"] = self._monthly_seen_at
+        if resumed_by is not None:
+            figures["resumed_at"] = _now().isoformat()
+            figures["resumed_by"] = resumed_by
+        self.journal.write_loss_limit(MONTHLY, figures)
+        self._monthly_written = key
 
     def blocked_reason(self, market: str, now: datetime) -> str | None:
         """Why entries into `market` are refused now, or None."""
@@ -551,6 +609,7 @@ class Engine:
                 else {name: value if math.isfinite(value) else None for name, value in row.items()},
                 "blocked": self.blocked_reason(market, now),
                 "recent_closes": list(self.recent_closes[market]),
+                "policy": self.book.snapshot(market, now),  # type: ignore[typeddict-item]
             }
         return snapshots
 
@@ -766,6 +825,10 @@ class Engine:
             )
         account = await self.paper.get_account()
         position = account.positions.get(order.market)
+        flat = position is None or position.volume == 0
+        for k, fill in enumerate(order.fills):
+            last = k == len(order.fills) - 1
+            self.book.on_fill(fill.market, fill.side.value, fill.ts, flat_after=flat and last)
         now = _now()
         if position is None or position.volume == 0:
             self.journal.delete_position(order.market)
@@ -864,6 +927,20 @@ class Engine:
 
     def _publish(self, event: dict[str, Any]) -> None:
         self.bus.publish(event)
+
+
+MONTHLY = "monthly"
+
+
+def _monthly_key(figures: Mapping[str, Any]) -> dict[str, Any]:
+    """What makes the monthly figures worth writing again: period, start, breach, 0.1% steps."""
+    loss = figures.get("loss_pct")
+    return {
+        "month": figures.get("month"),
+        "start_equity": figures.get("start_equity"),
+        "breached": bool(figures.get("breached")),
+        "loss_step": None if loss is None else math.floor(float(loss) * 10),
+    }
 
 
 def _llm_call_row(run_id: str, node: str, view: Mapping[str, Any]) -> dict[str, Any]:

@@ -17,11 +17,12 @@ from pydantic import SecretStr
 from app.alerts import Alert, AlertDispatcher, build_notifiers
 from app.engine import Engine
 from app.llm import build_reviewers
-from app.settings import Settings
+from app.settings import Settings, SettingsError
 from exchange.orders import OrderManager
 from exchange.paper import PaperExchange, SlippageModel
 from exchange.reconcile import ReconcileReport, reconcile
 from exchange.risk import GuardedExchange, RiskGuard, RiskLimits, TradingState
+from exchange.rules import FEE_RATE
 from exchange.types import Exchange, ExchangeError
 from exchange.upbit import UpbitExchange
 from exchange.watchdog import Watchdog, WatchdogConfig
@@ -31,6 +32,7 @@ from graph.context import Context, TradingPolicy
 from ml.anomaly import AnomalyModel, BarAnomalyScorer
 from ml.predict import Predictor
 from ml.registry import latest_model_dir
+from policy.params import PolicyParams, PolicyParamsError
 from store.bus import EventBus, InProcessBus
 from store.journal import Journal, JournalResponseCache
 
@@ -68,24 +70,38 @@ def resolve_model_dir(settings: Settings) -> Path:
     return bundled
 
 
-def policy_from(settings: Settings, model_meta: dict[str, Any]) -> TradingPolicy:
-    """Translate settings (and the model set's own thresholds) into the graph's limits."""
-    thresholds = model_meta.get("decision_thresholds") or {}
-    entry = settings.entry_probability_min
-    if entry is None:  # 0.0 is a valid setting, so no `or` here
-        entry = thresholds.get("entry_probability_min")
-    exit_ = settings.exit_probability_min
-    if exit_ is None:
-        exit_ = thresholds.get("exit_probability_min")
-    if entry is None or exit_ is None:
-        raise ModelNotFoundError(
-            f"model {model_meta.get('model_id')} carries no decision thresholds: set "
-            "LXA_ENTRY_PROBABILITY_MIN and LXA_EXIT_PROBABILITY_MIN"
+def policy_params_from(settings: Settings, model_meta: dict[str, Any]) -> PolicyParams:
+    """The trading policy's parameters: LXA_POLICY_* settings and the model's label horizon."""
+    horizon = int((model_meta.get("label") or {}).get("horizon", 10))
+    min_hold = settings.policy_min_hold_minutes
+    if min_hold is not None and min_hold < horizon:
+        raise SettingsError(
+            f"invalid settings:\n  LXA_POLICY_MIN_HOLD_MINUTES: {min_hold} is shorter than the "
+            f"model's label horizon of {horizon} minutes (the forecast is for that long)"
         )
+    try:
+        return PolicyParams(
+            horizon_minutes=horizon,
+            fee_rate=float(FEE_RATE),
+            slippage_bps=settings.slippage_bps,
+            entry_margin_bps=settings.policy_entry_margin_bps,
+            exit_margin_bps=settings.policy_exit_margin_bps,
+            min_hold_minutes=min_hold if min_hold is not None else horizon,
+            max_hold_minutes=settings.policy_max_hold_minutes,
+            reentry_pause_minutes=settings.policy_reentry_pause_minutes,
+            max_entries_per_day=settings.policy_max_entries_per_day,
+            max_open_positions=settings.max_open_positions,
+            daily_loss_limit_pct=settings.daily_loss_limit_pct,
+            monthly_loss_cap_pct=settings.monthly_loss_cap_pct,
+        )
+    except PolicyParamsError as exc:
+        raise SettingsError(f"invalid settings:\n  LXA_POLICY_*: {exc}") from None
+
+
+def policy_from(settings: Settings, model_meta: dict[str, Any]) -> TradingPolicy:
+    """Translate settings (and the model set's label) into the graph's policy and limits."""
     return TradingPolicy(
-        entry_probability_min=float(entry),
-        exit_probability_min=float(exit_),
-        max_open_positions=settings.max_open_positions,
+        rules=policy_params_from(settings, model_meta),
         risk_level=settings.risk_level,
         stop_loss_cap_pct=settings.stop_loss_cap_pct,
     )
@@ -141,6 +157,7 @@ async def open_services(
         guard = RiskGuard(
             RiskLimits(
                 daily_loss_limit_pct=settings.daily_loss_limit_pct,
+                monthly_loss_cap_pct=settings.monthly_loss_cap_pct,
                 max_exposure_pct=settings.max_exposure_pct,
                 max_position_pct=settings.max_position_pct,
             ),

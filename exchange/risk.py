@@ -4,9 +4,12 @@
 that every order passes `RiskGuard.check` first (freqtrade's last-moment check). Refusals
 raise `OrderRejected` naming the rule, so the trade node records them as a hold.
 
-The state is composed of the operator's choice (`set_state`: halt, resume) and the daily loss
-limit (`on_equity`): HALTED wins, then REDUCING (chosen, or the limit breached today), else
-ACTIVE. A breach lasts until the next trading day, which starts at `day_start_hour_utc`.
+The state is composed of the operator's choice (`set_state`: halt, resume) and two loss limits
+(`on_equity`): HALTED wins, then REDUCING (chosen, the daily limit breached today, or the
+monthly cap breached this month), else ACTIVE. A daily breach lasts until the next trading day,
+which starts at `day_start_hour_utc` (KST midnight). The monthly cap compares equity with the
+first equity seen in the calendar month (KST); a breach lasts until the next month or an
+operator's resume (`resume_monthly`, which starts the month's count again from the equity then).
 """
 
 from __future__ import annotations
@@ -44,6 +47,7 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 _HUNDRED = Decimal(100)
+_KST = timedelta(hours=9)
 _ZERO = Decimal(0)
 
 
@@ -89,9 +93,11 @@ class RiskLimits:
     max_exposure_pct: float = 100.0  # coins held, at marks, as % of equity, after the order
     max_position_pct: float = 100.0  # one coin, at marks, as % of equity, after the order
     day_start_hour_utc: int = 15  # the trading day starts at KST midnight
+    monthly_loss_cap_pct: float = 3.0  # entries stop for the month once equity is this far down
 
     def __post_init__(self) -> None:
         _check_pct("daily_loss_limit_pct", self.daily_loss_limit_pct)
+        _check_pct("monthly_loss_cap_pct", self.monthly_loss_cap_pct)
         _check_pct("max_exposure_pct", self.max_exposure_pct)
         _check_pct("max_position_pct", self.max_position_pct)
         hour = self.day_start_hour_utc
@@ -132,6 +138,11 @@ class RiskGuard:
         self._last_equity: Decimal | None = None
         self._daily_loss_pct: Decimal | None = None
         self._daily_limit_reason: str | None = None  # set while the limit is breached today
+        self._month: str | None = None  # "YYYY-MM" in KST
+        self._month_start_equity: Decimal | None = None
+        self._monthly_loss_pct: Decimal | None = None
+        self._monthly_cap_reason: str | None = None  # set while the cap is breached this month
+        self._monthly_breached_at: datetime | None = None
 
     # -- the state ---------------------------------------------------------------------------
 
@@ -140,7 +151,11 @@ class RiskGuard:
         """The effective state: HALTED, else REDUCING (chosen or daily limit), else ACTIVE."""
         if self._manual_state is TradingState.HALTED:
             return TradingState.HALTED
-        if self._manual_state is TradingState.REDUCING or self._daily_limit_reason is not None:
+        if (
+            self._manual_state is TradingState.REDUCING
+            or self._daily_limit_reason is not None
+            or self._monthly_cap_reason is not None
+        ):
             return TradingState.REDUCING
         return TradingState.ACTIVE
 
@@ -153,6 +168,8 @@ class RiskGuard:
             return self._manual_reason
         if self._daily_limit_reason is not None:
             return self._daily_limit_reason
+        if self._monthly_cap_reason is not None:
+            return self._monthly_cap_reason
         return ""
 
     @property
@@ -164,6 +181,16 @@ class RiskGuard:
     def daily_limit_breached(self) -> bool:
         """Whether today's loss has reached the daily limit."""
         return self._daily_limit_reason is not None
+
+    @property
+    def monthly_cap_breached(self) -> bool:
+        """Whether this month's loss has reached the monthly cap (and no resume cleared it)."""
+        return self._monthly_cap_reason is not None
+
+    @property
+    def monthly_breached_at(self) -> datetime | None:
+        """When the monthly cap was breached (None while it is not)."""
+        return self._monthly_breached_at
 
     @property
     def day_start_equity(self) -> Decimal | None:
@@ -194,6 +221,59 @@ class RiskGuard:
         shifted = now.astimezone(UTC) - timedelta(hours=self.limits.day_start_hour_utc)
         return shifted.date()
 
+    def month_of(self, now: datetime) -> str:
+        """Return the KST calendar month `now` falls in, as YYYY-MM."""
+        if now.tzinfo is None or now.utcoffset() is None:
+            raise ValueError(f"now must be timezone-aware, got naive {now.isoformat()}")
+        return (now.astimezone(UTC) + _KST).strftime("%Y-%m")
+
+    def monthly_snapshot(self) -> dict[str, Any]:
+        """The monthly cap's figures, JSON-friendly (what the journal keeps across restarts)."""
+        return {
+            "month": self._month,
+            "start_equity": _str_or_none(self._month_start_equity),
+            "last_equity": _str_or_none(self._last_equity),
+            "loss_pct": None
+            if self._monthly_loss_pct is None
+            else round(float(self._monthly_loss_pct), 4),
+            "cap_pct": self.limits.monthly_loss_cap_pct,
+            "breached": self._monthly_cap_reason is not None,
+            "reason": self._monthly_cap_reason,
+            "breached_at": None
+            if self._monthly_breached_at is None
+            else self._monthly_breached_at.isoformat(),
+        }
+
+    def restore_monthly(self, saved: Mapping[str, Any]) -> None:
+        """Take back the month's start equity and breach written before a restart."""
+        month, start = saved.get("month"), saved.get("start_equity")
+        if not month or start in (None, ""):
+            return
+        self._month = str(month)
+        self._month_start_equity = Decimal(str(start))
+        self._monthly_cap_reason = saved.get("reason") if saved.get("breached") else None
+        breached_at = saved.get("breached_at")
+        self._monthly_breached_at = (
+            datetime.fromisoformat(str(breached_at))
+            if breached_at and saved.get("breached")
+            else None
+        )
+
+    def resume_monthly(self, equity: Decimal, now: datetime) -> bool:
+        """The operator's resume: clear a monthly breach and count the month again from `equity`.
+
+        Returns whether a breach was cleared.
+        """
+        before = (self.state, self.reason)
+        cleared = self._monthly_cap_reason is not None
+        self._month = self.month_of(now)
+        self._month_start_equity = equity
+        self._monthly_cap_reason = None
+        self._monthly_breached_at = None
+        self._monthly_loss_pct = Decimal(0)
+        self._notify(before)
+        return cleared
+
     def on_equity(self, equity: Decimal, now: datetime) -> TradingState:
         """Observe the account's equity at `now`; apply the daily loss limit; return the state.
 
@@ -216,8 +296,30 @@ class RiskGuard:
                 self._daily_limit_reason = (
                     f"daily loss limit: -{_format_pct(loss_pct)}% (limit {_format_pct(limit)}%)"
                 )
+        self._observe_month(equity, now)
         self._notify(before)
         return self.state
+
+    def _observe_month(self, equity: Decimal, now: datetime) -> None:
+        month = self.month_of(now)
+        if self._month is None or month > self._month:
+            self._month = month
+            self._month_start_equity = equity
+            self._monthly_cap_reason = None
+            self._monthly_breached_at = None
+        start = self._month_start_equity
+        if start is None or start <= 0:
+            return
+        loss_pct = (start - equity) / start * _HUNDRED
+        self._monthly_loss_pct = loss_pct
+        cap = _pct(self.limits.monthly_loss_cap_pct)
+        if self._monthly_cap_reason is None and loss_pct >= cap:
+            self._monthly_cap_reason = (
+                f"monthly loss cap: -{_format_pct(loss_pct)}% since {self._month} began at "
+                f"{start:.0f} (cap {_format_pct(cap)}%); entries resume next month or on "
+                "`lxa resume`"
+            )
+            self._monthly_breached_at = now
 
     def _notify(self, before: tuple[TradingState, str]) -> None:
         if (self.state, self.reason) != before:
@@ -237,6 +339,8 @@ class RiskGuard:
             "day_start_equity": _str_or_none(self._day_start_equity),
             "last_equity": _str_or_none(self._last_equity),
             "daily_loss_pct": None if self._daily_loss_pct is None else float(self._daily_loss_pct),
+            "monthly_cap_breached": self.monthly_cap_breached,
+            "monthly": self.monthly_snapshot(),
         }
 
     # -- the check ---------------------------------------------------------------------------

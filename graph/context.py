@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Literal, Protocol
 
 from exchange.types import Exchange
 from nodes.review import Reviewer, Sizer
+from policy.params import PolicyParams
 
 
 class Probabilities(Protocol):
@@ -19,6 +20,9 @@ class Probabilities(Protocol):
 
     @property
     def p_sell(self) -> float: ...
+
+    @property
+    def expected_return(self) -> float | None: ...
 
 
 class SignalModel(Protocol):
@@ -40,19 +44,21 @@ class OrderLog(Protocol):
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class TradingPolicy:
-    """Deterministic limits that apply whatever the reviewers say."""
+    """Deterministic limits that apply whatever the reviewers say.
 
-    entry_probability_min: float = 0.45
-    exit_probability_min: float = 0.45
-    max_open_positions: int = 2
+    `rules` are the entry and exit rules `ml_signal` applies (policy.rules); the rest limit
+    what the sizer may propose.
+    """
+
+    rules: PolicyParams = field(default_factory=PolicyParams)
     risk_level: Literal["low", "medium", "high"] = "medium"
     min_investment_ratio: float = 0.05
     max_investment_ratio: float = 1.0
     stop_loss_cap_pct: float = 3.0
-    # Signal tiers for the sizing principles (None: 1.2x and 1.5x the entry threshold) and
-    # the minute volatility above which any signal counts as volatile.
-    medium_signal_probability: float | None = None
-    strong_signal_probability: float | None = None
+    # Signal tiers for the sizing principles: how far an entry's expected net return clears
+    # the entry margin (bps), and the minute volatility above which any signal is volatile.
+    medium_signal_bps: float = 10.0
+    strong_signal_bps: float = 25.0
     high_volatility_60m: float = 0.0025
     stop_loss_floor_pct: float = 0.2
     take_profit_floor_pct: float = 0.2

@@ -9,13 +9,24 @@ Action = Literal["buy", "sell", "hold"]
 NODE_ORDER = ("ml_signal", "groq_check", "ollama_check", "sizing", "trade")
 
 
-class MarketSnapshot(TypedDict):
+class PolicyMemory(TypedDict):
+    """What the policy remembers of a market (from fills), measured at the bar close."""
+
+    entered_at: str | None  # first buy fill of the open position (ISO-8601 UTC)
+    last_exit_at: str | None  # the sell fill that last emptied a position
+    held_minutes: int | None
+    minutes_since_exit: int | None
+    entries_today: int  # positions opened on the current KST day
+
+
+class MarketSnapshot(TypedDict, total=False):
     """What the engine knows of one market at the bar close."""
 
     close: float
     features: dict[str, float | None] | None  # None while the feature window warms up
     blocked: str | None  # why entries are not allowed now (cooldown, ...), else None
     recent_closes: list[float]  # the last closes, oldest first (what the reviewers are shown)
+    policy: PolicyMemory  # absent in runs checkpointed before the policy existed
 
 
 class PositionView(TypedDict):
@@ -32,18 +43,32 @@ class AccountView(TypedDict):
     positions: dict[str, PositionView]
 
 
-class Signal(TypedDict):
+class Signal(TypedDict, total=False):
     p_buy: float
     p_sell: float
     edge: float  # p_buy - p_sell
+    expected_return_bps: float | None  # over the label horizon, before costs (ml.expected)
 
 
-class Proposal(TypedDict):
+class PolicyView(TypedDict, total=False):
+    """The rule that decided the proposal and the two numbers it compared (policy.rules)."""
+
+    rule: str
+    value: float | None  # bps for return rules, minutes for the time stop
+    threshold: float | None
+    unit: str
+    reason: str  # the comparison in words
+    expected_returns_bps: dict[str, float | None]
+    params: dict[str, Any]
+
+
+class Proposal(TypedDict, total=False):
     action: Action
     market: str | None
-    reason: str
+    reason: str  # the rule's name (enter, no_edge, min_hold, blocked, ...) or warming_up
     entry_probability: float | None
     exit_probability: float | None
+    policy: PolicyView
 
 
 class VerdictView(TypedDict, total=False):

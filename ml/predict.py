@@ -14,6 +14,7 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
+from ml.expected import VOLATILITY_FEATURE, ExpectedReturn
 from ml.features import WARMED_FEATURES
 from ml.registry import FULL_KIND, MODEL_BUY_FILE, MODEL_SELL_FILE, read_meta
 from ml.stack import (
@@ -66,10 +67,16 @@ Stacker = LinearStacker | lgb.Booster  # the logistic stacker; LightGBM in older
 
 @dataclass(frozen=True)
 class Prediction:
-    """Probabilities that the price rises (buy) or falls (sell) past the label threshold."""
+    """Probabilities that the price rises (buy) or falls (sell) past the label threshold.
+
+    `expected_return`: the simple return expected over the label horizon, before costs, from
+    the set's calibration (`ml.expected`); None when the set has none or the bar's volatility
+    is unknown.
+    """
 
     p_buy: float
     p_sell: float
+    expected_return: float | None = None
 
 
 class Predictor:
@@ -89,6 +96,40 @@ class Predictor:
         self.meta = meta
         self._model_buy = model_buy
         self._model_sell = model_sell
+        calibration = meta.get("expected_return")
+        self.expected: ExpectedReturn | None = (
+            ExpectedReturn.from_json(calibration) if calibration else None
+        )
+        self._volatility_at = (
+            feature_names.index(VOLATILITY_FEATURE) if VOLATILITY_FEATURE in feature_names else None
+        )
+
+    def with_expected(self, expected: ExpectedReturn | None) -> None:
+        """Use `expected` as the set's expected-return calibration (training fits it last)."""
+        self.expected = expected
+
+    def _predictions(
+        self, markets: Sequence[str], rows: np.ndarray, p_buy: np.ndarray, p_sell: np.ndarray
+    ) -> dict[str, Prediction]:
+        """Package one bar's probabilities with their expected returns."""
+        if self.expected is not None and self._volatility_at is not None:
+            expected = self.expected.predict(p_buy, p_sell, rows[:, self._volatility_at])
+        else:
+            expected = np.full(len(markets), np.nan)
+        return {
+            market: Prediction(
+                p_buy=float(p_buy[i]),
+                p_sell=float(p_sell[i]),
+                expected_return=float(expected[i]) if math.isfinite(expected[i]) else None,
+            )
+            for i, market in enumerate(markets)
+        }
+
+    def expected_returns(self, scores: np.ndarray, volatility: np.ndarray) -> np.ndarray:
+        """Expected returns of batch scores ((n, 2) P(buy), P(sell)); NaN without a calibration."""
+        if self.expected is None:
+            return np.full(len(scores), np.nan)
+        return self.expected.predict(scores[:, 0], scores[:, 1], volatility)
 
     @classmethod
     def load(cls, model_dir: Path) -> Predictor:
@@ -122,10 +163,7 @@ class Predictor:
         rows = feature_matrix(features, self.feature_names)
         p_buy = np.asarray(self._model_buy.predict(rows, num_threads=1), dtype="float64")
         p_sell = np.asarray(self._model_sell.predict(rows, num_threads=1), dtype="float64")
-        return {
-            market: Prediction(p_buy=float(p_buy[i]), p_sell=float(p_sell[i]))
-            for i, market in enumerate(markets)
-        }
+        return self._predictions(markets, rows, p_buy, p_sell)
 
     def score_frames(self, frames: Mapping[str, pd.DataFrame]) -> dict[str, np.ndarray]:
         """Score whole per-market feature frames (batch path); (n, 2) P(buy), P(sell) each.
@@ -361,10 +399,7 @@ class FullPredictor(Predictor):
             for name in context[markets[0]]:
                 frame[name] = np.array([context[m][name] for m in markets])
         probabilities = self._stack(markets, frame, base, nn)
-        return {
-            market: Prediction(p_buy=float(probabilities[i, 0]), p_sell=float(probabilities[i, 1]))
-            for i, market in enumerate(markets)
-        }
+        return self._predictions(markets, rows, probabilities[:, 0], probabilities[:, 1])
 
     def score_frames(self, frames: Mapping[str, pd.DataFrame]) -> dict[str, np.ndarray]:
         """Score whole per-market frames (ts, segment and the features), batch path.

@@ -1,14 +1,23 @@
-"""Score every market with the ML model and propose at most one action."""
+"""Score every market with the ML model and let the trading policy propose at most one action."""
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Any
 
 from langgraph.runtime import Runtime
 
 from graph.context import Context
-from graph.state import Proposal, Signal, TradeState
+from graph.state import MarketSnapshot, PolicyView, Proposal, Signal, TradeState
 from nodes._common import emit, event
+from policy.params import PolicyParams
+from policy.rules import MarketInput, Policy, PolicyDecision
+
+
+@lru_cache(maxsize=8)
+def rules_for(params: PolicyParams) -> Policy:
+    """The policy for these parameters (built once per parameter set)."""
+    return Policy(params)
 
 
 def _hold(reason: str) -> Proposal:
@@ -21,83 +30,77 @@ def _hold(reason: str) -> Proposal:
     }
 
 
-def choose_action(
-    signals: dict[str, Signal],
-    held: set[str],
-    blocked: dict[str, str],
-    context: Context,
-) -> Proposal:
-    """Exit a held coin whose sell probability is high enough, else enter the best candidate.
+def policy_inputs(
+    snapshots: dict[str, MarketSnapshot], signals: dict[str, Signal], held: set[str]
+) -> dict[str, MarketInput]:
+    """What the policy sees of each market: its expected return and its memory."""
+    inputs: dict[str, MarketInput] = {}
+    for market, snapshot in snapshots.items():
+        memory: dict[str, Any] = dict(snapshot.get("policy") or {})
+        expected_bps = signals.get(market, {}).get("expected_return_bps")
+        inputs[market] = MarketInput(
+            expected_return=None if expected_bps is None else expected_bps / 10_000,
+            held=market in held,
+            held_minutes=memory.get("held_minutes"),
+            minutes_since_exit=memory.get("minutes_since_exit"),
+            entries_today=int(memory.get("entries_today") or 0),
+            blocked=snapshot.get("blocked"),
+        )
+    for market in held - set(inputs):  # held, but no snapshot this cycle (a one-market run)
+        inputs[market] = MarketInput(expected_return=None, held=True)
+    return inputs
 
-    The candidate is the unheld, unblocked market with the largest edge (P(buy) - P(sell))
-    among those whose P(buy) clears the entry threshold: a coin the model also expects to fall
-    is a less stable upside than one it does not.
-    """
-    policy = context.policy
-    exits = [
-        (sig["p_sell"], market)
-        for market, sig in signals.items()
-        if market in held and sig["p_sell"] >= policy.exit_probability_min
-    ]
-    if exits:
-        p_sell, market = max(exits)
-        return {
-            "action": "sell",
-            "market": market,
-            "reason": f"P(sell)={p_sell:.3f} >= {policy.exit_probability_min} on a held coin",
-            "entry_probability": signals[market]["p_buy"],
-            "exit_probability": p_sell,
-        }
-    eligible = [
-        (sig["edge"], market)
-        for market, sig in signals.items()
-        if market not in held and sig["p_buy"] >= policy.entry_probability_min
-    ]
-    candidates = [(edge, market) for edge, market in eligible if market not in blocked]
-    if eligible and not candidates:
-        return _hold("blocked")  # the signal is there, but a cooldown or the trading state bars it
-    if not candidates:
-        return _hold("no_signal")
-    if len(held) >= policy.max_open_positions:
-        return _hold("max_positions")
-    edge, market = max(candidates)
-    if edge <= 0:
-        return _hold("no_signal")
+
+def proposal_from(
+    decision: PolicyDecision, signals: dict[str, Signal], params: PolicyParams
+) -> Proposal:
+    """Turn the policy's decision into the graph's proposal (the rule's name is the reason)."""
+    view: PolicyView = {
+        "rule": decision.rule,
+        "value": decision.value,
+        "threshold": decision.threshold,
+        "unit": decision.unit,
+        "reason": decision.reason,
+        "expected_returns_bps": decision.expected_returns_bps,
+        "params": params.to_json(),
+    }
+    signal = signals.get(decision.market or "", {})
     return {
-        "action": "buy",
-        "market": market,
-        "reason": (
-            f"P(buy)={signals[market]['p_buy']:.3f} >= {policy.entry_probability_min}, "
-            f"best edge {edge:.3f}"
-        ),
-        "entry_probability": signals[market]["p_buy"],
-        "exit_probability": signals[market]["p_sell"],
+        "action": decision.action,  # type: ignore[typeddict-item]
+        "market": decision.market,
+        "reason": decision.rule,
+        "entry_probability": signal.get("p_buy"),
+        "exit_probability": signal.get("p_sell"),
+        "policy": view,
     }
 
 
 async def ml_signal(state: TradeState, runtime: Runtime[Context]) -> dict[str, Any]:
-    """Predict P(buy) and P(sell) for every warmed-up market and propose one action."""
+    """Predict every warmed-up market and propose one action through the trading policy."""
     context = runtime.context
     snapshots = state["markets"]
-    features = {m: s["features"] for m, s in snapshots.items() if s["features"] is not None}
-    blocked = {m: s["blocked"] for m, s in snapshots.items() if s["blocked"]}
+    features = {m: s["features"] for m, s in snapshots.items() if s.get("features") is not None}
+    blocked = {m: s["blocked"] for m, s in snapshots.items() if s.get("blocked")}
     model_id = context.signal_model.model_id
+    params = context.policy.rules
+    signals: dict[str, Signal] = {}
     if not features:
         proposal = _hold("warming_up")
-        signals: dict[str, Signal] = {}
     else:
-        predictions = context.signal_model.predict(features)
-        signals = {
-            market: {
+        predictions = context.signal_model.predict(features)  # type: ignore[arg-type]
+        for market, p in predictions.items():
+            expected = getattr(p, "expected_return", None)
+            signals[market] = {
                 "p_buy": round(float(p.p_buy), 6),
                 "p_sell": round(float(p.p_sell), 6),
                 "edge": round(float(p.p_buy) - float(p.p_sell), 6),
+                "expected_return_bps": None if expected is None else round(expected * 1e4, 4),
             }
-            for market, p in predictions.items()
-        }
         held = set(state["account"]["positions"])
-        proposal = choose_action(signals, held, blocked, context)
+        decision = rules_for(params).decide(policy_inputs(snapshots, signals, held))
+        proposal = proposal_from(decision, signals, params)
     emit({"type": "ml_signal", "node": "ml_signal", "proposal": proposal["action"]})
+    policy = proposal.get("policy") or {}
     return {
         "model_id": model_id,
         "signals": signals,
@@ -110,6 +113,11 @@ async def ml_signal(state: TradeState, runtime: Runtime[Context]) -> dict[str, A
                 action=proposal["action"],
                 market=proposal["market"],
                 reason=proposal["reason"],
+                rule=policy.get("rule"),
+                value=policy.get("value"),
+                threshold=policy.get("threshold"),
+                unit=policy.get("unit"),
+                explanation=policy.get("reason"),
                 signals=signals,
                 blocked=blocked,
             )

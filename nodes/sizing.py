@@ -10,7 +10,7 @@ from typing import Any
 from langgraph.runtime import Runtime
 
 from graph.context import Context, TradingPolicy
-from graph.state import SizingView, TradeState
+from graph.state import Proposal, SizingView, TradeState
 from nodes._common import emit, event, token_emitter
 from nodes.review import SizingProposal, SizingRequest, streak
 
@@ -21,22 +21,31 @@ BOLLINGER_BARS = 20
 
 
 def signal_tier(
-    entry_probability: float, volatility_60m: float | None, policy: TradingPolicy
+    excess_bps: float | None, volatility_60m: float | None, policy: TradingPolicy
 ) -> tuple[str, bool]:
     """Return the signal's strength tier and whether the market is volatile.
 
-    Unknown volatility counts as volatile: a missing number never loosens a limit.
+    `excess_bps` is how far the entry's expected net return cleared the policy's entry margin.
+    Unknown volatility counts as volatile and an unknown excess as weak: a missing number never
+    loosens a limit.
     """
-    medium = policy.medium_signal_probability or policy.entry_probability_min * 1.2
-    strong = policy.strong_signal_probability or policy.entry_probability_min * 1.5
-    if entry_probability >= strong:
+    if excess_bps is not None and excess_bps >= policy.strong_signal_bps:
         strength = "strong"
-    elif entry_probability >= medium:
+    elif excess_bps is not None and excess_bps >= policy.medium_signal_bps:
         strength = "medium"
     else:
         strength = "weak"
     volatile = volatility_60m is None or volatility_60m >= policy.high_volatility_60m
     return strength, volatile
+
+
+def entry_excess_bps(proposal: Proposal) -> float | None:
+    """How far the entry's expected net return cleared the entry margin (bps), if known."""
+    policy = proposal.get("policy") or {}
+    value, threshold = _finite(policy.get("value")), _finite(policy.get("threshold"))
+    if policy.get("unit") != "bps" or value is None or threshold is None:
+        return None
+    return value - threshold
 
 
 def bollinger_width_pct(closes: list[float]) -> float | None:
@@ -157,9 +166,9 @@ async def sizing(state: TradeState, runtime: Runtime[Context]) -> dict[str, Any]
     features = snapshot["features"] or {}
     equity = Decimal(account["equity"])
     cash = Decimal(account["krw"])
-    entry_probability = float(proposal["entry_probability"] or 0.0)
+    entry_probability = float(proposal.get("entry_probability") or 0.0)
     volatility = _finite(features.get("volatility_60"))
-    strength, volatile = signal_tier(entry_probability, volatility, policy)
+    strength, volatile = signal_tier(entry_excess_bps(proposal), volatility, policy)
     results = list(state.get("recent_results", []))
     range_10m = _finite(features.get("range_pct_mean_10"))
     request = SizingRequest(

@@ -25,6 +25,7 @@ from store.schema import (
     fills,
     llm_cache,
     llm_calls,
+    loss_limits,
     orders,
     positions,
     prompt_versions,
@@ -815,6 +816,26 @@ class Journal(OrderIntents):
             ).first()
             if exists is None:
                 connection.execute(llm_cache.insert().values(**row))
+
+    # ---- loss limits kept across restarts (the monthly cap) ------------------------------
+
+    def read_loss_limit(self, name: str) -> dict[str, Any] | None:
+        """Return the figures last written for the loss limit `name`, or None."""
+        with self.engine.connect() as connection:
+            row = connection.execute(
+                sa.select(loss_limits.c.figures, loss_limits.c.updated_at).where(
+                    loss_limits.c.name == name
+                )
+            ).first()
+        if row is None:
+            return None
+        return {**dict(row.figures), "updated_at": row.updated_at}
+
+    def write_loss_limit(self, name: str, figures: Mapping[str, Any]) -> None:
+        """Keep the figures of the loss limit `name` (replacing what was there)."""
+        values = {"name": name, "figures": dict(figures), "updated_at": utc_now()}
+        with self.engine.begin() as connection:
+            _upsert(connection, loss_limits, "name", values, frozenset())
 
     # ---- trading control (halt, resume, flatten) ----------------------------------------
 

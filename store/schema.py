@@ -19,6 +19,7 @@ __all__ = [
     "fills",
     "llm_cache",
     "llm_calls",
+    "loss_limits",
     "metadata",
     "order_intents",
     "orders",
@@ -237,6 +238,16 @@ trading_control = sa.Table(
     ),
     sa.Column("updated_at", UtcDateTime, nullable=False, default=utc_now),
     sa.Column("updated_by", sa.String, nullable=False),
+)
+
+# Loss limits the engine keeps across restarts: one row per limit ("monthly"), its figures
+# (period, start equity, breach) as JSON; `lxa status` and the API read them from here.
+loss_limits = sa.Table(
+    "loss_limits",
+    metadata,
+    sa.Column("name", sa.String, primary_key=True),
+    sa.Column("figures", _json(), nullable=False),
+    sa.Column("updated_at", UtcDateTime, nullable=False, default=utc_now),
 )
 
 # Every saved prompt text (the API's editor, rollbacks, and the file as first seen on disk).

@@ -195,7 +195,7 @@ def test_the_breach_lasts_the_day_even_when_equity_recovers() -> None:
 
 
 def test_the_day_rolls_at_15_utc_and_clears_the_breach() -> None:
-    guard = RiskGuard(RiskLimits())
+    guard = RiskGuard(RiskLimits(monthly_loss_cap_pct=50.0))  # the daily limit alone
     guard.on_equity(START, T0)
     guard.on_equity(Decimal(960_000), T0 + timedelta(minutes=30))
     day_before = guard.trading_day
@@ -231,7 +231,9 @@ def test_halted_survives_a_day_roll_and_a_breach() -> None:
 
 
 def test_resume_while_breached_today_gives_reducing_then_active_next_day() -> None:
-    guard = RiskGuard(RiskLimits(), state=TradingState.HALTED, reason="kill switch")
+    guard = RiskGuard(
+        RiskLimits(monthly_loss_cap_pct=50.0), state=TradingState.HALTED, reason="kill switch"
+    )
     guard.on_equity(START, T0)
     guard.on_equity(Decimal(950_000), T0 + timedelta(minutes=1))
 
@@ -300,3 +302,84 @@ def test_a_naive_time_is_refused() -> None:
 def test_limits_out_of_range_are_refused_naming_the_field(field: str, value: float) -> None:
     with pytest.raises(ValueError, match=field):
         RiskLimits(**{field: value})
+
+
+# ---- the monthly loss cap (the plan: losses held to -3% a month) ----------------------------
+
+# 2026-03-31 14:00 UTC is 23:00 KST on the 31st; 15:00 UTC is 00:00 KST on April 1st.
+MONTH_END = datetime(2026, 3, 31, 14, 0, tzinfo=UTC)
+
+
+def test_small_daily_losses_that_add_up_to_3pct_stop_entries_for_the_month() -> None:
+    guard = RiskGuard(RiskLimits())
+    equity = START
+    states = []
+    for day in range(4):  # -1% a day: never the daily limit, -3.94% by the fourth day
+        now = datetime(2026, 3, 2 + day, 1, 0, tzinfo=UTC)
+        guard.on_equity(equity, now)
+        equity = equity * Decimal("0.99")
+        states.append(guard.on_equity(equity, now + timedelta(hours=1)))
+
+    assert states[:3] == [TradingState.ACTIVE] * 3  # -1%, -1.99%, -2.97%
+    assert states[3] is TradingState.REDUCING  # -3.94%
+    assert guard.monthly_cap_breached
+    assert not guard.daily_limit_breached
+    assert guard.reason.startswith("monthly loss cap: -")
+    assert "2026-03" in guard.reason
+    with pytest.raises(RiskRejected, match="reducing"):
+        guard.check(buy(), "entry", account(), MARKS)
+    guard.check(sell(), "exit", account(), MARKS)  # exits still go out
+
+
+def test_the_monthly_breach_lasts_until_the_next_kst_month() -> None:
+    guard = RiskGuard(RiskLimits(daily_loss_limit_pct=50.0))
+    guard.on_equity(START, datetime(2026, 3, 2, tzinfo=UTC))
+    guard.on_equity(Decimal(965_000), datetime(2026, 3, 3, tzinfo=UTC))
+    before_midnight = guard.on_equity(Decimal(965_000), MONTH_END)
+
+    april = guard.on_equity(Decimal(965_000), MONTH_END + timedelta(hours=1))
+
+    assert before_midnight is TradingState.REDUCING
+    assert april is TradingState.ACTIVE
+    assert guard.monthly_snapshot()["month"] == "2026-04"
+    assert guard.monthly_snapshot()["start_equity"] == "965000"
+
+
+def test_resume_monthly_clears_the_breach_and_counts_again_from_the_equity_then() -> None:
+    guard = RiskGuard(RiskLimits(daily_loss_limit_pct=50.0))
+    guard.on_equity(START, datetime(2026, 3, 2, tzinfo=UTC))
+    guard.on_equity(Decimal(960_000), datetime(2026, 3, 3, tzinfo=UTC))
+
+    cleared = guard.resume_monthly(Decimal(960_000), datetime(2026, 3, 4, tzinfo=UTC))
+    after_small_loss = guard.on_equity(Decimal(940_000), datetime(2026, 3, 5, tzinfo=UTC))
+    after_3pct_more = guard.on_equity(Decimal(931_000), datetime(2026, 3, 6, tzinfo=UTC))
+
+    assert cleared is True
+    assert after_small_loss is TradingState.ACTIVE  # -2.08% of 960,000
+    assert after_3pct_more is TradingState.REDUCING  # -3.02% of 960,000
+
+
+def test_the_monthly_figures_survive_a_restart() -> None:
+    first = RiskGuard(RiskLimits(daily_loss_limit_pct=50.0))
+    first.on_equity(START, datetime(2026, 3, 2, tzinfo=UTC))
+    first.on_equity(Decimal(960_000), datetime(2026, 3, 3, tzinfo=UTC))
+    saved = first.monthly_snapshot()
+
+    second = RiskGuard(RiskLimits(daily_loss_limit_pct=50.0))
+    second.restore_monthly(saved)
+    state = second.on_equity(Decimal(961_000), datetime(2026, 3, 10, tzinfo=UTC))
+
+    assert saved["breached"] is True
+    assert state is TradingState.REDUCING
+    assert second.monthly_snapshot()["start_equity"] == "1000000"
+    assert second.monthly_breached_at == datetime(2026, 3, 3, tzinfo=UTC)
+
+
+def test_a_restart_without_saved_figures_starts_the_month_from_the_first_equity() -> None:
+    guard = RiskGuard(RiskLimits())
+    guard.restore_monthly({})
+
+    state = guard.on_equity(Decimal(900_000), datetime(2026, 3, 10, tzinfo=UTC))
+
+    assert state is TradingState.ACTIVE
+    assert guard.monthly_snapshot()["start_equity"] == "900000"

@@ -25,10 +25,18 @@ BAR_TS = datetime(2025, 9, 19, 0, 0, tzinfo=UTC)
 PRICES = {"KRW-BTC": 150_000_000.0, "KRW-ETH": 6_000_000.0, "KRW-XRP": 4_000.0}
 
 
+EXPECTED_PER_EDGE = 0.01  # the fixed model's expected return: 1% per unit of P(buy) - P(sell)
+
+
 @dataclass(frozen=True)
 class Probs:
     p_buy: float
     p_sell: float
+
+    @property
+    def expected_return(self) -> float:
+        """A made-up calibration for tests: (0.8, 0.1) expects +0.7%, (0.1, 0.8) -0.7%."""
+        return (self.p_buy - self.p_sell) * EXPECTED_PER_EDGE
 
 
 @dataclass
@@ -98,6 +106,21 @@ class ScriptedSizer:
         )
 
 
+def memory(
+    held_minutes: int | None = None,
+    minutes_since_exit: int | None = None,
+    entries_today: int = 0,
+) -> dict[str, Any]:
+    """The policy's memory of one market as the engine puts it in the state."""
+    return {
+        "entered_at": None,
+        "last_exit_at": None,
+        "held_minutes": held_minutes,
+        "minutes_since_exit": minutes_since_exit,
+        "entries_today": entries_today,
+    }
+
+
 def features(**overrides: float) -> dict[str, float | None]:
     base: dict[str, float | None] = {
         "ret_60": 0.001,
@@ -142,7 +165,13 @@ async def initial_state(
         "trigger": "bar",
         "bar_ts": BAR_TS.isoformat(),
         "markets": {
-            m: {"close": p, "features": features(**feature_overrides), "blocked": None}
+            m: {
+                "close": p,
+                "features": features(**feature_overrides),
+                "blocked": None,
+                # Held positions (when a test adds one) are past the minimum hold.
+                "policy": memory(held_minutes=120),
+            }
             for m, p in PRICES.items()
         },
         "account": await account_view(exchange),
@@ -166,7 +195,7 @@ def make_context(
         groq=ScriptedReviewer(groq, name="scripted-groq"),
         ollama=ScriptedReviewer(ollama, name="scripted-ollama"),
         sizer=sizer or ScriptedSizer(),
-        policy=policy or TradingPolicy(entry_probability_min=0.3, exit_probability_min=0.3),
+        policy=policy or TradingPolicy(),
     )
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 from decimal import Decimal
 
+import pytest
 from graph_kit import (
     PRICES,
     FixedModel,
@@ -21,6 +22,7 @@ from graph_kit import (
 from exchange.paper import PaperExchange
 from exchange.types import OrderRequest, OrderType, Side
 from graph.context import TradingPolicy
+from policy.params import PolicyParams
 
 BUY_ETH = {"KRW-BTC": (0.1, 0.1), "KRW-ETH": (0.8, 0.1), "KRW-XRP": (0.1, 0.1)}
 
@@ -37,14 +39,17 @@ def _sizer(context: object) -> ScriptedSizer:
     return sizer
 
 
-async def test_no_probability_above_threshold_holds_no_signal_without_asking_reviewers(
+async def test_expected_return_under_costs_and_margin_holds_no_edge_without_asking_reviewers(
     exchange: PaperExchange,
 ) -> None:
+    # +10 bps expected: -4 bps after the 14 bps of round-trip costs, short of the 10 bps margin.
     context = make_context(exchange, probabilities={m: (0.2, 0.1) for m in PRICES})
 
     result = await run_graph(context, await initial_state(exchange))
 
-    assert result["decision"] == {"action": "hold", "market": None, "reason": "no_signal"}
+    assert result["decision"] == {"action": "hold", "market": "KRW-BTC", "reason": "no_edge"}
+    assert result["proposal"]["policy"]["value"] == pytest.approx(-4.0)
+    assert result["proposal"]["policy"]["threshold"] == pytest.approx(10.0)
     assert _reviewer(context, "groq").requests == []
     assert _reviewer(context, "ollama").requests == []
     assert _sizer(context).requests == []
@@ -52,14 +57,14 @@ async def test_no_probability_above_threshold_holds_no_signal_without_asking_rev
     assert "order" not in result
 
 
-async def test_buy_signal_with_positive_edge_below_zero_edge_holds_no_signal(
+async def test_high_buy_probability_with_a_negative_expected_return_holds_no_edge(
     exchange: PaperExchange,
 ) -> None:
     context = make_context(exchange, probabilities={m: (0.5, 0.6) for m in PRICES})
 
     result = await run_graph(context, await initial_state(exchange))
 
-    assert result["decision"]["reason"] == "no_signal"
+    assert result["decision"]["reason"] == "no_edge"
     assert _reviewer(context, "groq").requests == []
 
 
@@ -226,9 +231,7 @@ async def test_max_open_positions_reached_holds_max_positions() -> None:
     context = make_context(
         exchange,
         probabilities=BUY_ETH,
-        policy=TradingPolicy(
-            entry_probability_min=0.3, exit_probability_min=0.95, max_open_positions=2
-        ),
+        policy=TradingPolicy(rules=PolicyParams(max_open_positions=2)),
     )
 
     result = await run_graph(context, await initial_state(exchange))

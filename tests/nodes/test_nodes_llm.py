@@ -1104,7 +1104,8 @@ async def test_llm_sizing_ratio_of_seven_and_a_half_is_clamped_to_the_tier_cap(
     context = llm_context(
         exchange, '{"investment_ratio": 7.5, "stop_loss_pct": 1.5, "take_profit_pct": 3}'
     )
-    strength, volatile = signal_tier(0.8, volatility, context.policy)
+    # BUY_ETH expects +70 bps: 56 bps after the 14 bps of costs, 46 over the 10 bps margin.
+    strength, volatile = signal_tier(46.0, volatility, context.policy)
     assert (strength, volatile) == ("strong", volatility >= context.policy.high_volatility_60m)
     state = await kit.initial_state(exchange, volatility_60=volatility)
 
@@ -1148,7 +1149,9 @@ async def test_garbage_review_holds_groq_error_and_never_reaches_the_sizer() -> 
 
 
 def test_default_policy_tiers_used_by_the_graph_tests() -> None:
-    policy = TradingPolicy(entry_probability_min=0.3, exit_probability_min=0.3)
+    policy = TradingPolicy()
 
-    assert signal_tier(0.8, 0.001, policy) == ("strong", False)
-    assert signal_tier(0.8, None, policy) == ("strong", True)
+    assert signal_tier(46.0, 0.001, policy) == ("strong", False)
+    assert signal_tier(46.0, None, policy) == ("strong", True)
+    assert signal_tier(12.0, 0.001, policy) == ("medium", False)
+    assert signal_tier(None, 0.001, policy) == ("weak", False)
