@@ -10,7 +10,7 @@ import sys
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -520,16 +520,24 @@ def train(
             "--all-markets", help="Train on every market in the files, not only LXA_MARKETS."
         ),
     ] = False,
+    eval_fraction: Annotated[
+        float,
+        typer.Option(
+            help="Share of the most recent stretch kept out of training as the policy's "
+            "hold-out window (its result is stored with the set)."
+        ),
+    ] = 0.15,
 ) -> None:
     """Train a model set on real candles and save it to the model registry.
 
     The full set (default): LightGBM pair, LSTM+CNN hybrid, a stack calibrated per coin and
-    the anomaly autoencoder, with walk-forward figures. --quick: the LightGBM pair only.
+    the anomaly autoencoder, with walk-forward figures. --quick: the LightGBM pair only. Every
+    set also gets its expected-return calibration and its policy's result on a hold-out window
+    no model saw (the last --eval-fraction of the most recent stretch).
     """
     from datetime import UTC
 
     from ml.data import load_candles
-    from ml.registry import read_meta
 
     settings = _settings()
     if until is not None and until.tzinfo is None:
@@ -543,33 +551,84 @@ def train(
         raise typer.Exit(2) from None
     files = [str(p) for p in candles]
     target = out_dir or settings.models_dir
-    try:
-        if quick:
-            if tune:
-                err.print("[red]--tune applies to the full set, not --quick[/red]")
-                raise typer.Exit(2)
-            from ml.train import train_quick
+    from app.training import EVAL_FRACTION, evaluation_start, train_model_set
 
-            model_dir = train_quick(frame, target, until=until, data_files=files)
-        else:
-            from ml.full import FullConfig, train_full
+    if quick and tune:
+        err.print("[red]--tune applies to the full set, not --quick[/red]")
+        raise typer.Exit(2)
+    if not 0 < eval_fraction < 1:
+        err.print("[red]--eval-fraction must be between 0 and 1[/red]")
+        raise typer.Exit(2)
+    try:
+        config = None
+        if not quick:
+            from ml.full import FullConfig
 
             config = FullConfig()
             if tune:
                 from ml.tune import tune_lightgbm
 
-                best = tune_lightgbm(frame, until=until, trials=tune_trials, log=err.print)
+                before = frame if until is None else frame[frame["ts"] < until]
+                tune_until = evaluation_start(before, eval_fraction or EVAL_FRACTION)
+                best = tune_lightgbm(
+                    frame, until=tune_until.to_pydatetime(), trials=tune_trials, log=err.print
+                )
                 config.lgb_params = best
                 err.print(f"tuned LightGBM parameters: {json.dumps(best)}")
-            model_dir = train_full(
-                frame, target, until=until, config=config, data_files=files, log=err.print
-            )
+        trained = train_model_set(
+            frame,
+            target,
+            settings,
+            until=until,
+            quick=quick,
+            full_config=config,
+            data_files=files,
+            eval_fraction=eval_fraction,
+            log=err.print,
+        )
     except (ValueError, ImportError) as exc:
         err.print(str(exc), style="red", markup=False, highlight=False)
         raise typer.Exit(1) from None
-    meta = read_meta(model_dir)
-    out.print(f"saved {meta['model_id']} to {model_dir}")
+    meta = trained.meta
+    out.print(f"saved {meta['model_id']} to {trained.model_dir}")
     _print_train_metrics(meta.get("metrics", {}))
+    _print_policy_evaluation(meta.get("policy_evaluation") or {})
+
+
+def _print_policy_evaluation(evaluation: dict[str, Any]) -> None:
+    strategy = evaluation.get("strategy") or {}
+    if not strategy:
+        return
+    window = evaluation.get("window") or {}
+    table = Table(
+        title=f"policy on its hold-out window {str(window.get('first_ts'))[:16]} .. "
+        f"{str(window.get('last_ts'))[:16]} (no model, calibration or parameter saw it)"
+    )
+    table.add_column("")
+    table.add_column("return")
+    table.add_column("max drawdown")
+    table.add_column("entries")
+    table.add_row(
+        "policy, after fees",
+        f"{strategy['total_return'] * 100:+.3f}%",
+        f"{strategy['max_drawdown'] * 100:.3f}%",
+        str(strategy["entries"]),
+    )
+    table.add_row("buy and hold", f"{evaluation['buy_and_hold_return'] * 100:+.3f}%", "", "")
+    table.add_row("lowest-volatility", f"{evaluation['vol_baseline_return'] * 100:+.3f}%", "", "")
+    table.add_row("cash", "+0.000%", "", "0")
+    rand = evaluation.get("random_entries") or {}
+    if rand.get("entries"):
+        table.add_row(
+            f"random entries ({rand['seeds']} seeds)",
+            f"{rand['mean'] * 100:+.3f}% (sd {rand['std'] * 100:.3f})",
+            "",
+            str(rand["entries"]),
+        )
+    out.print(table)
+    style = "green" if evaluation.get("proven") else "yellow"
+    label = "proven" if evaluation.get("proven") else "UNPROVEN"
+    out.print(f"[{style}]{label}[/{style}]: {evaluation.get('verdict')}", highlight=False)
 
 
 def _print_train_metrics(metrics: dict[str, object]) -> None:

@@ -119,6 +119,9 @@ class Engine:
     book: PolicyBook = field(init=False, default_factory=PolicyBook)
     _monthly_written: dict[str, Any] = field(init=False, default_factory=dict)
     _monthly_seen_at: str | None = field(init=False, default=None)
+    # Why no entry may be made at all (an unproven model trading live), else None.
+    entry_block: str | None = field(init=False, default=None)
+    model_status: dict[str, Any] = field(init=False, default_factory=dict)
     _lock: asyncio.Lock = field(init=False, default_factory=asyncio.Lock)
     _manual_runs: int = field(init=False, default=0)
     _tasks: set[asyncio.Task[CycleResult]] = field(init=False, default_factory=set)
@@ -508,8 +511,31 @@ class Engine:
         self.journal.write_loss_limit(MONTHLY, figures)
         self._monthly_written = key
 
+    def announce_model(self, status: Mapping[str, Any]) -> None:
+        """Journal and publish the model set in use and whether its policy has shown an edge.
+
+        With `status["block_entries"]`, no entry is proposed for any market (an unproven model
+        trading live without the operator's override).
+        """
+        self.model_status = dict(status)
+        self.entry_block = (
+            f"unproven model: {status.get('verdict')}; live entries need --allow-unproven-model"
+            if status.get("block_entries")
+            else None
+        )
+        self.journal.record_event(None, "model_status", self.model_status, _now())
+        self._publish({"type": "model_status", **self.model_status})
+        if not status.get("proven"):
+            detail = str(status.get("verdict"))
+            if status.get("block_entries"):
+                self._alert("error", "live entries refused: unproven model", detail)
+            elif status.get("live"):
+                self._alert("error", "trading live with an unproven model (overridden)", detail)
+
     def blocked_reason(self, market: str, now: datetime) -> str | None:
         """Why entries into `market` are refused now, or None."""
+        if self.entry_block is not None:
+            return self.entry_block
         if self.guard.state is not TradingState.ACTIVE:
             return f"trading {self.guard.state.value}: {self.guard.reason}"
         if not self.exchange_healthy:

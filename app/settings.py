@@ -81,17 +81,57 @@ class Settings(BaseSettings):
     )
     entry_probability_min: float | None = Field(
         default=None,
-        ge=0.0,
-        le=1.0,
-        description="P(buy) needed to propose an entry; default the model set's own threshold.",
+        description="Replaced by the trading policy (LXA_POLICY_ENTRY_MARGIN_BPS); setting it "
+        "is an error, so an old .env cannot silently mean something else.",
     )
     exit_probability_min: float | None = Field(
         default=None,
-        ge=0.0,
-        le=1.0,
-        description="P(sell) needed to propose an exit; default the model set's own threshold.",
+        description="Replaced by the trading policy (LXA_POLICY_EXIT_MARGIN_BPS); setting it "
+        "is an error.",
     )
     max_open_positions: int = Field(default=2, ge=1, le=4)
+    # The trading policy (policy.rules): what an entry must clear, how long a position is kept.
+    policy_entry_margin_bps: float = Field(
+        default=10.0,
+        ge=-1000.0,
+        le=1000.0,
+        description="An entry needs the model's expected return over the label horizon to "
+        "exceed the round-trip costs (2 x fee + 2 x LXA_SLIPPAGE_BPS) by this much.",
+    )
+    policy_exit_margin_bps: float = Field(
+        default=5.0,
+        ge=-1000.0,
+        le=1000.0,
+        description="After the minimum hold, the model sells a held coin once its expected "
+        "return falls below minus this (hysteresis against buy/sell flip-flops).",
+    )
+    policy_min_hold_minutes: int | None = Field(
+        default=None,
+        ge=1,
+        le=10_080,
+        description="No ML exit before this many minutes (default: the model's label horizon; "
+        "never less). Stop-loss, take-profit, the watchdog and the operator exit any time.",
+    )
+    policy_max_hold_minutes: int = Field(
+        default=0, ge=0, le=100_000, description="Close a position after this long (0: never)."
+    )
+    policy_reentry_pause_minutes: int = Field(
+        default=30,
+        ge=0,
+        le=10_080,
+        description="No re-entry into a market this soon after an exit.",
+    )
+    policy_max_entries_per_day: int = Field(
+        default=3,
+        ge=0,
+        le=1440,
+        description="Positions opened per market per KST day (a recorded hold once spent).",
+    )
+    allow_unproven_model: bool = Field(
+        default=False,
+        description="Live entries with a model set whose own out-of-sample policy result is not "
+        "positive after fees (recorded; `lxa run --live --allow-unproven-model`).",
+    )
     risk_level: Literal["low", "medium", "high"] = "medium"
     stop_loss_cap_pct: float = Field(
         default=3.0, gt=0.0, le=3.0, description="Hard cap on any stop-loss (the plan's -3%)."
@@ -195,6 +235,13 @@ class Settings(BaseSettings):
     daily_loss_limit_pct: float = Field(
         default=3.0, gt=0.0, le=50.0, description="Stop entries for the day after this loss."
     )
+    monthly_loss_cap_pct: float = Field(
+        default=3.0,
+        gt=0.0,
+        le=50.0,
+        description="Stop entries for the calendar month (KST) once equity is this far below "
+        "the month's first equity; until the 1st or `lxa resume`.",
+    )
     max_exposure_pct: float = Field(default=100.0, gt=0.0, le=100.0)
     max_position_pct: float = Field(default=100.0, gt=0.0, le=100.0)
     # Alerts.
@@ -230,6 +277,20 @@ class Settings(BaseSettings):
             raise ValueError(f"markets must look like KRW-BTC; got {bad}")
         if not value:
             raise ValueError("at least one market is required")
+        return value
+
+    @field_validator("entry_probability_min", "exit_probability_min")
+    @classmethod
+    def _replaced_by_policy(cls, value: float | None, info: ValidationInfo) -> float | None:
+        if value is not None:
+            replacement = {
+                "entry_probability_min": "LXA_POLICY_ENTRY_MARGIN_BPS",
+                "exit_probability_min": "LXA_POLICY_EXIT_MARGIN_BPS",
+            }[str(info.field_name)]
+            raise ValueError(
+                "probability thresholds no longer decide trades: the trading policy compares "
+                f"the model's expected return with the costs; remove it and set {replacement}"
+            )
         return value
 
     @field_validator("initial_capital_krw")

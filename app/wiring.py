@@ -32,6 +32,7 @@ from graph.context import Context, TradingPolicy
 from ml.anomaly import AnomalyModel, BarAnomalyScorer
 from ml.predict import Predictor
 from ml.registry import latest_model_dir
+from policy.evidence import model_evidence
 from policy.params import PolicyParams, PolicyParamsError
 from store.bus import EventBus, InProcessBus
 from store.journal import Journal, JournalResponseCache
@@ -105,6 +106,30 @@ def policy_from(settings: Settings, model_meta: dict[str, Any]) -> TradingPolicy
         risk_level=settings.risk_level,
         stop_loss_cap_pct=settings.stop_loss_cap_pct,
     )
+
+
+def model_status(settings: Settings, meta: dict[str, Any]) -> dict[str, Any]:
+    """The model set in use, whether its policy has shown an edge, and what follows from it.
+
+    A set whose own hold-out result is not positive after fees is "unproven": live trading
+    refuses its entries unless LXA_ALLOW_UNPROVEN_MODEL (`--allow-unproven-model`) is set, which
+    is recorded; paper trading goes on and says so.
+    """
+    evaluation = meta.get("policy_evaluation")
+    ok, verdict = model_evidence(evaluation)
+    strategy = (evaluation or {}).get("strategy") or {}
+    return {
+        "model_id": meta.get("model_id"),
+        "proven": ok,
+        "verdict": verdict,
+        "live": settings.live,
+        "allow_unproven_model": settings.allow_unproven_model,
+        "block_entries": settings.live and not ok and not settings.allow_unproven_model,
+        "evaluation_window": (evaluation or {}).get("window"),
+        "evaluation_return": strategy.get("total_return"),
+        "evaluation_entries": strategy.get("entries"),
+        "buy_and_hold_return": (evaluation or {}).get("buy_and_hold_return"),
+    }
 
 
 @dataclass
@@ -192,6 +217,7 @@ async def open_services(
                 session_id=session_id,
             )
             context.order_log = engine.order_log
+            engine.announce_model(model_status(settings, predictor.meta))
             try:
                 yield Services(settings, engine, journal, event_bus, exchange, predictor)
             finally:

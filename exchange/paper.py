@@ -5,6 +5,7 @@ model; resting limit orders fill at their limit when a later bar trades through 
 account (cash, positions, every order ever seen) is saved as JSON after each change, so a
 restarted process resumes the same paper account. Marks are market data, not account state:
 they are not saved, and after a restart a market takes orders again once its next bar arrives.
+Markets other than KRW-* (Binance candles in a backtest) pay the same fee, without tick rounding.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from typing import Any
 
 from exchange.rules import (
     FEE_RATE,
+    RoundingMode,
     check_minimum,
     is_on_tick,
     round_to_tick,
@@ -257,7 +259,7 @@ class PaperExchange:
         check_minimum(krw_amount)
         self._require_krw(krw_amount * (_ONE + FEE_RATE))
         slip = self._slip(order.market, krw_amount)
-        fill_price = round_to_tick(mark * (_ONE + slip), "up")
+        fill_price = _round(order.market, mark * (_ONE + slip), "up")
         volume = round_volume(krw_amount / fill_price)
         if volume == 0:
             raise OrderRejected(f"price {krw_amount} KRW buys less than 1e-8 of {order.market}")
@@ -273,14 +275,14 @@ class PaperExchange:
         check_minimum(volume * mark)
         self._require_coin(order.market, volume)
         slip = self._slip(order.market, volume * mark)
-        fill_price = round_to_tick(mark * (_ONE - slip), "down")
+        fill_price = _round(order.market, mark * (_ONE - slip), "down")
         self._apply_ask(order, fill_price, volume, self.now())
 
     def _execute_limit(self, order: Order, mark: Decimal) -> None:
         """Fill a marketable limit at once (never worse than the limit), else rest it."""
         price = _require_positive(order.price, "price")
         volume = _require_volume(order.volume)
-        if not is_on_tick(price):
+        if has_krw_ticks(order.market) and not is_on_tick(price):
             raise OrderRejected(
                 f"price {price} is not on the tick: prices near it move in steps of "
                 f"{tick_size(price)} KRW"
@@ -292,7 +294,7 @@ class PaperExchange:
             self._require_krw(lock)
             if price >= mark:
                 slip = self._slip(order.market, price * volume)
-                fill_price = min(price, round_to_tick(mark * (_ONE + slip), "up"))
+                fill_price = min(price, _round(order.market, mark * (_ONE + slip), "up"))
                 self._apply_bid(order, fill_price, volume, now)
                 return
             self._krw -= lock
@@ -301,7 +303,7 @@ class PaperExchange:
             self._require_coin(order.market, volume)
             if price <= mark:
                 slip = self._slip(order.market, price * volume)
-                fill_price = max(price, round_to_tick(mark * (_ONE - slip), "down"))
+                fill_price = max(price, _round(order.market, mark * (_ONE - slip), "down"))
                 self._apply_ask(order, fill_price, volume, now)
                 return
             lock = volume
@@ -451,6 +453,16 @@ def _require_volume(volume: Decimal | None) -> Decimal:
     if round_volume(volume) != volume:
         raise OrderRejected(f"volume {volume} has more than 8 decimals")
     return volume
+
+
+def has_krw_ticks(market: str) -> bool:
+    """Whether Upbit's KRW tick table applies (KRW-* markets; Binance backtests: no)."""
+    return market.startswith("KRW-")
+
+
+def _round(market: str, price: Decimal, mode: RoundingMode) -> Decimal:
+    """Round a fill price to the market's tick (KRW markets), in the given direction."""
+    return round_to_tick(price, mode) if has_krw_ticks(market) else price
 
 
 def _record_fill(

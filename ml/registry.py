@@ -179,6 +179,30 @@ def read_meta(model_dir: Path) -> dict[str, Any]:
     return meta
 
 
+def update_meta(model_dir: Path, **fields: Any) -> dict[str, Any]:
+    """Add or replace top-level fields of a saved set's meta.json (atomically); return it.
+
+    For what is known only after the models are saved (the expected-return calibration and
+    the policy's hold-out result); the models' own fields cannot be replaced this way.
+    """
+    protected = set(META_FIELDS) - {"metrics"}
+    clash = sorted(protected & set(fields))
+    if clash:
+        raise ValueError(f"meta fields {clash} describe the saved models and cannot be replaced")
+    meta = read_meta(model_dir)
+    meta.update(fields)
+    path = Path(model_dir) / META_FILE
+    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=".meta.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(json.dumps(_json_safe(meta), indent=2, allow_nan=False) + "\n")
+        os.replace(tmp_name, path)
+    except BaseException:
+        Path(tmp_name).unlink(missing_ok=True)
+        raise
+    return meta
+
+
 def _created_at(meta: Mapping[str, Any]) -> datetime:
     """Parse meta's created_at as an aware UTC datetime."""
     created = datetime.fromisoformat(str(meta["created_at"]).replace("Z", "+00:00"))

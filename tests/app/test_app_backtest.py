@@ -128,7 +128,7 @@ def test_backtest_writes_the_chart_and_a_self_contained_report(
     assert (report / "equity.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     page = (report / "report.html").read_text()
     assert "data:image/png;base64," in page
-    assert "vol_baseline_return" in page and "2025-09-17" in page  # definitions, training window
+    assert "vol_baseline_return" in page and "2025-09-15" in page  # definitions, training window
 
 
 def test_backtest_refuses_a_model_whose_training_window_overlaps_the_candles(

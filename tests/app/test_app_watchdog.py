@@ -58,7 +58,9 @@ async def test_a_replayed_crash_is_sold_within_one_tick_alerted_and_cooled_down(
     settings = settings.model_copy(
         update={
             "slack_webhook_url": SecretStr(alert_server.url(SLACK_PATH)),
-            "entry_probability_min": 0.0,  # the model buys anything: only the cooldown stops it
+            # The policy enters on any forecast: only the cooldown stops it.
+            "policy_entry_margin_bps": -1000.0,
+            "policy_max_entries_per_day": 1440,
             "markets": [MARKET],
         }
     )
@@ -91,7 +93,7 @@ async def test_a_replayed_crash_is_sold_within_one_tick_alerted_and_cooled_down(
 async def test_a_halted_engine_sends_no_order_and_flattens_only_when_asked(
     settings: Settings, tmp_path: Path, bundled_closes: list[BarClose]
 ) -> None:
-    settings = settings.model_copy(update={"entry_probability_min": 0.0, "markets": [MARKET]})
+    settings = settings.model_copy(update={"policy_entry_margin_bps": -1000.0, "markets": [MARKET]})
     async with open_services(settings, session_id="h", account_path=tmp_path / "a.json") as svc:
         svc.engine.warm_up(bundled_closes[:WARMUP_BARS])
         await buy_xrp(svc)
@@ -119,8 +121,11 @@ async def test_the_daily_loss_limit_stops_entries_until_the_next_trading_day(
 ) -> None:
     settings = settings.model_copy(
         update={
-            "entry_probability_min": 0.0,  # the model would enter ETH on every bar ...
-            "exit_probability_min": 1.0,  # ... and never propose an exit
+            # The policy would enter ETH on every bar and never propose an exit.
+            "policy_entry_margin_bps": -1000.0,
+            "policy_exit_margin_bps": 1000.0,
+            "policy_max_entries_per_day": 1440,
+            "policy_reentry_pause_minutes": 0,
             "markets": [MARKET, "KRW-ETH"],
             "daily_loss_limit_pct": 0.1,
             "watchdog_enabled": False,

@@ -84,8 +84,11 @@ def settings(tmp_path: Path, groq_server: GroqServer, ollama_server: OllamaServe
         groq_api_key=GROQ_KEY,
         groq_base_url=groq_server.base_url,
         ollama_host=ollama_server.base_url,
-        entry_probability_min=0.0,  # every run proposes an entry, so the checks run
-        exit_probability_min=1.0,
+        # Every run proposes an entry (any forecast clears the margin), so the checks run.
+        policy_entry_margin_bps=-1000.0,
+        policy_exit_margin_bps=1000.0,
+        policy_max_entries_per_day=1440,
+        policy_reentry_pause_minutes=0,
         prompts_dir=prompts_dir,
         api_port=free_port(),
     )

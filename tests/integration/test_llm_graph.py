@@ -79,7 +79,7 @@ def eth_cycle(reviewers: Reviewers, run_id: str) -> tuple[Context, dict[str, Any
         groq=reviewers.groq,
         ollama=reviewers.ollama,
         sizer=reviewers.sizer,
-        policy=TradingPolicy(entry_probability_min=0.2, exit_probability_min=0.2),
+        policy=TradingPolicy(),  # +40 bps expected clears the costs and the margin
     )
     features = {
         "ret_60": 0.001,
@@ -120,7 +120,14 @@ class _EthBuyModel:
     def predict(self, features: Any) -> dict[str, Any]:
         from ml.predict import Prediction
 
-        return {m: Prediction(p_buy=0.5 if m == "KRW-ETH" else 0.0, p_sell=0.05) for m in features}
+        return {
+            m: Prediction(
+                p_buy=0.5 if m == "KRW-ETH" else 0.0,
+                p_sell=0.05,
+                expected_return=0.004 if m == "KRW-ETH" else None,
+            )
+            for m in features
+        }
 
 
 async def test_all_agree_through_real_clients_trades_and_records_both_calls(
