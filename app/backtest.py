@@ -24,7 +24,7 @@ import math
 import re
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -64,11 +64,12 @@ from ml.labels import make_labels
 from ml.predict import Predictor
 from ml.registry import latest_model_dir, read_meta
 from nodes.review import ReviewRequest, RuleBasedSizer, TokenCallback, Verdict
+from store.journal import Journal
 
 LLM_OFF = "llm-off (backtest)"
 VOL_FEATURE = "volatility_60"
 VOL_REBALANCE_BARS = 60
-_KRW_MARKET = re.compile(r"^KRW-[A-Z0-9]+$")
+_MARKET_NAME = re.compile(r"^[A-Z0-9][A-Z0-9-]{1,30}$")
 ProgressCallback = Callable[[int, int], None]
 
 DEFINITIONS: dict[str, str] = {
@@ -136,28 +137,34 @@ class Simulation:
     fills: list[dict[str, Any]]
     position_closed_events: int
     summary: dict[str, Any]
+    trades: list[dict[str, Any]] = field(default_factory=list)  # closed round trips
+    holds: dict[str, int] = field(default_factory=dict)  # hold decisions by rule
+    model_status: dict[str, Any] = field(default_factory=dict)
+    params: dict[str, Any] = field(default_factory=dict)  # the policy's parameters
 
 
 def markets_in(candles: pd.DataFrame) -> list[str]:
-    """Return the file's markets; refuse any that is not an Upbit KRW market."""
+    """Return the candles' markets: KRW-* get Upbit's rules, others the same fee, no ticks."""
     markets = sorted(str(m) for m in pd.unique(candles["market"]))
-    bad = [m for m in markets if not _KRW_MARKET.match(m)]
+    bad = [m for m in markets if not _MARKET_NAME.match(m)]
     if bad:
-        raise BacktestError(
-            f"only Upbit KRW markets (KRW-XXX) can be backtested for now; the candles hold "
-            f"{', '.join(bad)}"
-        )
+        raise BacktestError(f"market names must be letters, digits and '-': got {bad}")
     if not markets:
         raise BacktestError("the candle files hold no rows in the chosen window")
     return markets
 
 
 def resolve_backtest_model(model_dir: Path | None) -> Path:
-    """The given model set, else the bundled one."""
+    """The given model set (or the newest in a registry folder), else the bundled one."""
     if model_dir is not None:
-        if not (model_dir / "meta.json").is_file():
-            raise ModelNotFoundError(f"{model_dir} holds no model set (no meta.json)")
-        return model_dir
+        if (model_dir / "meta.json").is_file():
+            return model_dir
+        latest = latest_model_dir(model_dir) if model_dir.is_dir() else None
+        if latest is None:
+            raise ModelNotFoundError(
+                f"{model_dir} holds no model set (no meta.json, and no model set folder in it)"
+            )
+        return latest
     bundled = latest_model_dir(BUNDLED_MODELS)
     if bundled is None:
         raise ModelNotFoundError(f"no bundled model set under {BUNDLED_MODELS}")
@@ -327,6 +334,10 @@ async def simulate(
             if event["type"] == "position_closed"
         )
         initial = float(services.exchange.initial_krw)
+        trades = trade_list(journal)
+        holds = journal.hold_reasons(engine.session_id)
+        model_status = dict(engine.model_status)
+        params = engine.context.policy.rules.to_json()
     index = pd.DatetimeIndex([c.ts for c in to_run]).tz_convert("UTC")
     return Simulation(
         equity=pd.Series(equity, index=index),
@@ -334,7 +345,86 @@ async def simulate(
         fills=fills,
         position_closed_events=closed,
         summary=summary.to_json(),
+        trades=trades,
+        holds=holds,
+        model_status=model_status,
+        params=params,
     )
+
+
+# The trade list ---------------------------------------------------------------------------
+def exit_reason(identifier: str, journal: Journal, orders: dict[str, dict[str, Any]]) -> str:
+    """Why a sell happened, from its order: the policy's rule, a protection or the watchdog."""
+    if "-emergency-" in identifier:
+        return "watchdog:" + identifier.rsplit("-emergency-", 1)[1].split("-")[0]
+    for reason in ("stop_loss", "take_profit", "flatten"):
+        if identifier.endswith(f"-{reason}") or f"-{reason}-" in identifier:
+            return reason
+    run_id = (orders.get(identifier) or {}).get("run_id")
+    decision = journal.get_decision(run_id) if run_id else None
+    if decision is not None:
+        proposal = ((decision.get("nodes") or {}).get("ml_signal") or {}).get("proposal") or {}
+        return f"policy:{proposal.get('reason', 'sell')}"
+    return "sell"
+
+
+def trade_list(journal: Journal) -> list[dict[str, Any]]:
+    """Every closed round trip from the journal's fills: times, prices, result, exit reason."""
+    orders = {str(o["identifier"]): o for o in journal.list_orders()}
+    fills = journal.list_fills()
+    opened: dict[str, dict[str, Any]] = {}
+    trades: list[dict[str, Any]] = []
+    for fill in fills:
+        market = str(fill["market"])
+        volume, price, fee = (float(str(fill[k])) for k in ("volume", "price", "fee"))
+        ts = pd.Timestamp(fill["ts"])
+        trip = opened.setdefault(
+            market, {"opened_at": ts, "volume": 0.0, "cost": 0.0, "proceeds": 0.0, "fees": 0.0}
+        )
+        trip["fees"] += fee
+        if fill["side"] == "bid":
+            trip["volume"] += volume
+            trip["cost"] += price * volume + fee
+            trip.setdefault("entry_price", price)
+            continue
+        trip["volume"] -= volume
+        trip["proceeds"] += price * volume - fee
+        if trip["volume"] > 1e-12:
+            continue
+        del opened[market]
+        pnl = trip["proceeds"] - trip["cost"]
+        trades.append(
+            {
+                "market": market,
+                "opened_at": trip["opened_at"].isoformat(),
+                "closed_at": ts.isoformat(),
+                "minutes": int((ts - trip["opened_at"]).total_seconds() // 60),
+                "entry_price": trip.get("entry_price"),
+                "exit_price": price,
+                "pnl_krw": round(pnl, 2),
+                "return": pnl / trip["cost"] if trip["cost"] else None,
+                "fees_krw": round(trip["fees"], 2),
+                "exit_reason": exit_reason(str(fill["order_identifier"]), journal, orders),
+            }
+        )
+    return trades
+
+
+def policy_summary(
+    trades: Sequence[dict[str, Any]], holds: dict[str, int], initial: float, fees: float
+) -> dict[str, Any]:
+    """What the policy did: the rules behind the holds, the exits, the shortest ML round trip."""
+    ml = [t for t in trades if str(t["exit_reason"]).startswith("policy:")]
+    exits: dict[str, int] = {}
+    for trade in trades:
+        exits[trade["exit_reason"]] = exits.get(trade["exit_reason"], 0) + 1
+    return {
+        "holds_by_rule": dict(sorted(holds.items(), key=lambda kv: -kv[1])),
+        "exits": exits,
+        "shortest_ml_round_trip_minutes": min((t["minutes"] for t in ml), default=None),
+        "shortest_round_trip_minutes": min((t["minutes"] for t in trades), default=None),
+        "fees_pct_of_capital": 100.0 * fees / initial if initial else None,
+    }
 
 
 # Putting it together -----------------------------------------------------------------------
@@ -466,6 +556,18 @@ async def run_backtest(
         "holds": summary["holds"],
         "reviewers": LLM_OFF,
         "sizer": "rule-based",
+        "policy": {
+            "params": simulation.params,
+            **policy_summary(
+                simulation.trades,
+                simulation.holds,
+                simulation.initial_krw,
+                sum(book.fees_krw for book in books.values()),
+            ),
+        },
+        "model_status": simulation.model_status,
+        "fast_path": _fast_path(settings, candles, model_path, simulation),
+        "trades": simulation.trades,
         "per_market": per_market,
         "journal": str(report_dir / "journal.db"),
         "elapsed_s": summary["elapsed_s"],
@@ -479,6 +581,38 @@ async def run_backtest(
     png = _plot(simulation, hold_curve, vol_curve, report_dir / "equity.png")
     (report_dir / "report.html").write_text(_html(metrics, png))
     return metrics
+
+
+def _fast_path(
+    settings: Settings, candles: pd.DataFrame, model_path: Path, simulation: Simulation
+) -> dict[str, Any]:
+    """The fast simulator over the same candles: its result and random entries at the same rate.
+
+    The simulator replays the engine's loop (policy.simulate); where it and the engine differ,
+    the engine is the reference and the difference is shown here, never hidden.
+    """
+    from app.policy_eval import random_entries, strategy_metrics
+    from app.simulation import prepare, simulation_settings
+    from policy.params import PolicyParams
+    from policy.simulate import simulate as simulate_fast
+
+    predictor = Predictor.load(model_path)
+    prepared = prepare(candles, predictor, settings)
+    bars = len(simulation.equity)
+    if len(prepared.arrays) > bars:  # --minutes: the engine traded only the first bars
+        prepared = prepared.head(bars)
+    params = PolicyParams.from_json(simulation.params)
+    sim_settings = simulation_settings(settings)
+    result = simulate_fast(prepared.arrays, params, sim_settings)
+    metrics = strategy_metrics(result, prepared, params)
+    return {
+        "total_return": metrics["total_return"],
+        "entries": metrics["entries"],
+        "round_trips": metrics["round_trips"],
+        "fees": metrics["fees"],
+        "random_entries": random_entries(prepared, result, params, sim_settings),
+        "note": "policy.simulate over the same candles and model (the engine is the reference)",
+    }
 
 
 def _notes(metrics: dict[str, Any], simulation: Simulation) -> list[str]:
@@ -496,6 +630,18 @@ def _notes(metrics: dict[str, Any], simulation: Simulation) -> list[str]:
         notes.append(
             f"journal recorded {simulation.position_closed_events} position_closed events "
             f"against {metrics['n_trades']} round trips folded from fills"
+        )
+    status = metrics.get("model_status") or {}
+    if status and not status.get("proven"):
+        notes.append(
+            f"unproven model: {status.get('verdict')}. Live trading refuses its entries unless "
+            "LXA_ALLOW_UNPROVEN_MODEL (--allow-unproven-model) is set."
+        )
+    fast = metrics.get("fast_path") or {}
+    if fast and fast.get("entries") != metrics["buys"]:
+        notes.append(
+            f"the fast simulator made {fast.get('entries')} entries where the engine made "
+            f"{metrics['buys']}: the engine's figures are the reference"
         )
     if metrics["n_trades"] < 30:
         notes.append(
@@ -587,6 +733,13 @@ def reading(metrics: dict[str, Any]) -> str:
         f"{verdict} buy-and-hold ({hold * 100:+.2f}%) and the lowest-volatility baseline "
         f"({vol * 100:+.2f}%)."
     )
+    policy = metrics.get("policy") or {}
+    holds = policy.get("holds_by_rule") or {}
+    if holds:
+        top, count = next(iter(holds.items()))
+        parts.append(
+            f"The policy held on {sum(holds.values())} bars, most often for '{top}' ({count})."
+        )
     parts.append(
         f"It closed {metrics['n_trades']} round trips; a few days of one-minute bars are a "
         "short sample, so a good AUC here is a ranking signal, not proof of profit, and the "
@@ -636,6 +789,28 @@ def _html(metrics: dict[str, Any], png: bytes) -> str:
         for name, text in DEFINITIONS.items()
     )
     notes = "\n".join(f"<li>{html.escape(note)}</li>" for note in metrics["notes"])
+    policy = metrics.get("policy") or {}
+    policy_rows = "\n".join(
+        f"<tr><th>{html.escape(str(name))}</th><td>{html.escape(str(value))}</td></tr>"
+        for name, value in (
+            ("holds by rule", policy.get("holds_by_rule")),
+            ("exits", policy.get("exits")),
+            ("shortest ML round trip (min)", policy.get("shortest_ml_round_trip_minutes")),
+            ("fees, % of capital", _fmt(policy.get("fees_pct_of_capital"))),
+            ("parameters", policy.get("params")),
+            ("model", (metrics.get("model_status") or {}).get("verdict")),
+            ("fast simulator", {k: v for k, v in (metrics.get("fast_path") or {}).items()}),
+        )
+    )
+    trade_rows = "\n".join(
+        "<tr>"
+        + "".join(
+            f"<td>{html.escape(str(t[k]))}</td>"
+            for k in ("market", "opened_at", "closed_at", "minutes", "exit_reason")
+        )
+        + f"<td>{_fmt(t['return'], 'pct')}</td><td>{_fmt(t['pnl_krw'])}</td></tr>"
+        for t in metrics.get("trades", [])
+    )
     image = base64.b64encode(png).decode("ascii")
     candles = metrics["candles"]
     generated = datetime.now(UTC).isoformat(timespec="seconds")
@@ -665,6 +840,12 @@ Generated {generated}.</p>
 <table>{head_rows}</table>
 <h2>Equity</h2>
 <img alt="equity curve" src="data:image/png;base64,{image}">
+<h2>Policy</h2>
+<table>{policy_rows}</table>
+<h2>Trades</h2>
+<table><tr><th>market</th><th>opened</th><th>closed</th><th>minutes</th><th>exit</th>
+<th>return</th><th>P&amp;L</th></tr>
+{trade_rows}</table>
 <h2>Per market</h2>
 <table><tr><th>market</th>{"".join(f"<th>{c}</th>" for c, _ in columns)}</tr>
 {market_rows}</table>

@@ -10,7 +10,7 @@ scores its latest row), and the watchdog's triggers over the same derived ticks.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 import numpy as np
@@ -40,6 +40,18 @@ class Prepared:
     last_ts: datetime
     warmup_close: np.ndarray  # (M,) each market's last close during the warm-up (NaN: none)
     horizon: int  # the model's label horizon, bars
+
+    def head(self, bars: int) -> Prepared:
+        """The first `bars` traded closes only (a backtest cut short with --minutes)."""
+        last = pd.Timestamp(int(self.arrays.bar_minute[bars - 1]), unit="m", tz=UTC)
+        return replace(
+            self,
+            last_ts=last.to_pydatetime(),
+            arrays=self.arrays.head(bars),
+            forward_return=self.forward_return[:bars],
+            p_buy=self.p_buy[:bars],
+            p_sell=self.p_sell[:bars],
+        )
 
 
 def simulation_settings(settings: Settings) -> SimulationSettings:

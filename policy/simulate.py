@@ -167,6 +167,25 @@ class MarketArrays:
     def __len__(self) -> int:
         return int(self.has_bar.shape[0])
 
+    def head(self, bars: int) -> MarketArrays:
+        """The first `bars` closes only."""
+        return MarketArrays(
+            markets=self.markets,
+            bar_minute=self.bar_minute[:bars],
+            has_bar=self.has_bar[:bars],
+            open=self.open[:bars],
+            high=self.high[:bars],
+            low=self.low[:bars],
+            close=self.close[:bars],
+            volume=self.volume[:bars],
+            expected=self.expected[:bars],
+            volatility=self.volatility[:bars],
+            tick_trigger=self.tick_trigger[:bars],
+            bar_trigger=self.bar_trigger[:bars],
+            tick_rounding=self.tick_rounding,
+            seen_before=self.seen_before,
+        )
+
 
 @dataclass
 class SimulationResult:
