@@ -12,7 +12,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api.deps import AccountSource, Replayer, Runner, Services
-from api.routes import account, control, graph, health, prompts, runs, stream, web
+from api.routes import account, control, graph, health, model, prompts, runs, stream, web
 from prompts.loader import DEFAULT_PROMPTS_DIR, PromptLibrary
 from store.bus import EventBus
 from store.journal import Journal
@@ -97,6 +97,7 @@ def create_app(
         prompts.router,
         account.router,
         control.router,
+        model.router,
         graph.router,
     ):
         app.include_router(router)

@@ -20,6 +20,7 @@ from store.journal import Journal
 __all__ = [
     "AccountSource",
     "BusDep",
+    "DailyLimitSource",
     "JournalDep",
     "Replayer",
     "Runner",
@@ -75,6 +76,15 @@ class AccountSource(Protocol):
 
     def watchdog_state(self) -> dict[str, Any]:
         """Return enabled, config, exchange_healthy, consecutive_failures, cooldowns."""
+        ...
+
+
+@runtime_checkable
+class DailyLimitSource(Protocol):
+    """The running engine's daily loss limit (optional beside `AccountSource`; not journaled)."""
+
+    def daily_limit(self) -> dict[str, Any]:
+        """Return the DailyLimitOut fields (trading_day, start_equity, ..., breached)."""
         ...
 
 

@@ -7,7 +7,7 @@ pydantic's errors under `detail` instead, each naming the field in `loc`).
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Any, Literal
 
@@ -18,9 +18,11 @@ __all__ = [
     "AccountOut",
     "AuthCheck",
     "BalanceOut",
+    "DailyLimitOut",
     "EquityOut",
     "EquityPoint",
     "ErrorOut",
+    "EvaluationWindowOut",
     "EventOut",
     "FillList",
     "FillOut",
@@ -30,6 +32,8 @@ __all__ = [
     "Health",
     "InfoOut",
     "LlmCallOut",
+    "ModelStatusOut",
+    "MonthlyCapOut",
     "OrderList",
     "OrderOut",
     "PositionList",
@@ -83,6 +87,10 @@ STREAM_EVENT_TYPES: dict[str, str] = {
     "emergency_sell_failed": "a watchdog sell failed (market, error, retrying)",
     "protection": "a stop-loss or take-profit fired (market, reason)",
     "trading_state": "halt / resume / reducing (state, reason)",
+    "monthly_cap_resumed": "an operator's resume cleared the monthly loss cap (cleared, "
+    "start_equity)",
+    "model_status": "the model set the engine started with (model_id, proven, verdict, "
+    "block_entries; see ModelStatusOut)",
     "exchange_recovered": "the exchange answers again",
     "replay_started": "a fork of a past run began (run_id = fork id, forked_from)",
     "replay_finished": "a fork ended (run_id = fork id, action, market, reason)",
@@ -506,11 +514,95 @@ class ResumeRequest(BaseModel):
     reason: str = Field(min_length=1, max_length=200, description="why trading resumes")
 
 
-class TradingStateOut(BaseModel):
-    """The operator's trading state as the journal holds it; the engine applies it."""
+class MonthlyCapOut(BaseModel):
+    """The monthly loss cap as the engine last wrote it (equity vs the month's first equity)."""
 
-    state: str = Field(description="active, reducing (exits only) or halted")
+    month: str = Field(description="the calendar month (KST) counted, YYYY-MM")
+    start_equity: Decimal | None = Field(description="KRW equity the month is counted from")
+    last_equity: Decimal | None = Field(description="KRW equity at the engine's last look")
+    loss_pct: float | None = Field(description="loss since start_equity in % (negative: a gain)")
+    cap_pct: float | None = Field(description="entries stop once loss_pct reaches this")
+    breached: bool = Field(description="entries are stopped for the month")
+    reason: str | None = Field(description="why entries stopped; None while not breached")
+    breached_at: datetime | None = Field(description="the bar at which the cap was breached")
+    resumed_at: datetime | None = Field(description="when an operator's resume last cleared it")
+    resumed_by: str | None = Field(description="cli or api: who cleared it last")
+    resume_pending: bool = Field(
+        description="a resume was written after the breach; the engine clears it at its next bar"
+    )
+    clears_on: date | None = Field(description="the first day (KST) of the next month")
+    how_to_clear: str | None = Field(description="what ends a breach; None while not breached")
+    updated_at: datetime = Field(description="when the engine wrote these figures")
+
+
+class DailyLimitOut(BaseModel):
+    """The daily loss limit as the running engine holds it (it is not journaled)."""
+
+    trading_day: date | None = Field(description="the trading day (KST) counted")
+    start_equity: Decimal | None = Field(description="KRW equity the day is counted from")
+    last_equity: Decimal | None
+    loss_pct: float | None = Field(description="loss since start_equity in % (negative: a gain)")
+    limit_pct: float
+    breached: bool = Field(description="entries are stopped for the rest of the day")
+
+
+class TradingStateOut(BaseModel):
+    """The operator's trading state as the journal holds it, and what the engine applies.
+
+    `state`/`reason` are the operator's choice (halt, resume). `effective_state` adds the loss
+    limits to it as the engine does: halted, else reducing (the operator's choice, the daily
+    limit, the monthly cap), else active.
+    """
+
+    state: str = Field(description="the operator's choice: active, reducing (exits only), halted")
     reason: str
     flatten_requested: bool = Field(description="a flatten was asked for and is not done yet")
     updated_at: datetime | None = Field(description="None until the state was first set")
     updated_by: str | None = Field(description="cli, api or engine; None until first set")
+    effective_state: Literal["active", "reducing", "halted"] = Field(
+        description="what the engine applies: the operator's state with the loss limits"
+    )
+    effective_reason: str = Field(
+        description="why the effective state is what it is, or why entries are refused "
+        "(an unproven model trading live); empty when entries are allowed"
+    )
+    entries_allowed: bool = Field(
+        description="whether the engine may open positions now (exits are always allowed, "
+        "except while halted)"
+    )
+    monthly: MonthlyCapOut | None = Field(
+        description="the monthly loss cap; null before an engine ever ran on this journal"
+    )
+    daily: DailyLimitOut | None = Field(
+        description="the daily loss limit; null where no engine runs in this process"
+    )
+
+
+class EvaluationWindowOut(BaseModel):
+    """The hold-out stretch the model set's policy was tested on (no model saw it)."""
+
+    first_ts: datetime | None = None
+    last_ts: datetime | None = None
+    bars: int | None = None
+    markets: list[str] = Field(default_factory=list)
+
+
+class ModelStatusOut(BaseModel):
+    """The model set the engine trades with, and whether its policy has shown an edge.
+
+    A set is unproven when its own out-of-sample policy result (meta.json `policy_evaluation`)
+    is not positive after fees: live trading then refuses entries unless the operator set
+    `--allow-unproven-model` (LXA_ALLOW_UNPROVEN_MODEL); paper trading goes on.
+    """
+
+    model_id: str | None
+    proven: bool = Field(description="the policy made money after fees on its hold-out window")
+    verdict: str = Field(description="why the set is proven or not, in words")
+    live: bool = Field(description="the engine trades real money")
+    allow_unproven_model: bool = Field(description="the operator's override for live entries")
+    block_entries: bool = Field(description="entries are refused: unproven, live, no override")
+    evaluation_window: EvaluationWindowOut | None
+    evaluation_return: float | None = Field(description="the policy's return there (0.01 = 1%)")
+    evaluation_entries: int | None = Field(description="positions the policy opened there")
+    buy_and_hold_return: float | None = Field(description="holding every market there instead")
+    recorded_at: datetime = Field(description="when the engine announced it (at its start)")

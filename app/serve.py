@@ -187,6 +187,18 @@ class EngineBridge:
             },
         }
 
+    def daily_limit(self) -> dict[str, Any]:
+        """The daily loss limit's figures as the guard holds them now (DailyLimitOut)."""
+        snapshot = self.engine.guard.snapshot()
+        return {
+            "trading_day": snapshot["trading_day"],
+            "start_equity": snapshot["day_start_equity"],
+            "last_equity": snapshot["last_equity"],
+            "loss_pct": snapshot["daily_loss_pct"],
+            "limit_pct": snapshot["limits"]["daily_loss_limit_pct"],
+            "breached": snapshot["daily_limit_breached"],
+        }
+
     # Time travel ---------------------------------------------------------------------------
     def _fork_context(
         self, prompts: Mapping[str, str], models: Mapping[str, str], notes: list[str]

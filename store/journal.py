@@ -533,6 +533,11 @@ class Journal(OrderIntents):
             rows = [r for r in rows if (r["payload"] or {}).get("market") == market]
         return rows
 
+    def latest_event(self, type: str) -> dict[str, Any] | None:
+        """Return the newest event of `type` (id, run_id, type, ts, payload), or None."""
+        rows = self.events_of_type([type], limit=1)
+        return rows[0] if rows else None
+
     def equity_history(
         self,
         session_id: str,

@@ -17,6 +17,8 @@ from typing import Any
 import schemathesis
 from hypothesis import HealthCheck, settings
 from schemathesis.checks import not_a_server_error, positive_data_acceptance
+from test_api_control import monthly_figures
+from test_api_model import model_status
 from test_api_runs import T0, decision_row
 
 from api.app import create_app
@@ -64,6 +66,9 @@ def seed(journal: Journal) -> None:
         }
     )
     journal.record_event(None, "watchdog_trigger", {"market": "KRW-BTC", "detector": "drop"}, T0)
+    # The monthly cap, breached, and the model status, as the engine writes them.
+    journal.write_loss_limit("monthly", monthly_figures(breached=True, seen_at=T0))
+    journal.record_event(None, "model_status", model_status("lgbm-quick-x", proven=False), T0)
 
 
 def build_app(base: Path) -> Any:

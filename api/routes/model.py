@@ -1,0 +1,31 @@
+"""The model set the engine trades with, and whether its policy has shown an edge."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends, HTTPException, status
+
+from api.deps import JournalDep, error, require_read_access
+from api.schemas import ModelStatusOut
+from store.trading_view import latest_model_status
+
+router = APIRouter(prefix="/api", tags=["model"], dependencies=[Depends(require_read_access)])
+
+NO_MODEL_STATUS = "no model status yet: no engine has started on this journal"
+
+
+@router.get(
+    "/model",
+    response_model=ModelStatusOut,
+    responses={status.HTTP_404_NOT_FOUND: error(NO_MODEL_STATUS)},
+)
+def read_model_status(journal: JournalDep) -> ModelStatusOut:
+    """Return the model status the engine announced last (404 before any engine started).
+
+    `proven` is false when the set's own out-of-sample policy result is not positive after
+    fees: live entries are then refused unless overridden (`block_entries` says whether they
+    are), and paper trading goes on with a warning.
+    """
+    found = latest_model_status(journal)
+    if found is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, NO_MODEL_STATUS)
+    return ModelStatusOut.model_validate(found)
