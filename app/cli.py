@@ -108,7 +108,16 @@ def _print_summary(summary: dict[str, object]) -> None:
     assert isinstance(notes, list)
     for note in notes:
         table.add_row("note", str(note))
+    model_status = summary.get("model_status") or {}
+    assert isinstance(model_status, dict)
+    if model_status:
+        proven = "proven" if model_status.get("proven") else "UNPROVEN"
+        table.add_row("model_status", f"{proven}: {model_status.get('verdict')}")
     out.print(table)
+    warning = summary.get("model_warning")
+    if warning:
+        line = f"WARNING: {warning}"
+        out.print(line, style="bold yellow", markup=False, highlight=False, soft_wrap=True)
 
 
 def _emit_summary(summary: dict[str, object], as_json: bool) -> None:
@@ -875,6 +884,26 @@ def _print_trading_state(row: dict[str, object], *, as_json: bool) -> None:
         out.print(f"updated: {stamp} by {row['updated_by']}", markup=False, highlight=False)
     else:
         out.print("updated: never (the default)", highlight=False)
+    if "effective_state" not in row:  # halt / resume print the operator's state only
+        return
+    from app.status_text import model_lines, model_warning, monthly_lines
+
+    found_monthly, found_model = row.get("monthly"), row.get("model_status")
+    monthly = found_monthly if isinstance(found_monthly, dict) else None
+    status = found_model if isinstance(found_model, dict) else None
+    why = row["effective_reason"]
+    if monthly and why and why == monthly.get("reason"):
+        why = "the monthly loss cap, below"
+    effective = f"effective: {row['effective_state']}" + (f" ({why})" if why else "")
+    entries = "allowed" if row["entries_allowed"] else "refused"
+    out.print(effective, markup=False, highlight=False, soft_wrap=True)
+    out.print(f"entries: {entries}", markup=False, highlight=False)
+    style = "bold red" if monthly and monthly.get("breached") else None
+    for line in monthly_lines(monthly):
+        out.print(line, style=style, markup=False, highlight=False, soft_wrap=True)
+    style = "yellow" if model_warning(status) else None
+    for line in model_lines(status):
+        out.print(line, style=style, markup=False, highlight=False, soft_wrap=True)
 
 
 def _write_trading_state(state: str, reason: str, *, flatten: bool, as_json: bool) -> None:
@@ -914,13 +943,14 @@ def resume(
 def status(
     as_json: Annotated[bool, typer.Option("--json", help="Print the state as JSON.")] = False,
 ) -> None:
-    """Show the trading state the operator set (halt, resume) from the journal."""
+    """Show the trading state (set and effective), the monthly loss cap and the model status."""
     from store.journal import Journal
+    from store.trading_view import trading_view
 
     settings = _settings()
     with Journal.open(settings.journal_url) as journal:
-        row = journal.read_trading_control()
-    _print_trading_state(row, as_json=as_json)
+        view = trading_view(journal)
+    _print_trading_state(view, as_json=as_json)
 
 
 prompts_app = typer.Typer(help="Prompt files the LLM checks and the sizer are rendered from.")

@@ -17,6 +17,7 @@ import pandas as pd
 
 from app.engine import CycleResult, Engine
 from app.settings import Settings
+from app.status_text import model_warning
 from app.wiring import Services, open_services
 from exchange.feed import BarClose, ReplayFeed
 from exchange.rules import FEE_RATE
@@ -55,6 +56,10 @@ class SessionSummary:
     elapsed_s: float
     mean_cycle_ms: float
     notes: list[str] = field(default_factory=list)
+    # What the engine announced at its start (app.wiring `model_status`), and a warning line
+    # when the model set is unproven (its own hold-out policy result is not positive).
+    model_status: dict[str, Any] = field(default_factory=dict)
+    model_warning: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         """Return the summary as plain JSON values."""
@@ -233,6 +238,8 @@ async def summarize(
         elapsed_s=round(elapsed_s, 2),
         mean_cycle_ms=round(mean_cycle_ms, 3),
         notes=notes,
+        model_status=dict(engine.model_status),
+        model_warning=model_warning(engine.model_status),
     )
 
 

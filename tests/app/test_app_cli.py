@@ -69,6 +69,38 @@ def test_demo_resume_continues_the_last_demo_account(tmp_path: Path) -> None:
     assert two["runs"] == 12
 
 
+def test_demo_reports_the_bundled_model_as_unproven_in_json_and_in_words(tmp_path: Path) -> None:
+    as_json = subprocess.run(
+        [*LXA, "demo", "--minutes", "2", "--no-serve", "--json"],
+        env=_env(tmp_path),
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    in_words = subprocess.run(
+        [*LXA, "demo", "--minutes", "2", "--no-serve"],
+        env=_env(tmp_path),
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+    assert as_json.returncode == 0, as_json.stderr
+    summary = json.loads(as_json.stdout)
+    status = summary["model_status"]
+    # The bundled set's policy made no trade on its hold-out window: no evidence of an edge.
+    assert (status["model_id"], status["proven"]) == (summary["model_id"], False)
+    assert (status["live"], status["block_entries"]) == (False, False)
+    assert "hold-out window" in status["verdict"]
+    assert summary["model_warning"].startswith(f"unproven model {summary['model_id']}: ")
+    assert "paper trading goes on" in summary["model_warning"]
+    assert in_words.returncode == 0, in_words.stderr
+    warnings = [line for line in in_words.stdout.splitlines() if line.startswith("WARNING: ")]
+    assert warnings == [f"WARNING: {summary['model_warning']}"]
+
+
 def test_graph_prints_mermaid_of_the_compiled_graph(tmp_path: Path) -> None:
     result = subprocess.run(
         [*LXA, "graph"], env=_env(tmp_path), capture_output=True, text=True, timeout=60
