@@ -275,6 +275,15 @@ def test_viewer_streams_runs_edits_prompts_and_replays_in_a_browser(demo: DemoSe
             page.goto(demo.url + "/")
             expect(page.get_by_test_id("connection")).to_have_class(re.compile(r"\bon\b"))
             BROWSER_WATCHING.set()
+            # The bundled model set is unproven (its policy made no trade on its hold-out
+            # window): a paper run goes on and says so. The monthly cap shows the replayed month.
+            model_warning = page.get_by_test_id("model-warning")
+            expect(model_warning).to_contain_text("Unproven model")
+            expect(model_warning).to_contain_text("hold-out window")
+            expect(model_warning).to_contain_text("Paper trading goes on")
+            expect(model_warning).to_have_attribute("data-consequence", "paper")
+            expect(page.get_by_test_id("monthly-cap")).to_contain_text("2025-09")
+            expect(page.get_by_test_id("monthly-cap-banner")).to_have_count(0)
             graph_nodes = page.locator("[data-testid=live-graph] g.node")
             expect(graph_nodes).to_have_count(6)
             drawn = sorted(graph_nodes.evaluate_all("els => els.map(e => e.dataset.node)"))
@@ -417,6 +426,7 @@ def test_viewer_streams_runs_edits_prompts_and_replays_in_a_browser(demo: DemoSe
             # 8. Korean labels.
             page.get_by_test_id("lang").click()
             expect(page.get_by_role("link", name="실행 기록")).to_be_visible()
+            expect(page.get_by_test_id("model-warning")).to_contain_text("검증되지 않은 모델")
             shot("korean")
         finally:
             browser.close()

@@ -1,6 +1,7 @@
 import { useEffect, useState } from "react";
 import type { Info } from "./api";
 import { Controls } from "./components/Controls";
+import { ModelBanner } from "./components/ModelBanner";
 import { useGet, useHashRoute } from "./hooks";
 import { LangProvider, useLang } from "./i18n";
 import { ChartsPage } from "./pages/ChartsPage";
@@ -60,6 +61,7 @@ function Shell() {
         </button>
       </header>
       <Controls markets={info.data?.markets ?? []} canRun={info.data?.can_run ?? true} onNotice={setNotice} />
+      <ModelBanner />
       {notice && (
         <div className={`notice ${notice.kind}`} role="status" data-testid="notice">
           {notice.text}

@@ -132,12 +132,61 @@ export interface GraphOut {
   edges: GraphEdge[];
 }
 
+/** The monthly loss cap as the engine last wrote it (api/schemas.py MonthlyCapOut). */
+export interface MonthlyCap {
+  month: string;
+  start_equity: string | null;
+  last_equity: string | null;
+  loss_pct: number | null;
+  cap_pct: number | null;
+  breached: boolean;
+  reason: string | null;
+  breached_at: string | null;
+  resumed_at: string | null;
+  resumed_by: string | null;
+  resume_pending: boolean;
+  clears_on: string | null;
+  how_to_clear: string | null;
+  updated_at: string;
+}
+
+/** The daily loss limit, from an engine running in the API's process (DailyLimitOut). */
+export interface DailyLimit {
+  trading_day: string | null;
+  start_equity: string | null;
+  last_equity: string | null;
+  loss_pct: number | null;
+  limit_pct: number;
+  breached: boolean;
+}
+
 export interface TradingState {
   state: string;
   reason: string;
   flatten_requested: boolean;
   updated_at: string | null;
   updated_by: string | null;
+  // Added by newer servers (absent from the halt/resume events of older ones).
+  effective_state?: "active" | "reducing" | "halted";
+  effective_reason?: string;
+  entries_allowed?: boolean;
+  monthly?: MonthlyCap | null;
+  daily?: DailyLimit | null;
+}
+
+/** The model set the engine trades with (GET /api/model, the `model_status` event). */
+export interface ModelStatus {
+  model_id: string | null;
+  proven: boolean;
+  verdict: string;
+  live: boolean;
+  allow_unproven_model: boolean;
+  block_entries: boolean;
+  evaluation_window: { first_ts?: string | null; last_ts?: string | null; bars?: number | null; markets?: string[] } | null;
+  evaluation_return: number | null;
+  evaluation_entries: number | null;
+  buy_and_hold_return: number | null;
+  recorded_at?: string;
 }
 
 export interface Info {

@@ -139,6 +139,19 @@ const en = {
   positions: "Positions",
   noPositions: "No open position.",
   equityNow: "Equity",
+  operatorSet: "set by the operator",
+  month: "Month",
+  lossCap: "cap",
+  entriesRefused: "entries refused",
+  entriesStopped: "Entries stopped for the month",
+  entriesResumeOn: "Entries resume on",
+  resumeNowHint: "(KST), or at once with 'Resume' (the month then counts again from the equity at that moment).",
+  resumePending: "Resume received: the engine clears the monthly loss cap at its next bar.",
+  unprovenModel: "Unproven model",
+  unprovenBlocked: "Live entries are refused unless the operator overrides it (--allow-unproven-model).",
+  unprovenOverridden: "Trading live anyway: the operator overrode the refusal (--allow-unproven-model).",
+  unprovenPaper: "Paper trading goes on; live entries would be refused unless overridden (--allow-unproven-model).",
+  holdOutResult: "hold-out result",
 };
 
 export type LabelKey = keyof typeof en;
@@ -280,6 +293,19 @@ const ko: Record<LabelKey, string> = {
   positions: "포지션",
   noPositions: "보유 포지션 없음.",
   equityNow: "자산",
+  operatorSet: "운영자 설정",
+  month: "월",
+  lossCap: "한도",
+  entriesRefused: "진입 거부",
+  entriesStopped: "이번 달 신규 진입 중지",
+  entriesResumeOn: "신규 진입 재개일:",
+  resumeNowHint: "(KST). '거래 재개' 버튼으로 즉시 재개할 수도 있습니다 (그 시점의 자산부터 이번 달을 다시 계산).",
+  resumePending: "재개 요청 접수: 엔진이 다음 봉에서 월간 손실 한도를 해제합니다.",
+  unprovenModel: "검증되지 않은 모델",
+  unprovenBlocked: "운영자가 재정의하지 않는 한 실거래 신규 진입은 거부됩니다 (--allow-unproven-model).",
+  unprovenOverridden: "운영자의 재정의로 실거래를 계속합니다 (--allow-unproven-model).",
+  unprovenPaper: "모의 거래는 계속됩니다. 실거래였다면 재정의 없이는 신규 진입이 거부됩니다 (--allow-unproven-model).",
+  holdOutResult: "검증 구간 성과",
 };
 
 const LABELS: Record<Lang, Record<LabelKey, string>> = { en, ko };

@@ -34,6 +34,8 @@ export const EVENT_TYPES = [
   "emergency_sell_failed",
   "protection",
   "trading_state",
+  "monthly_cap_resumed",
+  "model_status",
   "exchange_recovered",
   "replay_started",
   "replay_finished",
