@@ -353,6 +353,14 @@ def run(
             f"asks you to type {LIVE_CONFIRMATION} first.",
         ),
     ] = False,
+    allow_unproven_model: Annotated[
+        bool,
+        typer.Option(
+            "--allow-unproven-model",
+            help="Trade live with a model set whose own hold-out policy result is not positive "
+            "after fees (refused otherwise; the override is journaled and alerted).",
+        ),
+    ] = False,
 ) -> None:
     """Paper-trade on the persistent account in LXA_DATA_DIR, continuing where it stopped.
 
@@ -365,6 +373,8 @@ def run(
     settings = _settings()
     if live and not settings.live:
         settings = _confirm_live()
+    if allow_unproven_model:
+        settings = settings.model_copy(update={"allow_unproven_model": True})
     mode = feed or ("replay" if candles else "live")
     if mode not in ("live", "replay"):
         err.print(f"[red]--feed must be live or replay, got {mode!r}[/red]")
@@ -819,6 +829,76 @@ def backtest(
         table.add_row(key, str(metrics[key]))
     out.print(table)
     out.print(f"report: {report / 'report.html'}", markup=False, highlight=False)
+
+
+@app.command()
+def walkforward(
+    candles: Annotated[
+        list[Path], typer.Option(help="Candle parquet file(s) or folder(s) in the shared schema.")
+    ],
+    train_days: Annotated[float, typer.Option(min=1.0, help="Training days of each window.")],
+    test_days: Annotated[float, typer.Option(min=0.1, help="Test days of each window.")],
+    step_days: Annotated[
+        float | None, typer.Option(min=0.1, help="Days between windows (default: test days).")
+    ] = None,
+    report_dir: Annotated[
+        Path, typer.Option("--report", help="Folder for walkforward.json and report.html.")
+    ] = Path("walkforward"),
+    seeds: Annotated[
+        int, typer.Option(min=1, max=200, help="Random-entry baselines per window.")
+    ] = 20,
+    max_windows: Annotated[
+        int | None, typer.Option(min=1, help="Stop after this many windows (a quick look).")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the totals as JSON.")] = False,
+) -> None:
+    """Retrain and trade window after window over every market in the files, never on a seen bar.
+
+    Each window trains the quick model set on its training days (calibration and the policy's
+    hold-out inside them), sweeps the policy's parameters on that hold-out, then trades its test
+    days in the fast simulator: returns, drawdown, trades and fees against buy-and-hold, cash,
+    the lowest-volatility rotation and random entries at the same rate.
+    """
+    from app.walkforward import run_walkforward
+    from ml.data import load_candles
+
+    settings = _settings()
+    try:
+        frame = load_candles([str(p) for p in candles], markets=None)
+        report = run_walkforward(
+            frame,
+            settings,
+            report_dir,
+            train_days=train_days,
+            test_days=test_days,
+            step_days=step_days,
+            seeds=seeds,
+            max_windows=max_windows,
+            files=[str(p) for p in candles],
+            log=err.print,
+        )
+    except (FileNotFoundError, ValueError) as exc:
+        err.print(str(exc), style="red", markup=False, highlight=False)
+        raise typer.Exit(2) from None
+    if as_json:
+        sys.stdout.write(json.dumps(report["total"], sort_keys=True) + "\n")
+        return
+    table = Table(title=f"walk-forward totals ({len(report['windows'])} test windows, after fees)")
+    for column in ("", "return", "max dd", "entries", "fees %", "buy&hold", "low-vol", "random"):
+        table.add_column(column)
+    for name, total in report["total"].items():
+        table.add_row(
+            name,
+            f"{total['total_return'] * 100:+.3f}%",
+            f"{total['max_drawdown'] * 100:.3f}%",
+            str(total["entries"]),
+            f"{total['fees_pct_of_capital_sum']:.3f}",
+            f"{total['buy_and_hold_return'] * 100:+.3f}%",
+            f"{total['vol_baseline_return'] * 100:+.3f}%",
+            f"{total['random_entries_mean_return'] * 100:+.3f}%",
+        )
+    out.print(table)
+    out.print(f"report: {report_dir / 'report.html'}", markup=False, highlight=False)
 
 
 @app.command()
