@@ -155,12 +155,12 @@ def test_backtest_refuses_a_model_whose_training_window_overlaps_the_candles(
     assert not (tmp_path / "report" / "metrics.json").exists()
 
 
-def test_backtest_refuses_non_krw_markets_naming_them(tmp_path: Path) -> None:
+def test_backtest_refuses_a_market_name_that_is_not_a_symbol_naming_it(tmp_path: Path) -> None:
     candles = pd.read_parquet(BUNDLED_CANDLES)
-    candles.loc[candles["market"] == "KRW-BTC", "market"] = "BTCUSDT"
+    candles.loc[candles["market"] == "KRW-BTC", "market"] = "btc/usdt;"
     path = tmp_path / "mixed.parquet"
     candles.to_parquet(path)
-    with pytest.raises(BacktestError, match="BTCUSDT"):
+    with pytest.raises(BacktestError, match="btc/usdt;"):
         asyncio.run(
             run_backtest(
                 _settings(tmp_path), candles_paths=[path], report_dir=tmp_path / "r", minutes=10

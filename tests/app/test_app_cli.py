@@ -42,7 +42,8 @@ def test_demo_json_reports_600_runs_and_the_journal_holds_one_decision_per_run(
         (holds,) = db.execute("select count(*) from decisions where action='hold'").fetchone()
     assert decisions == 600
     assert holds == sum(summary["holds"].values())
-    assert "2025-09-17" in summary["model_trained_on"]  # trained before the replayed days
+    # Trained on 2025-09-01..15 (its policy's hold-out: 09-15..17), before the replayed days.
+    assert "2025-09-15" in summary["model_trained_on"]
 
 
 def test_demo_resume_continues_the_last_demo_account(tmp_path: Path) -> None:

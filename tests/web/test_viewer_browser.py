@@ -38,8 +38,9 @@ DIST_INDEX = REPO / "web" / "dist" / "index.html"
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
 TOKEN = "browser-test-token"
 HOLD_MARKER = "POLICY FOR THIS REVIEW: ANSWER HOLD."
-# The first replayable bar is 01:44 UTC; from 04:07 the bundled model proposes trades. The
-# first part (to 04:03) is replayed at full speed without a viewer; the demo then resumes,
+# The first replayable bar is 01:44 UTC; with the loose policy below, runs propose trades
+# throughout. The first part (to 04:03) is replayed at full speed without a viewer; the demo
+# then resumes,
 # serving the viewer, and replays 04:04..04:14 paced, so the browser (already running) connects
 # during the quiet bars and then watches candidate runs go through both LLM checks.
 QUIET_MINUTES = 140
@@ -156,6 +157,13 @@ def demo(tmp_path: Path) -> Iterator[DemoServer]:
             sizing_provider="groq",
             prompts_dir=prompts_dir,
             llm_timeout_s=60.0,
+            # The bundled model has no edge after fees, so the default policy never trades it.
+            # This test is about the viewer: a policy that enters on any forecast and sells at
+            # the minimum hold sends a run through both LLM checks every few minutes.
+            policy_entry_margin_bps=-1000.0,
+            policy_exit_margin_bps=-1000.0,
+            policy_reentry_pause_minutes=0,
+            policy_max_entries_per_day=1440,
         )
         settings, session_id = demo_settings(base, resume=False)
         account_path = settings.data_dir / "demo" / session_id / "paper_account.json"
@@ -290,6 +298,7 @@ def test_viewer_streams_runs_edits_prompts_and_replays_in_a_browser(demo: DemoSe
             assert drawn == sorted(
                 ["ml_signal", "groq_check", "ollama_check", "sizing", "trade", "hold"]
             )
+
             def wait_for(condition: str, what: str) -> None:
                 try:
                     page.wait_for_function(condition, timeout=40_000)
