@@ -95,6 +95,10 @@ def _finite_only(value: Any) -> Any:
 
 
 def _json_dumps(value: Any) -> str:
+    try:  # the usual case, all finite: the same text without first copying the value
+        return json.dumps(value, default=json_default, ensure_ascii=False, allow_nan=False)
+    except ValueError:
+        pass
     return json.dumps(
         _finite_only(value), default=json_default, ensure_ascii=False, allow_nan=False
     )
@@ -202,6 +206,13 @@ def _upsert(
     else:
         stmt = stmt.on_conflict_do_nothing(index_elements=[table.c[key]])
     connection.execute(stmt)
+
+
+# Inserts run with their rows as parameters, not `.values(...)`: compiled once, then cached.
+_INSERT_DECISION = decisions.insert()
+_INSERT_LLM_CALL = llm_calls.insert()
+_INSERT_EVENT = events.insert()
+_INSERT_EVENTS_RETURNING_IDS = events.insert().returning(events.c.id, sort_by_parameter_order=True)
 
 
 class Journal(OrderIntents):
@@ -316,20 +327,26 @@ class Journal(OrderIntents):
         call_rows = [_checked(schema.llm_calls, {"run_id": run_id, **c}) for c in llm_calls]
         event_rows = [_checked(schema.events, {"run_id": run_id, **e}) for e in events]
         with self.engine.begin() as connection:
-            connection.execute(schema.decisions.insert().values(**decision_values))
+            connection.execute(_INSERT_DECISION, decision_values)
             for call in call_rows:
                 self._insert_llm_call(connection, call)
-            return [self._insert_event(connection, event) for event in event_rows]
+            return self._insert_events(connection, event_rows)
 
     @staticmethod
     def _insert_llm_call(connection: Connection, values: dict[str, Any]) -> int:
-        result = connection.execute(llm_calls.insert().values(**values))
-        return _new_id(result)
+        return _new_id(connection.execute(_INSERT_LLM_CALL, values))
 
     @staticmethod
     def _insert_event(connection: Connection, values: dict[str, Any]) -> int:
-        result = connection.execute(events.insert().values(**values))
-        return _new_id(result)
+        return _new_id(connection.execute(_INSERT_EVENT, values))
+
+    @classmethod
+    def _insert_events(cls, connection: Connection, rows: list[dict[str, Any]]) -> list[int]:
+        """Insert events in order and return their ids: one statement when the rows agree."""
+        if len(rows) < 2 or len({frozenset(row) for row in rows}) > 1:
+            return [cls._insert_event(connection, row) for row in rows]
+        result = connection.execute(_INSERT_EVENTS_RETURNING_IDS, rows)
+        return [int(new_id) for new_id in result.scalars()]
 
     # ---- queries ------------------------------------------------------------------------
 
