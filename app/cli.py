@@ -850,6 +850,14 @@ def walkforward(
     max_windows: Annotated[
         int | None, typer.Option(min=1, help="Stop after this many windows (a quick look).")
     ] = None,
+    margins: Annotated[
+        list[float] | None,
+        typer.Option(
+            "--margin",
+            help="Entry margins (bps) the sweep tries, repeatable (default 0, 10, 25, 50; a "
+            "negative one admits entries the calibration expects to lose after costs).",
+        ),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the totals as JSON.")] = False,
 ) -> None:
     """Retrain and trade window after window over every market in the files, never on a seen bar.
@@ -876,6 +884,7 @@ def walkforward(
             max_windows=max_windows,
             files=[str(p) for p in candles],
             log=err.print,
+            entry_margins=margins,
         )
     except (FileNotFoundError, ValueError) as exc:
         err.print(str(exc), style="red", markup=False, highlight=False)

@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from app.policy_eval import evaluate, sweep
+from app.policy_eval import SWEEP_GRID, evaluate, sweep
 from app.settings import Settings
 from app.simulation import prepare, simulation_settings
 from app.training import HISTORY, train_model_set
@@ -106,6 +106,7 @@ def run_window(
     *,
     seeds: int,
     log: Log,
+    grid: dict[str, Sequence[Any]] | None = None,
 ) -> dict[str, Any]:
     """Train on the window's training days, sweep there, then test on its test days."""
     started = time.perf_counter()
@@ -119,7 +120,7 @@ def run_window(
     }
     trained = train_model_set(train, models_dir, settings, quick=True, log=lambda _: None)
     sim_settings = simulation_settings(settings)
-    chosen, tried = sweep(trained.evaluation, trained.params, sim_settings)
+    chosen, tried = sweep(trained.evaluation, trained.params, sim_settings, grid)
     record["model_id"] = trained.meta["model_id"]
     record["expected_return_tau"] = trained.meta["expected_return"]["tau"]
     record["holdout"] = trained.meta["policy_evaluation"]["strategy"]
@@ -223,8 +224,13 @@ def run_walkforward(
     max_windows: int | None = None,
     files: Sequence[str] = (),
     log: Log | None = None,
+    entry_margins: Sequence[float] | None = None,
 ) -> dict[str, Any]:
-    """Run every window; write walkforward.json and report.html under `out_dir`."""
+    """Run every window; write walkforward.json and report.html under `out_dir`.
+
+    `entry_margins` replaces the sweep's entry margins (bps); the default grid never admits an
+    entry whose expected net return is negative.
+    """
     say = log or (lambda _: None)
     step = step_days or test_days
     windows = plan_windows(candles, train_days=train_days, test_days=test_days, step_days=step)
@@ -237,8 +243,12 @@ def run_walkforward(
         )
     say(f"{len(windows)} windows of {train_days} + {test_days} days, step {step} days")
     out_dir.mkdir(parents=True, exist_ok=True)
+    grid: dict[str, Sequence[Any]] = dict(SWEEP_GRID)
+    if entry_margins:
+        grid["entry_margin_bps"] = tuple(float(m) for m in entry_margins)
     records = [
-        run_window(candles, w, settings, out_dir / "models", seeds=seeds, log=say) for w in windows
+        run_window(candles, w, settings, out_dir / "models", seeds=seeds, log=say, grid=grid)
+        for w in windows
     ]
     report = {
         "files": list(files),
@@ -246,6 +256,7 @@ def run_walkforward(
         "test_days": test_days,
         "step_days": step,
         "seeds": seeds,
+        "sweep_grid": {k: list(v) for k, v in grid.items()},
         "windows": [{k: v for k, v in r.items() if k != "_curves"} for r in records],
         "total": {"swept": totals(records, "swept"), "configured": totals(records, "configured")},
         "notes": [

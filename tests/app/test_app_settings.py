@@ -131,3 +131,49 @@ def test_env_example_is_a_valid_settings_file(tmp_path: Path) -> None:
 
     assert settings.markets == ["KRW-BTC", "KRW-ETH", "KRW-XRP", "KRW-SOL"]
     assert settings.live is False
+
+
+@pytest.mark.parametrize(
+    ("variable", "replacement"),
+    [
+        ("LXA_ENTRY_PROBABILITY_MIN", "LXA_POLICY_ENTRY_MARGIN_BPS"),
+        ("LXA_EXIT_PROBABILITY_MIN", "LXA_POLICY_EXIT_MARGIN_BPS"),
+    ],
+)
+def test_the_old_probability_thresholds_are_refused_naming_their_replacement(
+    monkeypatch: pytest.MonkeyPatch, variable: str, replacement: str
+) -> None:
+    monkeypatch.setenv(variable, "0.25")
+
+    with pytest.raises(SettingsError, match=replacement) as caught:
+        load_settings(_env_file=None)
+
+    assert variable in str(caught.value)
+
+
+def test_a_minimum_hold_shorter_than_the_label_horizon_is_refused() -> None:
+    from app.wiring import policy_params_from
+
+    settings = load_settings(_env_file=None, policy_min_hold_minutes=5)
+
+    with pytest.raises(SettingsError, match="LXA_POLICY_MIN_HOLD_MINUTES"):
+        policy_params_from(settings, {"label": {"horizon": 10}})
+
+
+def test_policy_settings_reach_the_policy_parameters() -> None:
+    from app.wiring import policy_params_from
+
+    settings = load_settings(
+        _env_file=None,
+        policy_entry_margin_bps=25.0,
+        policy_max_hold_minutes=120,
+        monthly_loss_cap_pct=2.0,
+        slippage_bps=3.0,
+    )
+
+    params = policy_params_from(settings, {"label": {"horizon": 15}})
+
+    assert (params.entry_margin_bps, params.max_hold_minutes) == (25.0, 120)
+    assert (params.horizon_minutes, params.min_hold_minutes) == (15, 15)
+    assert params.monthly_loss_cap_pct == 2.0
+    assert params.round_trip_cost == pytest.approx(2 * (0.0005 + 0.0003))
