@@ -231,9 +231,9 @@ def sweep(
 ) -> tuple[PolicyParams, list[dict[str, Any]]]:
     """Try every parameter combination on `prepared`; keep the best total return.
 
-    Ties (most often: no combination trades, all return 0) go to the most conservative one:
-    the largest entry margin, then the shortest holding limit that is set. The caller must
-    pass a training window: the choice is never made on what is reported.
+    Ties (most often: no combination trades, all return 0) go to the most conservative one,
+    the largest entry margin (then the first tried). The caller must pass a training window:
+    the choice is never made on what is reported.
     """
     choices: dict[str, Sequence[Any]] = dict(grid or SWEEP_GRID)
     names = list(choices)

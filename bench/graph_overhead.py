@@ -66,6 +66,7 @@ from nodes.review import (  # noqa: E402
 )
 from nodes.sizing import sizing  # noqa: E402
 from nodes.trade import trade  # noqa: E402
+from policy.params import PolicyParams  # noqa: E402
 
 CANDLES = ROOT / "app" / "demo" / "candles_upbit_1m_demo.parquet"
 MODELS = ROOT / "app" / "demo" / "model"
@@ -367,12 +368,7 @@ def build_scenarios(want: int, run_ids: RunIds) -> tuple[list[Scenario], str]:
     if model_dir is None:
         raise SystemExit(f"no model set under {MODELS}")
     predictor = Predictor.load(model_dir)
-    thresholds = predictor.meta.get("decision_thresholds") or {}
-    real_policy = TradingPolicy(
-        entry_probability_min=float(thresholds.get("entry_probability_min", 0.45)),
-        exit_probability_min=float(thresholds.get("exit_probability_min", 0.45)),
-        max_open_positions=4,
-    )
+    real_policy = TradingPolicy(rules=PolicyParams(max_open_positions=4))
     exchange = PaperExchange(None, initial_krw=EXCHANGE_KRW)
     base = Context(
         signal_model=predictor,
@@ -382,7 +378,9 @@ def build_scenarios(want: int, run_ids: RunIds) -> tuple[list[Scenario], str]:
         sizer=RuleBasedSizer(),
         policy=real_policy,
     )
-    full_context = replace(base, policy=replace(real_policy, entry_probability_min=0.0))
+    # Any forecast clears a margin of -1000 bps: every all-agree snapshot becomes a buy.
+    loose = replace(real_policy.rules, entry_margin_bps=-1000.0)
+    full_context = replace(base, policy=replace(real_policy, rules=loose))
     snapshots = feature_snapshots()
     hold = select(snapshots, base, HOLD_PATH, want, f"{run_ids.prefix}-scan-hold")
     full = select(snapshots, full_context, FULL_PATH, want, f"{run_ids.prefix}-scan-full")
@@ -396,10 +394,10 @@ def build_scenarios(want: int, run_ids: RunIds) -> tuple[list[Scenario], str]:
     note = (
         f"model {predictor.model_id}; {len(snapshots)} warmed-up snapshots of "
         f"{len(snapshots[0].markets)} markets; "
-        f"hold = {' -> '.join(HOLD_PATH)} with meta thresholds "
-        f"(entry {real_policy.entry_probability_min}, exit {real_policy.exit_probability_min}), "
-        f"{len(hold)} snapshots; "
-        f"full = {' -> '.join(FULL_PATH)} with entry threshold 0.0 and rule-based reviewers, "
+        f"hold = {' -> '.join(HOLD_PATH)} with the default policy "
+        f"(entry margin {real_policy.rules.entry_margin_bps} bps), {len(hold)} snapshots; "
+        f"full = {' -> '.join(FULL_PATH)} with an entry margin of -1000 bps and rule-based "
+        "reviewers, "
         f"{len(full)} snapshots where all agree, each cycle a paper market buy sized from a "
         f"{ACCOUNT_KRW:,} KRW account (the paper exchange holds 1e15 KRW so it never runs dry)"
     )

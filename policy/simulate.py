@@ -29,7 +29,7 @@ import numba
 import numpy as np
 import numpy.typing as npt
 
-from policy.params import K_COST, PolicyParams
+from policy.params import PolicyParams
 from policy.rules import BUY, NEVER, SELL, decide_kernel
 
 # Why a fill happened (the `reason` column of `SimulationResult.fills`).
@@ -775,8 +775,3 @@ def simulate(
         hold_minutes=trips[:n_trips],
         ratios=ratios[:n_entries],
     )
-
-
-def round_trip_cost(params: PolicyParams) -> float:
-    """The policy's cost model for one round trip (fraction), as the kernel reads it."""
-    return float(params.kernel_array()[K_COST])
