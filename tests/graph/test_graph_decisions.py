@@ -15,6 +15,7 @@ from graph_kit import (
     initial_state,
     make_context,
     make_exchange,
+    memory,
     run_graph,
     skipped_nodes,
 )
@@ -184,6 +185,33 @@ async def test_all_agree_on_sell_of_held_coin_sells_the_whole_position() -> None
     assert Decimal(result["order"]["executed_volume"]) == held
     assert "KRW-XRP" not in (await exchange.get_account()).positions
     assert _sizer(context).requests == []  # an exit sells everything, no sizer asked
+
+
+async def test_a_coin_bought_a_minute_ago_is_not_sold_on_the_next_bars_sell_signal() -> None:
+    """Issue #13's flip-flop, through the graph: the sell signal waits for the minimum hold."""
+    exchange = await make_exchange()
+    await exchange.place_order(
+        OrderRequest(
+            market="KRW-XRP",
+            side=Side.BID,
+            ord_type=OrderType.PRICE,
+            identifier="setup-buy",
+            price=Decimal(100_000),
+        )
+    )
+    state = await initial_state(exchange)
+    state["markets"]["KRW-XRP"]["policy"] = memory(held_minutes=1, entries_today=1)
+    context = make_context(
+        exchange,
+        probabilities={"KRW-BTC": (0.1, 0.1), "KRW-ETH": (0.1, 0.1), "KRW-XRP": (0.1, 0.9)},
+    )
+
+    result = await run_graph(context, state)
+
+    assert result["decision"] == {"action": "hold", "market": "KRW-XRP", "reason": "min_hold"}
+    assert result["proposal"]["policy"]["value"] == pytest.approx(-80.0)  # bps expected
+    assert _reviewer(context, "groq").requests == []
+    assert "KRW-XRP" in (await exchange.get_account()).positions
 
 
 async def test_groq_reviewer_raising_holds_groq_error_with_the_error_recorded(
