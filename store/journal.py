@@ -18,6 +18,7 @@ from sqlalchemy.engine import URL, Connection, Engine, make_url
 from sqlalchemy.pool import StaticPool
 
 from store import schema
+from store.driver import DriverInsert, DriverSelectOne, driver_cursor, supports
 from store.order_intents import OrderIntents
 from store.schema import (
     decisions,
@@ -221,6 +222,12 @@ class Journal(OrderIntents):
     def __init__(self, engine: Engine) -> None:
         """Wrap an engine whose database is already migrated; prefer `Journal.open`."""
         self.engine = engine
+        # The per-bar statements (store.driver) go to SQLite's driver directly.
+        self._driver = supports(engine)
+        self._driver_inserts: dict[tuple[str, frozenset[str]], DriverInsert | None] = {}
+        self._control_select = (
+            DriverSelectOne(trading_control, "id", engine.dialect) if self._driver else None
+        )
 
     @classmethod
     def open(cls, url: str) -> Journal:
@@ -307,10 +314,16 @@ class Journal(OrderIntents):
         ts: datetime,
     ) -> int:
         """Append one event and return its id (a global, increasing sequence)."""
+        values = {"run_id": run_id, "type": type, "payload": dict(payload), "ts": ts}
+        plan = self._driver_plan([(events, values)])
+        if plan is not None:
+            try:
+                with driver_cursor(self.engine) as cursor:
+                    return plan[0].insert(cursor, values)
+            except Exception:  # rolled back: Core writes it, or raises its usual error
+                pass
         with self.engine.begin() as connection:
-            return self._insert_event(
-                connection, {"run_id": run_id, "type": type, "payload": dict(payload), "ts": ts}
-            )
+            return self._insert_event(connection, values)
 
     def record_run(
         self,
@@ -326,6 +339,22 @@ class Journal(OrderIntents):
         run_id = decision_values.get("run_id")
         call_rows = [_checked(schema.llm_calls, {"run_id": run_id, **c}) for c in llm_calls]
         event_rows = [_checked(schema.events, {"run_id": run_id, **e}) for e in events]
+        rows: list[tuple[sa.Table, Mapping[str, Any]]] = [
+            (schema.decisions, decision_values),
+            *((schema.llm_calls, call) for call in call_rows),
+            *((schema.events, event) for event in event_rows),
+        ]
+        plan = self._driver_plan(rows)
+        if plan is not None:
+            try:
+                with driver_cursor(self.engine) as cursor:
+                    ids = [
+                        statement.insert(cursor, row)
+                        for statement, (_, row) in zip(plan, rows, strict=True)
+                    ]
+                return ids[len(rows) - len(event_rows) :]
+            except Exception:  # rolled back: Core writes it, or raises its usual error
+                pass
         with self.engine.begin() as connection:
             connection.execute(_INSERT_DECISION, decision_values)
             for call in call_rows:
@@ -339,6 +368,23 @@ class Journal(OrderIntents):
     @staticmethod
     def _insert_event(connection: Connection, values: dict[str, Any]) -> int:
         return _new_id(connection.execute(_INSERT_EVENT, values))
+
+    def _driver_plan(
+        self, rows: Sequence[tuple[sa.Table, Mapping[str, Any]]]
+    ) -> list[DriverInsert] | None:
+        """The driver-level insert of each row, or None when any must go through Core."""
+        if not self._driver:
+            return None
+        plan = []
+        for table, row in rows:
+            key = (table.name, frozenset(row))
+            if key not in self._driver_inserts:
+                self._driver_inserts[key] = DriverInsert.compile(table, key[1], self.engine.dialect)
+            statement = self._driver_inserts[key]
+            if statement is None:
+                return None
+            plan.append(statement)
+        return plan
 
     @classmethod
     def _insert_events(cls, connection: Connection, rows: list[dict[str, Any]]) -> list[int]:
@@ -877,8 +923,14 @@ class Journal(OrderIntents):
 
         Before anyone wrote one: active, no reason, `updated_at` and `updated_by` None.
         """
-        with self.engine.connect() as connection:
-            row = self._control_row(connection)
+        if self._control_select is not None:  # the engine reads it at every bar close
+            with driver_cursor(self.engine) as cursor:
+                row = self._control_select.fetch(cursor, _CONTROL_ROW_ID)
+            if row is not None:
+                del row["id"]
+        else:
+            with self.engine.connect() as connection:
+                row = self._control_row(connection)
         if row is None:
             return {
                 "state": "active",
