@@ -434,6 +434,7 @@ def _rows(
 
 
 _CHUNK = 4096
+_WINDOW_POSITIONS = np.arange(LONG_BARS, dtype=np.int64)  # a live window is one segment's start
 _LIVE_SLOTS = [FEATURE_NAMES.index(name) for name in MISSING_FROM_CANDLES]
 
 
@@ -574,43 +575,21 @@ def _fill(
     minute_of_day: np.ndarray,
     position: np.ndarray,
     out: np.ndarray,
-    *,
-    parallel: bool,
 ) -> None:
-    """Run the compiled kernel on whole arrays: ``_fill_all`` in chunks, else one serial pass."""
+    """Run the compiled batch kernel (``_fill_all``, chunks in parallel) on whole arrays."""
     del open_  # not used by the current feature set; kept so the kernel sees a whole bar
     close = np.ascontiguousarray(close, dtype="float64")
-    log_close = np.log(close)
-    high = np.ascontiguousarray(high, dtype="float64")
-    low = np.ascontiguousarray(low, dtype="float64")
-    volume = np.ascontiguousarray(volume, dtype="float64")
-    minute_of_day = np.ascontiguousarray(minute_of_day, dtype="int64") % _MINUTES_PER_DAY
-    if parallel:
-        _fill_all(log_close, high, low, close, volume, minute_of_day, position, out, _CHUNK)
-    else:
-        _fill_serial(log_close, high, low, close, volume, minute_of_day, position, out)
-
-
-def _kernel(
-    open_: np.ndarray,
-    high: np.ndarray,
-    low: np.ndarray,
-    close: np.ndarray,
-    volume: np.ndarray,
-    minute_of_day: np.ndarray,
-) -> np.ndarray:
-    """Compute features for rows ``WARMUP_BARS - 1`` .. end of one gap-free segment.
-
-    Returns an array of shape (len - WARMUP_BARS + 1, len(FEATURE_NAMES)).
-    """
-    n = len(close)
-    rows = n - _FIRST_ROW
-    if rows <= 0:
-        return np.full((0, _N_FEATURES), np.nan)
-    out = np.full((n, _N_FEATURES), np.nan)
-    position = np.arange(n, dtype="int64")
-    _fill(open_, high, low, close, volume, minute_of_day, position, out, parallel=False)
-    return out[_FIRST_ROW:]
+    _fill_all(
+        np.log(close),
+        np.ascontiguousarray(high, dtype="float64"),
+        np.ascontiguousarray(low, dtype="float64"),
+        close,
+        np.ascontiguousarray(volume, dtype="float64"),
+        np.ascontiguousarray(minute_of_day, dtype="int64") % _MINUTES_PER_DAY,
+        position,
+        out,
+        _CHUNK,
+    )
 
 
 def compute_features(frame_one_market: pd.DataFrame) -> pd.DataFrame:
@@ -664,7 +643,6 @@ def compute_features(frame_one_market: pd.DataFrame) -> pd.DataFrame:
             minute_of_day,
             position,
             out,
-            parallel=True,
         )
         warmed = position >= _FIRST_ROW
         for name in MISSING_FROM_CANDLES:
@@ -818,10 +796,23 @@ class LiveFeatures:
         else:
             end = self._size
             # The kernel sees the window as a segment's start: with fewer than LONG_BARS bars
-            # in the segment, the four-hour features stay NaN, as in the batch.
+            # in the segment, the four-hour features stay NaN, as in the batch. One serial
+            # pass over the window: the same inputs the batch kernel gets, one chunk.
             bars = min(self._segment_bars, LONG_BARS)
             window = self._data[:, end - bars : end]
-            row = _kernel(window[0], window[1], window[2], window[3], window[4], window[5])[-1]
+            close = window[3]
+            out = np.empty((bars, _N_FEATURES))  # the kernel writes every cell
+            _fill_serial(
+                np.log(close),
+                window[1],
+                window[2],
+                close,
+                window[4],
+                window[5].astype(np.int64),  # minutes of the day, stored as 0 .. 1439
+                _WINDOW_POSITIONS[:bars],
+                out,
+            )
+            row = out[-1]
             row[_LIVE_SLOTS] = self._data[6:, end - 1]
             self._cached = dict(zip(FEATURE_NAMES, row.tolist(), strict=True))
         self._cache_valid = True
