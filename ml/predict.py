@@ -51,6 +51,13 @@ def feature_matrix(
     features: Mapping[str, Mapping[str, float | None]], feature_names: Sequence[str]
 ) -> npt.NDArray[np.float64]:
     """Stack each market's feature row in `feature_names` order; None becomes NaN (missing)."""
+    try:  # one pass in C (numpy reads None as NaN for float64); a missing name, below
+        return np.array(
+            [[row[name] for name in feature_names] for row in features.values()],
+            dtype="float64",
+        ).reshape(len(features), len(feature_names))
+    except KeyError:
+        pass
     rows = np.empty((len(features), len(feature_names)), dtype="float64")
     for i, (market, row) in enumerate(features.items()):
         for j, name in enumerate(feature_names):
