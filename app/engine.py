@@ -688,9 +688,16 @@ class Engine:
     ) -> CycleResult:
         config = {"configurable": {"thread_id": run_id}}
         started = time.perf_counter()
+        final: Mapping[str, Any] | None = None
         async for mode, chunk in self.graph.astream(
-            state, config, context=self.context, stream_mode=["updates", "custom", "tasks"]
+            state,
+            config,
+            context=self.context,
+            stream_mode=["updates", "custom", "tasks", "values"],
         ):
+            if mode == "values":  # the state after each step: the last one is the run's end
+                final = chunk
+                continue
             if mode == "custom":
                 self._publish({**chunk, "run_id": run_id})
                 continue
@@ -702,7 +709,8 @@ class Engine:
                 for item in (update or {}).get("events", []):
                     self._publish({**item, "run_id": run_id})
                 self._publish({"type": "node_finished", "node": node, "run_id": run_id})
-        final = (await self.graph.aget_state(config)).values
+        if final is None:  # nothing ran (a resumed run with no step left): read the checkpoint
+            final = (await self.graph.aget_state(config)).values
         duration_ms = (time.perf_counter() - started) * 1000
         result = self._record(run_id, final, duration_ms)
         await self._after_order(run_id, final)
