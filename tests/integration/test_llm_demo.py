@@ -42,6 +42,23 @@ def agreeing_model(request_json: Any) -> Text:
     return Text(json.dumps({"verdict": action, "confidence": 0.7, "reasoning": "agree"}))
 
 
+# Holds the policy decides before any reviewer is asked (policy.rules.Rule), and the warm-up.
+POLICY_HOLDS = ", ".join(
+    f"'{r}'"
+    for r in (
+        "warming_up",
+        "no_signal",
+        "no_edge",
+        "min_hold",
+        "keep",
+        "blocked",
+        "reentry_pause",
+        "turnover_budget",
+        "max_positions",
+    )
+)
+
+
 def test_demo_runs_with_both_checks_live_and_journals_both_verdicts(
     tmp_path: Path, groq_server: GroqServer, ollama_server: OllamaServer
 ) -> None:
@@ -54,6 +71,11 @@ def test_demo_runs_with_both_checks_live_and_journals_both_verdicts(
         "LXA_GROQ_BASE_URL": groq_server.base_url,
         "LXA_OLLAMA_HOST": ollama_server.base_url,
         "LXA_SIZING_PROVIDER": "ollama",
+        # The bundled model has no edge after fees (the default policy never trades it); a
+        # policy that enters on any forecast sends runs through both checks.
+        "LXA_POLICY_ENTRY_MARGIN_BPS": "-1000",
+        "LXA_POLICY_EXIT_MARGIN_BPS": "-1000",
+        "LXA_POLICY_REENTRY_PAUSE_MINUTES": "0",
     }
 
     result = subprocess.run(
@@ -70,8 +92,7 @@ def test_demo_runs_with_both_checks_live_and_journals_both_verdicts(
     journal = Path(summary["journal"].removeprefix("sqlite:///"))
     with sqlite3.connect(journal) as db:
         candidates = db.execute(
-            "select run_id from decisions where reason != 'no_signal' and reason != 'warming_up'"
-            " and reason != 'max_positions'"
+            "select run_id from decisions where reason not in (" + POLICY_HOLDS + ")"
         ).fetchall()
         (groq_calls_sent,) = db.execute(
             "select count(*) from llm_calls where node = 'groq_check' and not cached"
