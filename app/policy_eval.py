@@ -102,6 +102,21 @@ def strategy_metrics(
     exits: dict[str, int] = {}
     for trip in trips:
         exits[trip["exit_reason"]] = exits.get(trip["exit_reason"], 0) + 1
+    markets = prepared.arrays.markets
+    trade_list = [
+        {
+            "market": markets[t["market"]],
+            "opened_at": pd.Timestamp(t["entry_time_s"], unit="s", tz="UTC").isoformat(),
+            "closed_at": pd.Timestamp(t["exit_time_s"], unit="s", tz="UTC").isoformat(),
+            "minutes": t["minutes"],
+            "entry_price": t["entry_price"],
+            "exit_price": t["exit_price"],
+            "return": t["return"],
+            "pnl": t["pnl"],
+            "exit_reason": t["exit_reason"],
+        }
+        for t in trips
+    ]
     rules = {
         name: int(count)
         for name, count in zip(RULE_NAMES, result.rule_counts[: len(RULE_NAMES)], strict=True)
@@ -122,6 +137,7 @@ def strategy_metrics(
         "shortest_round_trip_minutes": min((t["minutes"] for t in trips), default=None),
         "exits": exits,
         "rules": rules,
+        "trades": trade_list,
     }
 
 

@@ -44,6 +44,7 @@ from policy.simulate import simulate
 
 STRETCH_GAP = pd.Timedelta(days=1)
 MIN_TEST_SHARE = 0.5  # a last window shorter than half the test days is dropped
+MAX_TRADE_ROWS = 500  # in report.html; walkforward.json has them all
 Log = Callable[[str], None]
 
 
@@ -298,10 +299,14 @@ def _plot(records: Sequence[dict[str, Any]]) -> bytes:
         curves = record["_curves"]
         n = len(curves["swept"])
         x = np.arange(offset, offset + n)
-        for name, style in (("swept", "-"), ("configured", ":"), ("buy_and_hold", "--")):
+        for name, style, colour in (
+            ("swept", "-", "tab:blue"),
+            ("configured", ":", "tab:orange"),
+            ("buy_and_hold", "--", "tab:green"),
+        ):
             values = levels[name] * np.asarray(curves[name], dtype=np.float64)
             label = name.replace("_", " ") if record is records[0] else None
-            ax.plot(x, values, style, lw=1.0, label=label)
+            ax.plot(x, values, style, color=colour, lw=1.0, label=label)
             levels[name] = float(values[-1]) if len(values) else levels[name]
         ax.axvline(offset, color="grey", lw=0.4)
         offset += n
@@ -358,6 +363,26 @@ def _html(report: dict[str, Any], png: bytes) -> str:
             f"<td>{total['windows_beating_buy_and_hold']} / {total['windows']}</td></tr>"
         )
     notes = "".join(f"<li>{html.escape(n)}</li>" for n in report["notes"])
+    trades = [(w["window"], t) for w in report["windows"] for t in w["swept"]["strategy"]["trades"]]
+    trade_rows = "".join(
+        "<tr>"
+        + "".join(
+            f"<td>{html.escape(str(v))}</td>"
+            for v in (
+                number,
+                t["market"],
+                t["opened_at"][:16],
+                t["closed_at"][:16],
+                t["minutes"],
+                t["exit_reason"],
+                _pct(t["return"]),
+            )
+        )
+        + "</tr>"
+        for number, t in trades[:MAX_TRADE_ROWS]
+    )
+    more = len(trades) - MAX_TRADE_ROWS
+    trades_note = f"<p>{more} more in walkforward.json.</p>" if more > 0 else ""
     image = base64.b64encode(png).decode("ascii")
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>Walk-forward</title>
@@ -382,6 +407,9 @@ step {report["step_days"]}</h1>
 <th>swept</th><th>entries</th><th>swept parameters</th><th>max drawdown</th>
 <th>buy and hold</th><th>lowest volatility</th><th>random (mean)</th></tr>
 {"".join(rows)}</table>
+<h2>Trades (swept parameters)</h2>
+<table><tr><th>window</th><th>market</th><th>opened</th><th>closed</th><th>minutes</th>
+<th>exit</th><th>return after fees</th></tr>{trade_rows}</table>{trades_note}
 <h2>Notes</h2><ul>{notes}</ul>
 </body></html>
 """
