@@ -300,7 +300,7 @@ async def simulate(
         settings,
         session_id=session_id,
         account_path=report_dir / "paper_account.json",
-        checkpointer_url="memory",
+        checkpointer_url="none",  # nothing resumes or forks a backtest's runs
     ) as services:
         engine = services.engine
         engine.context.groq = AgreeReviewer()

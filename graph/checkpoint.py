@@ -17,10 +17,15 @@ class CheckpointerURLError(ValueError):
 
 
 def checkpointer_kind(url: str) -> str:
-    """Return 'memory', 'sqlite' or 'postgres' for a checkpointer URL, or raise."""
+    """Return 'memory', 'sqlite', 'postgres' or 'none' for a checkpointer URL, or raise.
+
+    'none' is internal (backtests); the LXA_CHECKPOINT_URL setting does not accept it.
+    """
     scheme = url.split("://", 1)[0].lower() if "://" in url else url.lower()
     if scheme == "memory":
         return "memory"
+    if scheme == "none":
+        return "none"
     if scheme == "sqlite":
         return "sqlite"
     if scheme in POSTGRES_SCHEMES:
@@ -48,10 +53,15 @@ def postgres_conninfo(url: str) -> str:
 
 
 @asynccontextmanager
-async def open_checkpointer(url: str) -> AsyncIterator[BaseCheckpointSaver]:
-    """Open the checkpointer `url` names, create its tables, and close it afterwards."""
+async def open_checkpointer(url: str) -> AsyncIterator[BaseCheckpointSaver | None]:
+    """Open the checkpointer `url` names, create its tables, and close it afterwards.
+
+    "none" (a backtest, which nothing resumes or forks) yields no checkpointer at all.
+    """
     kind = checkpointer_kind(url)
-    if kind == "memory":
+    if kind == "none":
+        yield None
+    elif kind == "memory":
         yield InMemorySaver()
     elif kind == "sqlite":
         from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver

@@ -20,6 +20,11 @@ def rules_for(params: PolicyParams) -> Policy:
     return Policy(params)
 
 
+@lru_cache(maxsize=8)
+def _params_json(params: PolicyParams) -> dict[str, Any]:
+    return params.to_json()
+
+
 def _hold(reason: str) -> Proposal:
     return {
         "action": "hold",
@@ -62,7 +67,7 @@ def proposal_from(
         "unit": decision.unit,
         "reason": decision.reason,
         "expected_returns_bps": decision.expected_returns_bps,
-        "params": params.to_json(),
+        "params": dict(_params_json(params)),
     }
     signal = signals.get(decision.market or "", {})
     return {

@@ -80,6 +80,15 @@ def test_postgres_conninfo_drops_the_sqlalchemy_driver() -> None:
     assert postgres_conninfo("postgresql+psycopg://u:p@h:5432/db") == "postgresql://u:p@h:5432/db"
 
 
+async def test_open_checkpointer_none_yields_no_saver_and_the_setting_refuses_it() -> None:
+    from app.settings import SettingsError, load_settings
+
+    async with open_checkpointer("none") as saver:
+        assert saver is None
+    with pytest.raises(SettingsError, match="LXA_CHECKPOINT_URL"):
+        load_settings(_env_file=None, checkpoint_url="none")
+
+
 async def test_open_checkpointer_memory_yields_an_in_memory_saver() -> None:
     async with open_checkpointer("memory") as saver:
         assert isinstance(saver, InMemorySaver)
