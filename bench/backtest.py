@@ -9,7 +9,7 @@ Paths timed in the same run:
 
 * engine: ``app.backtest.simulate``, the path of ``lxa backtest`` (LLM checks off): the real
   engine replays the closes bar by bar (ticks through the watchdog and the paper exchange, live
-  features, the compiled LangGraph graph with the in-memory checkpointer, the SQLite journal,
+  features, the compiled LangGraph graph (no checkpointer in a backtest), the SQLite journal,
   the event bus). ``engine`` is the bar loop alone (from the first bar's end to the last's, read
   from ``simulate``'s progress callback); ``engine_call`` the whole call, start-up (journal
   migrations, model load, warm-up of ``WARMUP_BARS`` closes) included.
