@@ -453,12 +453,10 @@ def _run(
     entries_count = np.zeros(n_markets, dtype=np.int64)
     hold_target = np.zeros(n_markets, dtype=np.int64)
     results = np.zeros(MAX_RESULTS)
-    n_results = 0
     guard = np.array([np.nan, 0.0, 0.0, np.nan, 0.0, 0.0])
     paper_time = -np.inf
-    n_fills = 0
-    n_trips = 0
     n_entries = 0
+    counts = np.zeros(3, dtype=np.int64)  # fills written, results kept, round trips closed
     expected_now = np.full(n_markets, np.nan)
     held = np.zeros(n_markets, dtype=np.bool_)
     held_minutes = np.zeros(n_markets, dtype=np.int64)
@@ -466,6 +464,10 @@ def _run(
     entries_now = np.zeros(n_markets, dtype=np.int64)
     blocked = np.zeros(n_markets, dtype=np.bool_)
     offsets = np.array(TICK_OFFSETS_S, dtype=np.float64)
+    book = (
+        volume, avg, mark, bar_value, tick_rounding, fills, results, trip_minutes, exited, entered,
+        stop_price, take_price,
+    )  # fmt: skip
 
     for t in range(n_bars):
         bar_s = float(bar_minute[t]) * 60.0
@@ -500,23 +502,9 @@ def _run(
                 elif tick_trigger[t, m, k] > 0:  # the stop sold first; the trigger still cools
                     cooldown_until[m] = tick_s + settings[S_COOLDOWN]
                 if sell_reason >= 0:
-                    value = volume[m] * mark[m]
                     _observe(_equity(krw, volume, mark, avg), paper_time, guard, settings)
-                    if value >= settings[S_MIN_ORDER]:
-                        slip = _slip(value, bar_value[m], settings)
-                        fill = _round_price(mark[m] * (1.0 - slip), False, tick_rounding[m])
-                        krw = _sell(
-                            m, t, fill, sell_reason, paper_time, krw, volume, avg, fills, n_fills,
-                            fee_rate, results, n_results,
-                        )  # fmt: skip
-                        n_fills += 1
-                        n_results = min(n_results + 1, MAX_RESULTS)
-                        trip_minutes[n_trips] = int((paper_time - entered[m]) // 60.0)
-                        n_trips += 1
-                        exited[m] = paper_time
-                        entered[m] = np.nan
-                        stop_price[m] = np.nan
-                        take_price[m] = np.nan
+                    if volume[m] * mark[m] >= settings[S_MIN_ORDER]:
+                        krw = _close(m, t, sell_reason, paper_time, krw, book, counts, settings)
             last_close[m] = close[t, m]
             mark[m] = close[t, m]
             bar_value[m] = bar_volume[t, m] * close[t, m]
@@ -524,24 +512,10 @@ def _run(
                 paper_time = close_s
             if bar_trigger[t, m] > 0:
                 cooldown_until[m] = close_s + settings[S_COOLDOWN]
-                value = volume[m] * mark[m]
                 if volume[m] > 0.0:
                     _observe(_equity(krw, volume, mark, avg), paper_time, guard, settings)
-                if volume[m] > 0.0 and value >= settings[S_MIN_ORDER]:
-                    slip = _slip(value, bar_value[m], settings)
-                    fill = _round_price(mark[m] * (1.0 - slip), False, tick_rounding[m])
-                    krw = _sell(
-                        m, t, fill, R_ANOMALY, paper_time, krw, volume, avg, fills, n_fills,
-                        fee_rate, results, n_results,
-                    )  # fmt: skip
-                    n_fills += 1
-                    n_results = min(n_results + 1, MAX_RESULTS)
-                    trip_minutes[n_trips] = int((paper_time - entered[m]) // 60.0)
-                    n_trips += 1
-                    exited[m] = paper_time
-                    entered[m] = np.nan
-                    stop_price[m] = np.nan
-                    take_price[m] = np.nan
+                if volume[m] > 0.0 and volume[m] * mark[m] >= settings[S_MIN_ORDER]:
+                    krw = _close(m, t, R_ANOMALY, paper_time, krw, book, counts, settings)
         # 2. the loss limits on the equity at the closes ----------------------------------
         _observe(_equity(krw, volume, last_close, avg), close_s, guard, settings)
         # 3. protections at the closes ------------------------------------------------------
@@ -555,20 +529,7 @@ def _run(
                 _observe(_equity(krw, volume, mark, avg), paper_time, guard, settings)
                 if value < settings[S_MIN_ORDER]:
                     continue
-                slip = _slip(value, bar_value[m], settings)
-                fill = _round_price(mark[m] * (1.0 - slip), False, tick_rounding[m])
-                krw = _sell(
-                    m, t, fill, reason, paper_time, krw, volume, avg, fills, n_fills, fee_rate,
-                    results, n_results,
-                )  # fmt: skip
-                n_fills += 1
-                n_results = min(n_results + 1, MAX_RESULTS)
-                trip_minutes[n_trips] = int((paper_time - entered[m]) // 60.0)
-                n_trips += 1
-                exited[m] = paper_time
-                entered[m] = np.nan
-                stop_price[m] = np.nan
-                take_price[m] = np.nan
+                krw = _close(m, t, reason, paper_time, krw, book, counts, settings)
         # 4. one decision ---------------------------------------------------------------------
         active = guard[2] == 0.0 and guard[5] == 0.0
         kst_day = math.floor((close_s + 9 * 3600) / 86400.0)
@@ -603,12 +564,12 @@ def _run(
             if forced_mode:
                 ratio = forced_ratio[t]
                 _, stop, take = _size_entry(
-                    np.nan, volatility[t, chosen], results, n_results, settings
+                    np.nan, volatility[t, chosen], results, counts[1], settings
                 )
             else:
                 excess = (value - threshold) * 10_000.0
                 ratio, stop, take = _size_entry(
-                    excess, volatility[t, chosen], results, n_results, settings
+                    excess, volatility[t, chosen], results, counts[1], settings
                 )
             budget = equity * ratio
             spendable = krw / (1.0 + fee_rate)
@@ -626,15 +587,15 @@ def _run(
                         total = volume[chosen] + bought
                         avg[chosen] = (avg[chosen] * volume[chosen] + funds + fee) / total
                         volume[chosen] = total
-                        fills[n_fills, 0] = t
-                        fills[n_fills, 1] = chosen
-                        fills[n_fills, 2] = BUY
-                        fills[n_fills, 3] = price
-                        fills[n_fills, 4] = bought
-                        fills[n_fills, 5] = fee
-                        fills[n_fills, 6] = R_ENTER
-                        fills[n_fills, 7] = paper_time
-                        n_fills += 1
+                        fills[counts[0], 0] = t
+                        fills[counts[0], 1] = chosen
+                        fills[counts[0], 2] = BUY
+                        fills[counts[0], 3] = price
+                        fills[counts[0], 4] = bought
+                        fills[counts[0], 5] = fee
+                        fills[counts[0], 6] = R_ENTER
+                        fills[counts[0], 7] = paper_time
+                        counts[0] += 1
                         entered[chosen] = paper_time
                         stop_price[chosen] = (
                             math.floor(price * (1.0 - stop / 100.0) * 1e4 + 0.5) / 1e4
@@ -651,27 +612,45 @@ def _run(
                         n_entries += 1
                         if forced_mode:
                             hold_target[chosen] = forced_hold[t]
-        elif action == SELL:
-            value = volume[chosen] * mark[chosen]
-            if value >= settings[S_MIN_ORDER]:
-                _observe(_equity(krw, volume, mark, avg), paper_time, guard, settings)
-                slip = _slip(value, bar_value[chosen], settings)
-                fill = _round_price(mark[chosen] * (1.0 - slip), False, tick_rounding[chosen])
-                reason = R_EXIT_TIME if (forced_mode or rule == 4) else R_EXIT_SIGNAL
-                krw = _sell(
-                    chosen, t, fill, reason, paper_time, krw, volume, avg, fills, n_fills,
-                    fee_rate, results, n_results,
-                )  # fmt: skip
-                n_fills += 1
-                n_results = min(n_results + 1, MAX_RESULTS)
-                trip_minutes[n_trips] = int((paper_time - entered[chosen]) // 60.0)
-                n_trips += 1
-                exited[chosen] = paper_time
-                entered[chosen] = np.nan
-                stop_price[chosen] = np.nan
-                take_price[chosen] = np.nan
+        elif action == SELL and volume[chosen] * mark[chosen] >= settings[S_MIN_ORDER]:
+            _observe(_equity(krw, volume, mark, avg), paper_time, guard, settings)
+            reason = R_EXIT_TIME if (forced_mode or rule == 4) else R_EXIT_SIGNAL
+            krw = _close(chosen, t, reason, paper_time, krw, book, counts, settings)
         equity_out[t] = _equity(krw, volume, last_close, avg)
-    return n_fills, n_trips, n_entries
+    return counts[0], counts[2], n_entries
+
+
+@numba.njit(cache=True)
+def _close(
+    m: int,
+    t: int,
+    reason: int,
+    when: float,
+    krw: float,
+    book: Any,
+    counts: npt.NDArray[np.int64],
+    settings: npt.NDArray[np.float64],
+) -> float:
+    """Market-sell the whole position of market m at its mark (slippage, tick, fee); book it."""
+    (
+        volume, avg, mark, bar_value, tick_rounding, fills, results, trip_minutes, exited, entered,
+        stop_price, take_price,
+    ) = book  # fmt: skip
+    slip = _slip(volume[m] * mark[m], bar_value[m], settings)
+    price = _round_price(mark[m] * (1.0 - slip), False, tick_rounding[m])
+    krw = _sell(
+        m, t, price, reason, when, krw, volume, avg, fills, counts[0], settings[S_FEE], results,
+        counts[1],
+    )  # fmt: skip
+    counts[0] += 1
+    counts[1] = min(counts[1] + 1, MAX_RESULTS)
+    trip_minutes[counts[2]] = int((when - entered[m]) // 60.0)
+    counts[2] += 1
+    exited[m] = when
+    entered[m] = np.nan
+    stop_price[m] = np.nan
+    take_price[m] = np.nan
+    return krw
 
 
 @numba.njit(cache=True)
