@@ -21,7 +21,6 @@ import gc
 import html
 import io
 import json
-import math
 import re
 import time
 from collections.abc import Callable, Sequence
@@ -33,6 +32,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from app.policy_eval import json_ready
 from app.session import (
     collect_closes,
     describe_training,
@@ -436,14 +436,6 @@ def policy_summary(
 
 
 # Putting it together -----------------------------------------------------------------------
-def _finite(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_finite(v) for v in value]
-    return value
 
 
 def _closes_matrix(scored: pd.DataFrame, column: str, index: pd.DatetimeIndex) -> pd.DataFrame:
@@ -582,7 +574,7 @@ async def run_backtest(
         "definitions": DEFINITIONS,
     }
     metrics["notes"] = _notes(metrics, simulation)
-    metrics = _finite(metrics)
+    metrics = json_ready(metrics)
     (report_dir / "metrics.json").write_text(
         json.dumps(metrics, indent=2, sort_keys=True, allow_nan=False) + "\n"
     )

@@ -7,6 +7,7 @@ window), by `lxa walkforward` (per window and in total) and by the parameter swe
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
@@ -36,6 +37,19 @@ SWEEP_GRID: dict[str, tuple[Any, ...]] = {
     "entry_margin_bps": (0.0, 10.0, 25.0, 50.0),
     "max_hold_minutes": (0, 60, 240),
 }
+
+
+def json_ready(value: Any) -> Any:
+    """Numbers a report can write as strict JSON: NaN and infinities become null."""
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {str(k): json_ready(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_ready(v) for v in value]
+    return value
 
 
 def close_matrix(prepared: Prepared) -> pd.DataFrame:
@@ -283,4 +297,4 @@ def proven(evaluation: dict[str, Any]) -> tuple[bool, str]:
     return model_evidence(evaluation)
 
 
-__all__ = ["evaluate", "proven", "random_entries", "strategy_metrics", "sweep"]
+__all__ = ["evaluate", "json_ready", "proven", "random_entries", "strategy_metrics", "sweep"]

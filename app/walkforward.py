@@ -23,7 +23,6 @@ import base64
 import html
 import io
 import json
-import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -33,7 +32,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from app.policy_eval import SWEEP_GRID, evaluate, sweep
+from app.policy_eval import SWEEP_GRID, evaluate, json_ready, sweep
 from app.settings import Settings
 from app.simulation import prepare, simulation_settings
 from app.training import HISTORY, train_model_set
@@ -268,22 +267,10 @@ def run_walkforward(
             "Totals chain the test windows; the training days between them are not traded.",
         ],
     }
-    safe = _finite(report)
+    safe = json_ready(report)
     (out_dir / "walkforward.json").write_text(json.dumps(safe, indent=2, allow_nan=False) + "\n")
     (out_dir / "report.html").write_text(_html(safe, _plot(records)))
     return safe
-
-
-def _finite(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {str(k): _finite(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_finite(v) for v in value]
-    if isinstance(value, np.generic):
-        return _finite(value.item())
-    return value
 
 
 def _plot(records: Sequence[dict[str, Any]]) -> bytes:
