@@ -127,6 +127,11 @@ class PaperExchange:
             return self._bar_time
         return datetime.now(UTC)
 
+    def recent_account(self, max_age_s: float) -> AccountSnapshot | None:
+        """None: the paper account is read from memory, so the engine always reads it fresh."""
+        del max_age_s
+        return None
+
     def marks(self) -> dict[str, float]:
         """Return the last close of every market that has seen a bar."""
         return {market: float(price) for market, price in self._marks.items()}

@@ -25,7 +25,7 @@ __all__ = [
     "trading_view",
 ]
 
-# The loss-limit row the engine keeps the monthly cap in (app.engine.MONTHLY).
+# The loss-limit row the engine keeps the monthly cap in (app.engine.control.MONTHLY).
 MONTHLY_CAP = "monthly"
 MODEL_STATUS_EVENT = "model_status"
 

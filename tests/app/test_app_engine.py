@@ -130,7 +130,7 @@ async def _hold_xrp(services, protection: Protection) -> Decimal:  # type: ignor
     order = await services.exchange.place_order(
         OrderRequest("KRW-XRP", Side.BID, OrderType.PRICE, "manual-buy", price=Decimal(100_000))
     )
-    await services.engine._journal_fills(None, order, protection, reason="test")
+    await services.engine.ledger.record_fills(None, order, protection, reason="test")
     return order.avg_price
 
 

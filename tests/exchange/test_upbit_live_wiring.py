@@ -56,7 +56,7 @@ async def test_live_services_trade_on_upbit_through_the_guard_and_the_order_mana
     async with open_services(
         settings, session_id="live", account_path=tmp_path / "unused.json"
     ) as services:
-        services.engine.paper.on_tick(BTC, services.exchange.now(), 50_000_000.0)
+        services.engine.venue.on_tick(BTC, services.exchange.now(), 50_000_000.0)
         order = await services.engine.exchange.place_order(
             OrderRequest(BTC, Side.BID, OrderType.PRICE, "lxa-live-1", price=Decimal(100_000)),
             purpose="entry",

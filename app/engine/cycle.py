@@ -1,0 +1,429 @@
+"""The bar cycle: bar closes become feature rows, ticks, and one graph run each.
+
+One engine owns one account. Each closed 1-minute bar is replayed tick by tick (the watchdog
+and the stops act at once), marks the venue, updates the live features; then the trading
+control applies the operator's choices and the loss limits, the closes are checked against the
+stops, and the graph runs once (a new thread per run, so every run can be found, listed and
+resumed by its id). Viewers only watch: the engine publishes every node update and event on the
+bus and never waits for a reader. The other concerns live beside this module: the ledger
+(orders, fills, positions), emergency exits, protections, trading control and the run record.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from collections import deque
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from app.engine.control import TradingControl
+from app.engine.emergency import EmergencyExits, ExchangeHealth
+from app.engine.ledger import Ledger, Protection, decimal_or_none, str_or_none
+from app.engine.protections import Protections
+from app.engine.record import CycleResult, RunRecorder
+from app.engine.venue import AlertSink, Outbox, TradingVenue, log, ms, now
+from exchange.bars import LiveBarClose
+from exchange.feed import BarClose, bar_to_ticks
+from exchange.risk import GuardedExchange, RiskGuard
+from exchange.types import AccountSnapshot, Bar
+from exchange.watchdog import Trigger, Watchdog
+from graph.context import Context
+from graph.state import AccountView, MarketSnapshot, TradeState
+from ml.features import LiveFeatures
+from policy.book import PolicyBook
+from store.bus import EventBus
+from store.journal import Journal
+
+RECENT_CLOSES = 30  # closes each reviewer is shown
+
+
+def live_values(close: BarClose, market: str) -> dict[str, float]:
+    """A bar's trade_intensity and spread_bps: live, replayed from a recording, or none."""
+    if isinstance(close, LiveBarClose) and market in close.live:
+        return close.live[market].as_features()
+    return dict(close.live_values.get(market, {}))
+
+
+@dataclass
+class Engine:
+    """Owns the account, the features and the graph runs of one trading session.
+
+    `venue` is the account the market moves (the paper exchange, or Upbit when live);
+    `exchange` is the guarded view of it that every order goes through (risk limits and the
+    trading state, in one place).
+    """
+
+    graph: Any  # a compiled LangGraph graph
+    context: Context
+    venue: TradingVenue
+    exchange: GuardedExchange
+    journal: Journal
+    bus: EventBus
+    markets: list[str]
+    session_id: str
+    watchdog: Watchdog | None = None
+    alerts: AlertSink | None = None
+    cooldown_s: int = 1800
+    history_bars: int = 300
+    features: dict[str, LiveFeatures] = field(init=False)
+    closes: dict[str, float] = field(init=False, default_factory=dict)
+    recent_closes: dict[str, deque[float]] = field(init=False, default_factory=dict)
+    last_bar_ts: datetime | None = field(init=False, default=None)
+    _lock: asyncio.Lock = field(init=False, default_factory=asyncio.Lock)
+    _manual_runs: int = field(init=False, default=0)
+    _tasks: set[asyncio.Task[CycleResult]] = field(init=False, default_factory=set)
+
+    def __post_init__(self) -> None:
+        self.features = {m: LiveFeatures(history_bars=self.history_bars) for m in self.markets}
+        self.recent_closes = {m: deque(maxlen=RECENT_CLOSES) for m in self.markets}
+        self.outbox = Outbox(self.journal, self.bus, lambda: self.alerts)
+        self.ledger = Ledger(
+            self.journal, self.venue, self.outbox, fee_rate=self.context.policy.fee_rate
+        )
+        self.health = ExchangeHealth(self.watchdog, self.outbox)
+        self.control = TradingControl(
+            self.journal,
+            self.exchange,
+            self.venue,
+            self.ledger,
+            self.outbox,
+            self.health,
+            self.session_id,
+        )
+        self.emergency = EmergencyExits(
+            self.venue,
+            self.exchange,
+            self.ledger,
+            self.outbox,
+            self.health,
+            self.session_id,
+            self.markets,
+            self.control.cool_down,
+            cooldown_s=self.cooldown_s,
+        )
+        self.stops = Protections(
+            self.ledger, self.venue, self.exchange, self.outbox, self.session_id
+        )
+        self.recorder = RunRecorder(self.outbox, self.session_id)
+
+    def use_exchange(self, exchange: GuardedExchange) -> None:
+        """Send every later order through `exchange` (another transport to the same account)."""
+        self.exchange = exchange
+        for component in (self.control, self.emergency, self.stops):
+            component.exchange = exchange
+
+    # What the rest of the service reads -----------------------------------------------------
+    @property
+    def guard(self) -> RiskGuard:
+        """The risk guard every order passes."""
+        return self.exchange.guard
+
+    @property
+    def protections(self) -> dict[str, Protection]:
+        """Stop-loss and take-profit prices of the held coins (the ledger's)."""
+        return self.ledger.protections
+
+    @property
+    def book(self) -> PolicyBook:
+        """The policy's memory of entries and exits (the ledger's)."""
+        return self.ledger.book
+
+    @property
+    def recent_results(self) -> list[float]:
+        """Returns of the latest closed trades, oldest first (the sizer is shown them)."""
+        return self.ledger.recent_results
+
+    @property
+    def cooldowns(self) -> dict[str, tuple[datetime, str]]:
+        """Markets cooling down after a watchdog sell: until when, and which detector."""
+        return self.control.cooldowns
+
+    @property
+    def exchange_healthy(self) -> bool:
+        """Whether the last exchange call succeeded."""
+        return self.health.healthy
+
+    @property
+    def model_status(self) -> dict[str, Any]:
+        """The model set in use and whether its policy has shown an edge."""
+        return self.control.model_status
+
+    @property
+    def exit_retry_s(self) -> tuple[float, ...]:
+        """Delays between retries of an emergency sell the exchange did not take."""
+        return self.emergency.exit_retry_s
+
+    @exit_retry_s.setter
+    def exit_retry_s(self, delays: tuple[float, ...]) -> None:
+        self.emergency.exit_retry_s = delays
+
+    @property
+    def protection_retry_s(self) -> float:
+        """How long a failed stop-loss or take-profit sell waits before it is tried again."""
+        return self.stops.retry_s
+
+    def order_log(self, run_id: str | None, order: Mapping[str, Any]) -> None:
+        """Journal an order before it is sent and once it is answered (the trade node's hook)."""
+        self.ledger.order_log(run_id, order)
+
+    def announce_model(self, status: Mapping[str, Any]) -> None:
+        """Journal and publish the model set's status (see `TradingControl.announce_model`)."""
+        self.control.announce_model(status)
+
+    def blocked_reason(self, market: str, at: datetime) -> str | None:
+        """Why entries into `market` are refused at `at`, or None."""
+        return self.control.blocked_reason(market, at)
+
+    # Feeding ----------------------------------------------------------------------------------
+    def warm_up(self, closes: Iterable[BarClose]) -> int:
+        """Feed bars into the features, marks and watchdog without acting; return the count."""
+        count = 0
+        for close in closes:
+            for market, bar in close.bars.items():
+                if market in self.features:
+                    if self.watchdog is not None:
+                        for ts, price, volume in bar_to_ticks(bar):
+                            self.watchdog.on_tick(market, ms(ts), price, volume)
+                    self._apply_bar(market, bar, live_values(close, market))
+                    if self.watchdog is not None:  # fills the autoencoder's window only
+                        self.watchdog.on_bar(
+                            market, bar.ts, bar.open, bar.high, bar.low, bar.close, bar.volume
+                        )
+            self.last_bar_ts = close.ts
+            count += 1
+        return count
+
+    def _apply_bar(self, market: str, bar: Bar, live: dict[str, float]) -> None:
+        """Mark the bar and add it to the market's features (``live``: its live-only values)."""
+        self.venue.on_bar(bar)
+        self.features[market].update(
+            bar.ts, bar.open, bar.high, bar.low, bar.close, bar.volume, **live
+        )
+        self.closes[market] = bar.close
+        self.recent_closes[market].append(bar.close)
+
+    async def on_bar_close(self, close: BarClose) -> CycleResult:
+        """Replay a closed bar tick by tick (the watchdog acts at once), then run the graph.
+
+        A `LiveBarClose` comes from real trades that already went to `on_tick` one by one, so
+        its bars are not replayed as ticks; its live-only features join the feature rows.
+        """
+        async with self._lock:
+            await self.control.sync(close.ts, self.closes)
+            live = close.live if isinstance(close, LiveBarClose) else None
+            for market, bar in close.bars.items():
+                if market not in self.features:
+                    continue
+                if live is None:
+                    for ts, price, volume in bar_to_ticks(bar):
+                        await self.on_tick(market, ts, price, volume)
+                self._apply_bar(market, bar, live_values(close, market))
+                if self.watchdog is not None:
+                    trigger = self.watchdog.on_bar(
+                        market, bar.ts, bar.open, bar.high, bar.low, bar.close, bar.volume
+                    )
+                    if trigger is not None:
+                        await self.on_trigger(trigger, bar.ts + timedelta(minutes=1))
+            self.last_bar_ts = close.ts
+            await self.control.check_limits(close.ts + timedelta(minutes=1), self.closes)
+            await self.stops.at_close(self.closes, close.ts)
+            return await self._run_cycle("bar", close.ts)
+
+    async def on_tick(self, market: str, ts: datetime, price: float, volume: float) -> None:
+        """Mark the market at a trade, enforce its stop-loss / take-profit, run the watchdog."""
+        self.venue.on_tick(market, ts, price)
+        await self.stops.on_tick(market, price, ts)
+        if self.watchdog is None:
+            return
+        trigger = self.watchdog.on_tick(market, ms(ts), price, volume)
+        if trigger is not None:
+            await self.emergency.on_trigger(trigger, ts)
+
+    async def on_trigger(self, trigger: Trigger, ts: datetime) -> None:
+        """Sell what a watchdog trigger covers now, bypassing the graph (`EmergencyExits`)."""
+        await self.emergency.on_trigger(trigger, ts)
+
+    # Manual runs and shutdown -----------------------------------------------------------------
+    async def evaluate_now(self, market: str | None = None) -> str:
+        """Start a manual re-evaluation on the latest bar; return its run id at once.
+
+        With `market`, only that market is scored. The run belongs to the engine: it finishes
+        (and is journaled) whoever is watching.
+        """
+        if market is not None and market not in self.markets:
+            raise ValueError(f"market {market} is not traded here (markets: {self.markets})")
+        if self.last_bar_ts is None:
+            raise RuntimeError("no bar has closed yet: nothing to evaluate")
+        self._manual_runs += 1
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
+        run_id = f"{self.session_id}-manual-{stamp}-{self._manual_runs}"
+        task = asyncio.create_task(self.run_manual(run_id, market))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return run_id
+
+    async def close(self) -> None:
+        """Stop background work (exit retries, manual runs) when the engine shuts down."""
+        pending = [*self.emergency.background, *self._tasks]
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+
+    async def wait_idle(self) -> None:
+        """Wait until the manual runs started so far have finished."""
+        if self._tasks:
+            await asyncio.gather(*list(self._tasks))
+
+    async def run_manual(self, run_id: str, market: str | None = None) -> CycleResult:
+        """Run the graph now on the latest bar under the given run id (one market or all)."""
+        async with self._lock:
+            assert self.last_bar_ts is not None
+            return await self._run_cycle("manual", self.last_bar_ts, run_id, market)
+
+    # Snapshots --------------------------------------------------------------------------------
+    async def account_view(self) -> tuple[AccountSnapshot, AccountView]:
+        """Return the account and its JSON view with P&L at the latest closes."""
+        account = await self.venue.get_account()
+        positions = {}
+        for market, pos in account.positions.items():
+            mark = self.closes.get(market)
+            pnl = (
+                float(Decimal(str(mark)) / pos.avg_buy_price - 1)
+                if mark is not None and pos.avg_buy_price > 0
+                else 0.0
+            )
+            protection = self.protections.get(market, Protection(None, None))
+            positions[market] = {
+                "volume": str(pos.volume),
+                "avg_buy_price": str(pos.avg_buy_price),
+                "unrealized_pct": round(100 * pnl, 4),
+                "stop_loss_price": str_or_none(protection.stop_loss_price),
+                "take_profit_price": str_or_none(protection.take_profit_price),
+            }
+        equity = account.equity(self.closes)
+        view: AccountView = {
+            "krw": str(account.krw),
+            "equity": str(equity.quantize(Decimal("0.01"))),
+            "positions": positions,  # type: ignore[typeddict-item]
+        }
+        return account, view
+
+    def _market_snapshots(self, only: str | None = None) -> dict[str, MarketSnapshot]:
+        snapshots: dict[str, MarketSnapshot] = {}
+        at = (self.last_bar_ts or now()) + timedelta(minutes=1)
+        for market in self.markets:
+            if market not in self.closes or (only is not None and market != only):
+                continue
+            row = self.features[market].latest()
+            snapshots[market] = {
+                "close": self.closes[market],
+                # JSON-friendly state: a missing feature is None, never NaN.
+                "features": None
+                if row is None
+                else {name: value if math.isfinite(value) else None for name, value in row.items()},
+                "blocked": self.blocked_reason(market, at),
+                "recent_closes": list(self.recent_closes[market]),
+                "policy": self.book.snapshot(market, at),  # type: ignore[typeddict-item]
+            }
+        return snapshots
+
+    # One graph run ----------------------------------------------------------------------------
+    def run_id_for(self, bar_ts: datetime) -> str:
+        """Name a bar's run by session and bar time, so it can be found by time."""
+        return f"{self.session_id}-{bar_ts.astimezone(UTC).strftime('%Y%m%dT%H%MZ')}"
+
+    async def _run_cycle(
+        self, trigger: str, bar_ts: datetime, run_id: str | None = None, market: str | None = None
+    ) -> CycleResult:
+        run_id = run_id or self.run_id_for(bar_ts)
+        _, account = await self.account_view()
+        state: TradeState = {
+            "run_id": run_id,
+            "trigger": trigger,
+            "bar_ts": bar_ts.astimezone(UTC).isoformat(),
+            "markets": self._market_snapshots(market),
+            "account": account,
+            "recent_results": list(self.recent_results),
+            "events": [],
+        }
+        self.outbox.record(run_id, "run_started", {"trigger": trigger})
+        self.outbox.publish(
+            {"type": "run_started", "run_id": run_id, "trigger": trigger, "bar_ts": state["bar_ts"]}
+        )
+        return await self._drive(run_id, state, trigger, bar_ts)
+
+    async def resume_unfinished(self) -> list[CycleResult]:
+        """Finish runs that started but never recorded a decision (a crash mid-run)."""
+        results = []
+        for run_id in self.journal.unfinished_runs(self.session_id):
+            config = {"configurable": {"thread_id": run_id}}
+            snapshot = await self.graph.aget_state(config)
+            if not snapshot.values:
+                continue
+            if not snapshot.next:
+                # It finished but was not journaled: record it from its last checkpoint.
+                results.append(self.recorder.record(run_id, snapshot.values, 0.0))
+                continue
+            log.info("resuming run %s at %s", run_id, snapshot.next)
+            values = snapshot.values
+            bar_ts = datetime.fromisoformat(values["bar_ts"])
+            async with self._lock:
+                results.append(await self._drive(run_id, None, values["trigger"], bar_ts))
+        return results
+
+    async def _drive(
+        self, run_id: str, state: TradeState | None, trigger: str, bar_ts: datetime
+    ) -> CycleResult:
+        config = {"configurable": {"thread_id": run_id}}
+        started = time.perf_counter()
+        final: Mapping[str, Any] | None = None
+        publish = self.outbox.publish
+        async for mode, chunk in self.graph.astream(
+            state,
+            config,
+            context=self.context,
+            stream_mode=["updates", "custom", "tasks", "values"],
+        ):
+            if mode == "values":  # the state after each step: the last one is the run's end
+                final = chunk
+                continue
+            if mode == "custom":
+                publish({**chunk, "run_id": run_id})
+                continue
+            if mode == "tasks":  # a task's start carries its input, its end its result
+                if "input" in chunk:
+                    publish({"type": "node_started", "node": chunk["name"], "run_id": run_id})
+                continue
+            for node, update in chunk.items():
+                for item in (update or {}).get("events", []):
+                    publish({**item, "run_id": run_id})
+                publish({"type": "node_finished", "node": node, "run_id": run_id})
+        if final is None:  # nothing ran (a resumed run with no step left): read the checkpoint
+            final = (await self.graph.aget_state(config)).values
+        duration_ms = (time.perf_counter() - started) * 1000
+        result = self.recorder.record(run_id, final, duration_ms)
+        await self._after_order(run_id, final)
+        return result
+
+    async def _after_order(self, run_id: str, final: Mapping[str, Any]) -> None:
+        """Journal the fills and the position of the order the run placed (if it filled)."""
+        order_view = final.get("order")
+        if order_view and order_view.get("state") == "unknown":  # the exchange did not answer
+            await self.health.failed(datetime.fromisoformat(final["bar_ts"]))
+        elif order_view and order_view.get("state") not in (None, "not_sent", "rejected"):
+            await self.health.ok()
+        if not order_view or Decimal(order_view.get("executed_volume") or "0") == 0:
+            return
+        order = await self.exchange.get_order(order_view["identifier"])
+        if order is None:
+            return
+        protection = Protection(
+            decimal_or_none(order_view.get("stop_loss_price")),
+            decimal_or_none(order_view.get("take_profit_price")),
+        )
+        await self.ledger.record_fills(run_id, order, protection, reason="graph")

@@ -1,0 +1,208 @@
+"""The ledger: the one owner of the account's orders, fills and positions in the journal.
+
+Every order the engine or the graph sends is written here (before it leaves and once it is
+answered), with its fills and the position they leave, the stop-loss and take-profit that guard
+it, the policy's memory of entries and exits (`policy.book`), and the results of closed trades
+the sizer is shown.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+from app.engine.venue import Outbox, TradingVenue, now
+from exchange.types import Order, OrderRequest, OrderType, Side
+from policy.book import PolicyBook
+from store.journal import Journal
+
+RECENT_RESULTS = 20  # closed-trade results the sizer is shown
+
+
+@dataclass(slots=True)
+class Protection:
+    """Stop-loss and take-profit trigger prices of one held coin."""
+
+    stop_loss_price: Decimal | None
+    take_profit_price: Decimal | None
+
+
+def decimal_or_none(value: Any) -> Decimal | None:
+    """A journal or view value as a Decimal (None and "" stay None)."""
+    if value is None or value == "":
+        return None
+    return value if isinstance(value, Decimal) else Decimal(str(value))
+
+
+def str_or_none(value: Decimal | None) -> str | None:
+    """A Decimal as text for a JSON view (None stays None)."""
+    return None if value is None else str(value)
+
+
+def request_view(request: OrderRequest, state: str) -> dict[str, Any]:
+    """The JSON view of an order not answered yet (or never sent)."""
+    return {
+        "identifier": request.identifier,
+        "market": request.market,
+        "side": request.side.value,
+        "ord_type": request.ord_type.value,
+        "state": state,
+        "requested_volume": str_or_none(request.volume),
+        "requested_krw": str_or_none(request.price)
+        if request.ord_type is OrderType.PRICE
+        else None,
+    }
+
+
+def order_view(order: Order, request: OrderRequest | None) -> dict[str, Any]:
+    """The JSON view of an answered order."""
+    view = (
+        request_view(request, order.state.value)
+        if request
+        else {
+            "identifier": order.identifier,
+            "market": order.market,
+            "side": order.side.value,
+            "ord_type": order.ord_type.value,
+            "state": order.state.value,
+            "requested_volume": str_or_none(order.volume),
+        }
+    )
+    view.update(
+        avg_price=str_or_none(order.avg_price),
+        executed_volume=str(order.executed_volume),
+        paid_fee=str(order.paid_fee),
+        error=order.reason,
+    )
+    return view
+
+
+@dataclass
+class Ledger:
+    """Writes orders, fills and positions; keeps what they imply in memory.
+
+    Built from the journal at start: the protections of open positions, the recent results and
+    the policy's memory, so a restart carries on where the last process stopped.
+    """
+
+    journal: Journal
+    venue: TradingVenue
+    outbox: Outbox
+    fee_rate: Decimal
+    protections: dict[str, Protection] = field(init=False, default_factory=dict)
+    recent_results: list[float] = field(init=False, default_factory=list)
+    book: PolicyBook = field(init=False, default_factory=PolicyBook)
+
+    def __post_init__(self) -> None:
+        for market, row in self.journal.positions().items():
+            self.protections[market] = Protection(
+                decimal_or_none(row.get("stop_loss_price")),
+                decimal_or_none(row.get("take_profit_price")),
+            )
+        self.recent_results = self.journal.recent_results(RECENT_RESULTS)
+        # The policy's memory (entries, exits, today's count) comes from the fills, so a
+        # restart remembers when each position was opened.
+        self.book = PolicyBook.from_fills(self.journal.list_fills())
+
+    def order_log(self, run_id: str | None, order: Mapping[str, Any]) -> None:
+        """Journal an order before it is sent and once it is answered (the trade node's hook)."""
+        stamp = now()
+        self.journal.record_order(
+            {
+                "identifier": order["identifier"],
+                "run_id": run_id,
+                "market": order["market"],
+                "side": order["side"],
+                "ord_type": order["ord_type"],
+                "price": decimal_or_none(order.get("requested_krw") or order.get("avg_price")),
+                "volume": decimal_or_none(order.get("requested_volume")),
+                "state": order["state"],
+                "reason": order.get("error") or None,
+                "created_at": stamp,
+                "updated_at": stamp,
+                "executed_volume": Decimal(order.get("executed_volume") or "0"),
+                "paid_fee": Decimal(order.get("paid_fee") or "0"),
+            }
+        )
+
+    async def record_fills(
+        self, run_id: str | None, order: Order, protection: Protection | None, *, reason: str
+    ) -> None:
+        """Journal an answered order's fills and the position they leave (or its close)."""
+        cost_basis = None
+        if order.side is Side.ASK:
+            previous = self.journal.positions().get(order.market)
+            cost_basis = decimal_or_none(previous.get("avg_buy_price")) if previous else None
+        for fill in order.fills:
+            self.journal.record_fill(
+                {
+                    "order_identifier": fill.order_identifier,
+                    "market": fill.market,
+                    "side": fill.side.value,
+                    "price": fill.price,
+                    "volume": fill.volume,
+                    "fee": fill.fee,
+                    "ts": fill.ts,
+                    "trade_uuid": fill.trade_uuid,  # live fills are journaled once
+                }
+            )
+            self.outbox.publish(
+                {
+                    "type": "fill",
+                    "run_id": run_id,
+                    "market": fill.market,
+                    "side": fill.side.value,
+                    "price": str(fill.price),
+                    "volume": str(fill.volume),
+                    "fee": str(fill.fee),
+                }
+            )
+        if order.executed_volume > 0:
+            side = "bought" if order.side is Side.BID else "sold"
+            self.outbox.alert(
+                "fill",
+                f"{order.market} {side}",
+                f"{order.executed_volume} at {order.avg_price} ({reason})",
+                market=order.market,
+                fields={"fee": str(order.paid_fee), "identifier": order.identifier},
+            )
+        account = await self.venue.get_account()
+        position = account.positions.get(order.market)
+        flat = position is None or position.volume == 0
+        for k, fill in enumerate(order.fills):
+            last = k == len(order.fills) - 1
+            self.book.on_fill(fill.market, fill.side.value, fill.ts, flat_after=flat and last)
+        stamp = now()
+        if position is None or position.volume == 0:
+            self.journal.delete_position(order.market)
+            self.protections.pop(order.market, None)
+            if cost_basis is not None and order.avg_price is not None and cost_basis > 0:
+                proceeds = order.avg_price * (1 - self.fee_rate)
+                result = float(proceeds / cost_basis - 1)
+                self.recent_results = [*self.recent_results, result][-RECENT_RESULTS:]
+                payload = {
+                    "market": order.market,
+                    "return": result,
+                    "reason": reason,
+                    "identifier": order.identifier,
+                }
+                self.journal.record_event(run_id, "position_closed", payload, stamp)
+                self.outbox.publish({"type": "position_closed", "run_id": run_id, **payload})
+            return
+        if protection is not None:
+            self.protections[order.market] = protection
+        current = self.protections.get(order.market, Protection(None, None))
+        self.journal.upsert_position(
+            {
+                "market": order.market,
+                "volume": position.volume,
+                "avg_buy_price": position.avg_buy_price,
+                "stop_loss_price": current.stop_loss_price,
+                "take_profit_price": current.take_profit_price,
+                "opened_at": stamp,
+                "updated_at": stamp,
+                "run_id": run_id,
+            }
+        )
