@@ -44,6 +44,8 @@ from app.settings import Settings
 from app.wiring import BUNDLED_MODELS, ModelNotFoundError, open_services
 from exchange.feed import BarClose
 from exchange.rules import FEE_RATE
+from graph.review import ReviewRequest, TokenCallback, Verdict
+from llm.rule_based import RuleBasedSizer
 from ml.data import load_candles, regularize
 from ml.evaluate import (
     MINUTES_PER_YEAR,
@@ -64,7 +66,6 @@ from ml.features import (
 from ml.labels import make_labels
 from ml.predict import Predictor
 from ml.registry import latest_model_dir, read_meta
-from nodes.review import ReviewRequest, RuleBasedSizer, TokenCallback, Verdict
 from store.journal import Journal
 
 LLM_OFF = "llm-off (backtest)"

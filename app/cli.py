@@ -1054,7 +1054,7 @@ def prompts_check(
     ] = None,
 ) -> None:
     """Validate every prompt file: syntax, declared variables, and the variables the code passes."""
-    from nodes.llm import REVIEW_VARIABLES, SIZING_VARIABLES
+    from llm.reviewers import REVIEW_VARIABLES, SIZING_VARIABLES
     from prompts.loader import DEFAULT_PROMPTS_DIR, PromptError, PromptLibrary
 
     folder = directory or _settings().prompts_dir or DEFAULT_PROMPTS_DIR

@@ -6,22 +6,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from app.settings import Settings
-from nodes.llm import (
-    REVIEW_VARIABLES,
-    SIZING_VARIABLES,
-    ChatProvider,
-    CircuitBreaker,
-    LLMReviewer,
-    LLMSizer,
-    ResponseCache,
-)
-from nodes.review import (
-    Reviewer,
-    RuleBasedMoodReviewer,
-    RuleBasedSizer,
-    RuleBasedTechnicalReviewer,
-    Sizer,
-)
+from graph.review import Reviewer, Sizer
+from llm.cache import ResponseCache
+from llm.provider import ChatProvider
+from llm.resilience import CircuitBreaker
+from llm.reviewers import REVIEW_VARIABLES, SIZING_VARIABLES, LLMReviewer, LLMSizer
+from llm.rule_based import RuleBasedMoodReviewer, RuleBasedSizer, RuleBasedTechnicalReviewer
 from prompts.loader import DEFAULT_PROMPTS_DIR, PromptLibrary
 
 
@@ -58,7 +48,7 @@ def groq_provider(settings: Settings, cache: ResponseCache | None) -> ChatProvid
 def ollama_provider(settings: Settings, cache: ResponseCache | None) -> ChatProvider:
     """Ollama through `langchain-ollama`, with the answer's JSON schema as `format`, streamed.
 
-    The schema is the grammar-safe one (`nodes.llm.answer_wire_schema`); `num_predict` caps
+    The schema is the grammar-safe one (`llm.answers.answer_wire_schema`); `num_predict` caps
     the tokens generated, and the timeout applies to the HTTP client as well as to the whole
     call (`ChatProvider.complete`), so a model that never stops ends as a recorded hold.
     """

@@ -15,8 +15,9 @@ from typing import Any, Literal
 from app.llm import groq_provider, ollama_provider
 from app.settings import Settings
 from graph.context import TradingPolicy
-from nodes.llm import ChatProvider, LLMReviewer, LLMSizer
-from nodes.review import ReviewRequest, SizingProposal, SizingRequest, Verdict
+from graph.review import ReviewRequest, SizingProposal, SizingRequest, Verdict
+from llm.provider import ChatProvider
+from llm.reviewers import LLMReviewer, LLMSizer
 from prompts.loader import DEFAULT_PROMPTS_DIR, PromptLibrary
 
 _RAW_SHOWN = 300

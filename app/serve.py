@@ -18,7 +18,8 @@ from app.llm import groq_provider, ollama_provider
 from app.settings import Settings
 from app.wiring import Services
 from exchange.types import AccountSnapshot, OrderRejected, OrderRequest
-from nodes.llm import REVIEW_VARIABLES, SIZING_VARIABLES, LLMReviewer, LLMSizer, ResponseCache
+from llm.cache import ResponseCache
+from llm.reviewers import REVIEW_VARIABLES, SIZING_VARIABLES, LLMReviewer, LLMSizer
 from prompts.loader import OverlayPromptLibrary, PromptError
 
 log = logging.getLogger(__name__)

@@ -51,6 +51,11 @@ from graph.routing import (  # noqa: E402
     after_ollama_check,
     after_sizing,
 )
+from llm.rule_based import (  # noqa: E402
+    RuleBasedMoodReviewer,
+    RuleBasedSizer,
+    RuleBasedTechnicalReviewer,
+)
 from ml.data import load_candles  # noqa: E402
 from ml.features import LiveFeatures  # noqa: E402
 from ml.predict import Predictor  # noqa: E402
@@ -59,11 +64,6 @@ from nodes.groq_check import groq_check  # noqa: E402
 from nodes.hold import hold  # noqa: E402
 from nodes.ml_signal import ml_signal  # noqa: E402
 from nodes.ollama_check import ollama_check  # noqa: E402
-from nodes.review import (  # noqa: E402
-    RuleBasedMoodReviewer,
-    RuleBasedSizer,
-    RuleBasedTechnicalReviewer,
-)
 from nodes.sizing import sizing  # noqa: E402
 from nodes.trade import trade  # noqa: E402
 from policy.params import PolicyParams  # noqa: E402

@@ -8,7 +8,7 @@ from decimal import Decimal
 from typing import Any, Literal, Protocol
 
 from exchange.types import Exchange
-from nodes.review import Reviewer, Sizer
+from graph.review import Reviewer, Sizer
 from policy.params import PolicyParams
 
 

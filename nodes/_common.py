@@ -8,8 +8,8 @@ from typing import Any
 
 from langgraph.config import get_stream_writer
 
+from graph.review import Reviewer, ReviewRequest, TokenCallback, Verdict
 from graph.state import TradeState, VerdictView
-from nodes.review import Reviewer, ReviewRequest, TokenCallback, Verdict
 
 
 def event(node: str, kind: str, **payload: Any) -> dict[str, Any]:

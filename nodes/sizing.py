@@ -10,9 +10,9 @@ from typing import Any
 from langgraph.runtime import Runtime
 
 from graph.context import Context, TradingPolicy
+from graph.review import SizingProposal, SizingRequest, streak
 from graph.state import Proposal, SizingView, TradeState
 from nodes._common import emit, event, token_emitter
-from nodes.review import SizingProposal, SizingRequest, streak
 
 LOSING_STREAK_RATIO_CAP = 0.10  # the plan: after a losing streak, 5-10%
 MEDIUM_SIGNAL_RATIO_CAP = 0.50  # the plan: medium signal, 20-50%

@@ -308,7 +308,7 @@ def _size_entry(
     n_results: int,
     settings: npt.NDArray[np.float64],
 ) -> tuple[float, float, float]:
-    """The rule-based sizer and the sizing node's clamps (nodes.review, nodes.sizing)."""
+    """The rule-based sizer and the sizing node's clamps (llm.rule_based, nodes.sizing)."""
     known = not math.isnan(volatility)
     if math.isnan(excess_bps):
         strength = 0

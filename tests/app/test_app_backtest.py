@@ -18,8 +18,8 @@ import pytest
 from app.backtest import LLM_OFF, AgreeReviewer, BacktestError, run_backtest
 from app.settings import Settings
 from app.wiring import BUNDLED_CANDLES, BUNDLED_MODELS
+from graph.review import ReviewRequest
 from ml.registry import latest_model_dir
-from nodes.review import ReviewRequest
 from store.journal import Journal
 
 REQUIRED_KEYS = {

@@ -1,7 +1,7 @@
 """Helpers for graph tests: a paper exchange with marks, scripted reviewers, a fixed model.
 
 The reviewers and the signal model here are stand-ins for the project's own interfaces
-(`nodes.review.Reviewer`, `graph.context.SignalModel`), scripted so that each row of the
+(`graph.review.Reviewer`, `graph.context.SignalModel`), scripted so that each row of the
 decision table can be driven; they do not stand in for any external system. They live outside
 conftest.py so test modules can import them by a unique module name: every folder's conftest
 is imported as `conftest`.
@@ -19,7 +19,7 @@ from typing import Any
 from exchange.paper import PaperExchange, SlippageModel
 from exchange.types import Bar
 from graph.context import Context, TradingPolicy
-from nodes.review import ReviewRequest, SizingProposal, SizingRequest, Verdict
+from graph.review import ReviewRequest, SizingProposal, SizingRequest, Verdict
 
 BAR_TS = datetime(2025, 9, 19, 0, 0, tzinfo=UTC)
 PRICES = {"KRW-BTC": 150_000_000.0, "KRW-ETH": 6_000_000.0, "KRW-XRP": 4_000.0}

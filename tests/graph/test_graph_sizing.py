@@ -7,7 +7,7 @@ from decimal import Decimal
 from graph_kit import ScriptedSizer, events_of, initial_state, make_context, run_graph
 
 from exchange.paper import PaperExchange
-from nodes.review import SizingProposal, SizingRequest
+from graph.review import SizingProposal, SizingRequest
 
 BUY_ETH = {"KRW-BTC": (0.1, 0.1), "KRW-ETH": (0.8, 0.1), "KRW-XRP": (0.1, 0.1)}
 

@@ -1,6 +1,6 @@
 """What a real Ollama answers for a `format` schema its llama.cpp cannot compile.
 
-Written apart from the project's own checker (nodes/grammar_schema.py) and from llama.cpp's
+Written apart from the project's own checker (llm/schema.py) and from llama.cpp's
 sources, so the fake server does not simply agree with the code under test:
 
 - Ollama converts `format` with llama.cpp's json-schema-to-grammar; a conversion error (a

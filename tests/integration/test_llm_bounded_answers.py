@@ -18,8 +18,9 @@ from ollama_format import GRAMMAR_FAILED, INVALID_SCHEMA, ollama_format_refusal
 
 from app.llm import build_reviewers, ollama_provider
 from app.settings import Settings
-from nodes.llm import ANSWER_MODELS, LLMReviewer, LLMSizer, VerdictAnswer, answer_wire_schema
-from nodes.review import ReviewRequest, SizingRequest
+from graph.review import ReviewRequest, SizingRequest
+from llm.answers import ANSWER_MODELS, VerdictAnswer, answer_wire_schema
+from llm.reviewers import LLMReviewer, LLMSizer
 from prompts.loader import DEFAULT_PROMPTS_DIR, PromptLibrary
 
 OLLAMA_MODEL = "qwen2.5:14b"

@@ -22,7 +22,7 @@ from exchange.paper import PaperExchange, SlippageModel
 from exchange.types import Bar
 from graph.builder import build_graph
 from graph.context import Context, TradingPolicy
-from nodes.llm import MemoryResponseCache
+from llm.cache import MemoryResponseCache
 
 BAR = "2025-09-19T00:00:00+00:00"
 PRICE = 6_000_000.0

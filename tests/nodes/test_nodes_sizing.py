@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from graph.context import TradingPolicy
-from nodes.review import SizingProposal
+from graph.review import SizingProposal
 from nodes.sizing import LOSING_STREAK_RATIO_CAP, clamp_proposal
 
 POLICY = TradingPolicy()

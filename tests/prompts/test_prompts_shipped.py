@@ -7,12 +7,12 @@ from typing import Any
 
 import pytest
 
-import nodes.llm
+import llm.reviewers
 from prompts.loader import DEFAULT_PROMPTS_DIR, PromptLibrary
 
-# The sets the LLM nodes render these prompts with: the files must declare exactly them.
-REVIEW_VARIABLES = set(nodes.llm.REVIEW_VARIABLES)
-SIZING_VARIABLES = set(nodes.llm.SIZING_VARIABLES)
+# The sets the LLM reviewers render these prompts with: the files must declare exactly them.
+REVIEW_VARIABLES = set(llm.reviewers.REVIEW_VARIABLES)
+SIZING_VARIABLES = set(llm.reviewers.SIZING_VARIABLES)
 
 
 def review_values(**overrides: Any) -> dict[str, Any]:

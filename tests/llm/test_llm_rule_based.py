@@ -8,15 +8,12 @@ from typing import Any
 
 import pytest
 
-from nodes.review import (
+from graph.review import ReviewRequest, SizingRequest, Verdict
+from llm.rule_based import (
     RULE_BASED,
-    ReviewRequest,
     RuleBasedMoodReviewer,
     RuleBasedSizer,
     RuleBasedTechnicalReviewer,
-    SizingRequest,
-    Verdict,
-    streak,
 )
 
 CALM = {"ret_60": 0.001, "volatility_60": 0.001, "rsi_14": 55.0, "macd_hist": 0.0001}
@@ -254,20 +251,3 @@ async def test_sizer_stop_loss_never_goes_under_half_a_percent() -> None:
     proposal = await RuleBasedSizer().size(_sizing_request(volatility=0.0))
 
     assert proposal.stop_loss_pct == 0.5
-
-
-@pytest.mark.parametrize(
-    ("results", "losing", "count"),
-    [
-        ([], True, 0),
-        ([-0.01, -0.02], True, 2),
-        ([-0.01, 0.02, -0.01], True, 1),
-        ([-0.01, 0.0], True, 0),
-        ([0.01, 0.02, -0.01], False, 0),
-        ([-0.01, 0.01, 0.02], False, 2),
-    ],
-)
-def test_streak_counts_the_latest_run_and_a_flat_result_breaks_it(
-    results: list[float], losing: bool, count: int
-) -> None:
-    assert streak(results, losing=losing) == count

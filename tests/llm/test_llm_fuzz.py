@@ -27,18 +27,12 @@ from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
 from pydantic import ValidationError
 
 from graph.context import TradingPolicy
-from nodes.llm import (
-    ChatProvider,
-    CircuitBreaker,
-    LLMOutputError,
-    LLMReviewer,
-    LLMSizer,
-    SizingAnswer,
-    VerdictAnswer,
-    extract_json,
-    split_thinking,
-)
-from nodes.review import ReviewRequest, SizingRequest
+from graph.review import ReviewRequest, SizingRequest
+from llm.answers import SizingAnswer, VerdictAnswer
+from llm.parsing import LLMOutputError, extract_json, split_thinking
+from llm.provider import ChatProvider
+from llm.resilience import CircuitBreaker
+from llm.reviewers import LLMReviewer, LLMSizer
 from nodes.sizing import clamp_proposal
 from prompts.loader import DEFAULT_PROMPTS_DIR, PromptLibrary
 

@@ -10,17 +10,12 @@ import pytest
 from langchain_core.messages import AIMessage, BaseMessage
 from pydantic import BaseModel, Field
 
-from nodes.grammar_schema import GRAMMAR_BOUND_LIMIT, grammar_problems, grammar_safe_schema
-from nodes.llm import (
-    ANSWER_MODELS,
-    ChatProvider,
-    LLMReviewer,
-    ProviderError,
-    VerdictAnswer,
-    is_retryable,
-    review_values,
-)
-from nodes.review import ReviewRequest
+from graph.review import ReviewRequest
+from llm.answers import ANSWER_MODELS, VerdictAnswer
+from llm.provider import ChatProvider, ProviderError
+from llm.resilience import is_retryable
+from llm.reviewers import LLMReviewer, review_values
+from llm.schema import GRAMMAR_BOUND_LIMIT, grammar_problems, grammar_safe_schema
 from prompts.loader import DEFAULT_PROMPTS_DIR, PromptLibrary
 
 

@@ -1,0 +1,1 @@
+"""The LLM client: providers, answer parsing, retries and breaker, response cache, reviewers."""
