@@ -22,7 +22,7 @@ from typing import Any
 import httpx
 import pandas as pd
 
-from app.alerts import Alert
+from alerts.types import Alert
 from app.engine import Engine
 from app.session import ProgressCallback, SessionSummary, collect_closes, summarize
 from app.settings import Settings

@@ -11,10 +11,9 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-import httpx
-from pydantic import SecretStr
-
-from app.alerts import Alert, AlertDispatcher, build_notifiers
+from alerts.dispatcher import AlertDispatcher
+from alerts.types import Alert
+from app.alerting import start_alerts
 from app.engine import Engine
 from app.llm import build_reviewers
 from app.settings import Settings, SettingsError
@@ -206,7 +205,7 @@ async def open_services(
             engine = Engine(
                 graph=build_graph(saver),
                 context=context,
-                venue=exchange,
+                paper=exchange,
                 exchange=guarded,
                 watchdog=build_watchdog(settings, _anomaly_path(predictor)),
                 alerts=alerts,
@@ -338,27 +337,3 @@ def _anomaly_path(predictor: Any) -> Path | None:
     """The autoencoder weights of a full model set, or None (quick sets have none)."""
     path = getattr(predictor, "anomaly_path", None)
     return path if isinstance(path, Path) and path.exists() else None
-
-
-async def start_alerts(
-    settings: Settings,
-) -> tuple[httpx.AsyncClient | None, AlertDispatcher | None]:
-    """Start Slack/Telegram alerting when configured."""
-    client = httpx.AsyncClient(timeout=10.0)
-    notifiers = build_notifiers(
-        slack_webhook_url=_secret(settings.slack_webhook_url),
-        telegram_bot_token=_secret(settings.telegram_bot_token),
-        telegram_chat_id=settings.telegram_chat_id,
-        telegram_api_base=settings.telegram_api_base,
-        client=client,
-    )
-    if not notifiers:
-        await client.aclose()
-        return None, None
-    dispatcher = AlertDispatcher(notifiers)
-    await dispatcher.start()
-    return client, dispatcher
-
-
-def _secret(value: SecretStr | None) -> str | None:
-    return value.get_secret_value() if value is not None else None

@@ -12,7 +12,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
-PACKAGES = ("graph", "nodes", "ml", "exchange", "store", "prompts", "api", "app")
+PACKAGES = ("graph", "nodes", "ml", "exchange", "store", "prompts", "alerts", "api", "app")
 
 
 def _run(*command: str) -> subprocess.CompletedProcess[str]:

@@ -14,15 +14,11 @@ import httpx
 import pytest
 from alert_server import AlertServer, Reply, telegram_error
 
-from app.alerts import (
-    Alert,
-    AlertDispatcher,
-    NotifierError,
-    SlackNotifier,
-    TelegramNotifier,
-    build_notifiers,
-    format_text,
-)
+from alerts.dispatcher import AlertDispatcher
+from alerts.slack import SlackNotifier
+from alerts.telegram import TelegramNotifier
+from alerts.text import format_text
+from alerts.types import Alert, NotifierError
 
 SLACK_PATH = "/services/T000/B000/slack-secret-XYZ"
 TOKEN = "123456789:AAH-secret-token_value"
@@ -247,50 +243,6 @@ async def test_http_client_request_log_masks_the_token(
 
 
 # --------------------------------------------------------------------------------------------
-# build_notifiers
-# --------------------------------------------------------------------------------------------
-
-
-async def test_build_notifiers_returns_only_configured_ones(client: httpx.AsyncClient) -> None:
-    none = build_notifiers(
-        slack_webhook_url=None,
-        telegram_bot_token=None,
-        telegram_chat_id=None,
-        telegram_api_base="https://api.telegram.org",
-        client=client,
-    )
-    both = build_notifiers(
-        slack_webhook_url="https://hooks.slack.com/services/T/B/X",
-        telegram_bot_token=TOKEN,
-        telegram_chat_id="42",
-        telegram_api_base="https://api.telegram.org",
-        client=client,
-    )
-
-    assert none == []
-    assert [n.name for n in both] == ["slack", "telegram"]
-
-
-@pytest.mark.parametrize(
-    ("token", "chat_id", "missing"),
-    [(TOKEN, None, "LXA_TELEGRAM_CHAT_ID"), (None, "42", "LXA_TELEGRAM_BOT_TOKEN")],
-)
-async def test_build_notifiers_with_half_a_telegram_config_names_the_missing_variable(
-    client: httpx.AsyncClient, token: str | None, chat_id: str | None, missing: str
-) -> None:
-    with pytest.raises(ValueError, match=f"{missing} is not set") as caught:
-        build_notifiers(
-            slack_webhook_url=None,
-            telegram_bot_token=token,
-            telegram_chat_id=chat_id,
-            telegram_api_base="https://api.telegram.org",
-            client=client,
-        )
-
-    assert TOKEN not in str(caught.value)
-
-
-# --------------------------------------------------------------------------------------------
 # Dispatcher: retries
 # --------------------------------------------------------------------------------------------
 
@@ -374,7 +326,7 @@ async def test_failing_notifier_is_logged_and_counted_while_the_other_still_deli
 ) -> None:
     server.always(TELEGRAM_PATH, telegram_error(502, "Bad Gateway"))
     sleep = RecordingSleep()
-    caplog.set_level(logging.WARNING, logger="app.alerts")
+    caplog.set_level(logging.WARNING, logger="alerts.dispatcher")
 
     async with AlertDispatcher(
         [telegram, slack], retries=3, backoff_s=1.0, max_backoff_s=3.0, sleep=sleep
@@ -386,7 +338,7 @@ async def test_failing_notifier_is_logged_and_counted_while_the_other_still_deli
     assert len(server.posts(TELEGRAM_PATH)) == 4
     assert sleep.delays == [1.0, 2.0, 3.0]
     assert (dispatcher.sent, dispatcher.failed) == (1, 1)
-    [warning] = [r for r in caplog.records if r.name == "app.alerts"]
+    [warning] = [r for r in caplog.records if r.name == "alerts.dispatcher"]
     assert "telegram" in warning.getMessage() and "after 4 attempt(s)" in warning.getMessage()
     assert TOKEN not in caplog.text
 
@@ -497,7 +449,7 @@ async def test_stop_gives_up_after_the_drain_timeout(caplog: pytest.LogCaptureFi
     dispatcher = AlertDispatcher([stuck])
     await dispatcher.start()
     dispatcher.publish(make_alert())
-    caplog.set_level(logging.WARNING, logger="app.alerts")
+    caplog.set_level(logging.WARNING, logger="alerts.dispatcher")
 
     await dispatcher.stop(drain_timeout_s=0.05)
 
