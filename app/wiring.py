@@ -205,7 +205,7 @@ async def open_services(
             engine = Engine(
                 graph=build_graph(saver),
                 context=context,
-                paper=exchange,
+                venue=exchange,
                 exchange=guarded,
                 watchdog=build_watchdog(settings, _anomaly_path(predictor)),
                 alerts=alerts,

@@ -196,14 +196,14 @@ async def test_an_unreachable_exchange_blocks_entries_and_the_sell_is_retried_un
         engine.warm_up(bundled_closes[:WARMUP_BARS])
         await buy_xrp(svc)
         flaky = FlakyExchange(svc.exchange, failures=3)
-        engine.exchange = GuardedExchange(
-            flaky, engine.guard, marks=svc.exchange.marks, clock=svc.exchange.now
+        engine.use_exchange(
+            GuardedExchange(flaky, engine.guard, marks=svc.exchange.marks, clock=svc.exchange.now)
         )
         crash = crash_after(bundled_closes[WARMUP_BARS - 1])
 
         await engine.on_tick(MARKET, crash.ts, crash.bars[MARKET].low, 1.0)
         blocked_while_down = engine.blocked_reason(MARKET, crash.ts)
-        await asyncio.gather(*engine._background)
+        await asyncio.gather(*engine.emergency.background)
 
         assert blocked_while_down == "exchange unreachable"
         assert flaky.attempts == 4
