@@ -581,11 +581,11 @@ def train(
     try:
         config = None
         if not quick:
-            from ml.full import FullConfig
+            from ml.training.full_set import FullConfig
 
             config = FullConfig()
             if tune:
-                from ml.tune import tune_lightgbm
+                from ml.training.tune import tune_lightgbm
 
                 before = frame if until is None else frame[frame["ts"] < until]
                 tune_until = evaluation_start(before, eval_fraction or EVAL_FRACTION)

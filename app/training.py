@@ -4,7 +4,7 @@ The most recent stretch of the candles (after the last jump of more than a day) 
 
     [ the models' own training windows ........ | calibration ] purge [ policy evaluation ]
 
-The models train on everything before the evaluation window (`ml.train` or `ml.full`, with
+The models train on everything before the evaluation window (`ml.training`, quick or full, with
 their own validation or calibration window at the end). The expected-return calibration
 (`ml.expected`) is fitted on that last window of theirs, on scores the models made out of
 sample. The policy evaluation window is the last `EVAL_FRACTION` of the stretch: no model, no
@@ -148,13 +148,13 @@ def train_model_set(
     eval_start = evaluation_start(candles, eval_fraction)
     say(f"policy evaluation window: {eval_start.isoformat()} .. the end (no model sees it)")
     if quick:
-        from ml.train import train_quick
+        from ml.training.quick_pair import train_quick
 
         model_dir = train_quick(
             candles, out_dir, until=eval_start.to_pydatetime(), data_files=data_files
         )
     else:
-        from ml.full import FullConfig, train_full
+        from ml.training.full_set import FullConfig, train_full
 
         model_dir = train_full(
             candles,

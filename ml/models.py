@@ -1,12 +1,13 @@
 """The PyTorch models: the LSTM+CNN hybrid signal model and the bar-window autoencoder.
 
 Compact ``nn.Module``s in the minGPT manner: a frozen config dataclass, shape comments, no
-training code (that is ``ml.trainer``). Both take float32 tensors laid out (batch, time,
-channels).
+training code (that is ``ml.training.torch_loops``); the hybrid's checkpoint carries its
+config. Both take float32 tensors laid out (batch, time, channels).
 """
 
 from __future__ import annotations
 
+import io
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -61,6 +62,21 @@ class HybridSignalNet(nn.Module):
         _, (last, _) = self.lstm(h)  # last: (1, B, H)
         summary = torch.cat([last[-1], x[:, -1, :]], dim=1)  # (B, H + F)
         return self.head(self.drop(summary))  # (B, 2)
+
+
+def hybrid_state_bytes(model: HybridSignalNet, extra: dict[str, Any]) -> bytes:
+    """Serialise a checkpoint: config, weights and ``extra`` (stats, feature list, metrics)."""
+    buffer = io.BytesIO()
+    torch.save({"config": model.config.to_json(), "state_dict": model.state_dict()} | extra, buffer)
+    return buffer.getvalue()
+
+
+def load_hybrid(payload: dict[str, Any]) -> HybridSignalNet:
+    """Rebuild a hybrid from a loaded checkpoint dict."""
+    model = HybridSignalNet(HybridConfig(**payload["config"]))
+    model.load_state_dict(payload["state_dict"])
+    model.eval()
+    return model
 
 
 @dataclass(frozen=True)

@@ -280,7 +280,7 @@ class FullPredictor(Predictor):
         """Load a full model set (torch is imported here, not at module import)."""
         import torch
 
-        from ml.trainer import load_hybrid
+        from ml.models import load_hybrid
 
         quick = Predictor.load_pair(model_dir)
         meta = quick.meta

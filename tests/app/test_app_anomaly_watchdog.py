@@ -24,7 +24,7 @@ from ml.features import WARMUP_BARS
 
 torch = pytest.importorskip("torch")
 from ml.models import AutoencoderConfig  # noqa: E402
-from ml.trainer import train_autoencoder  # noqa: E402
+from ml.training.torch_loops import train_autoencoder  # noqa: E402
 
 XRP = "KRW-XRP"
 

@@ -30,10 +30,10 @@ from ml.features import (
     LiveFeatures,
     compute_features,
 )
-from ml.full import FullConfig, train_full
 from ml.predict import Predictor
 from ml.registry import candles_sha256, read_meta
-from ml.trainer import HybridTrainConfig
+from ml.training.full_set import FullConfig, train_full
+from ml.training.torch_loops import HybridTrainConfig
 
 MARKET = "KRW-BTC"
 UNTIL = datetime(2025, 9, 4, tzinfo=UTC)

@@ -1,4 +1,7 @@
-"""Walk-forward validation: expanding train windows, a purge gap, then an unseen test slice.
+"""Full set, stage 7: the AUC walk-forward table of the LightGBM buy model on the recent stretch.
+
+Expanding train windows, a purge gap, then an unseen test slice. (Not ``app.walkforward``,
+which retrains whole sets and trades the policy window after window.)
 
 Each fold trains the LightGBM buy classifier (fixed rounds: nothing is tuned on the test
 slice) on every labelled, warmed bar that opened before ``test_start - purge`` and scores the
@@ -16,19 +19,13 @@ from typing import Any
 import lightgbm as lgb
 import numpy as np
 import pandas as pd
-from sklearn.metrics import roc_auc_score
 
 from ml.features import FEATURE_NAMES
 from ml.sequences import MarketTable
+from ml.training.scoring import auc
 
 WALK_FORWARD_ROUNDS = 150
 _VOL = FEATURE_NAMES.index("volatility_60")
-
-
-def _auc(labels: np.ndarray, scores: np.ndarray) -> float | None:
-    if len(np.unique(labels)) < 2:
-        return None
-    return round(float(roc_auc_score(labels, scores)), 4)
 
 
 def fold_bounds(
@@ -44,7 +41,7 @@ def fold_bounds(
     return list(itertools.pairwise(edges))
 
 
-def walk_forward(
+def auc_walk_forward(
     tables: Sequence[MarketTable],
     params: dict[str, Any],
     *,
@@ -88,8 +85,8 @@ def walk_forward(
         data = lgb.Dataset(x[train], label=y[train], feature_name=list(FEATURE_NAMES))
         booster = lgb.train(params, data, num_boost_round=rounds)
         scores = np.asarray(booster.predict(x[test], num_threads=2))
-        record["auc_buy"] = _auc(y[test], scores)
-        record["baseline_auc_vol60"] = _auc(y[test], x[test, _VOL])
+        record["auc_buy"] = auc(y[test], scores, digits=4)
+        record["baseline_auc_vol60"] = auc(y[test], x[test, _VOL], digits=4)
         if record["auc_buy"] is not None and record["baseline_auc_vol60"] is not None:
             record["auc_buy_minus_baseline"] = round(
                 record["auc_buy"] - record["baseline_auc_vol60"], 4

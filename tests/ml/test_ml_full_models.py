@@ -1,11 +1,10 @@
-"""The full model set: sequences and windows at data jumps, models, stack, registry, predictor."""
+"""The full set's models after training: hybrid, anomaly scorer, stacker and predictor."""
 
 from __future__ import annotations
 
 import json
 import math
 import shutil
-from datetime import UTC, datetime
 from pathlib import Path
 
 import lightgbm as lgb
@@ -13,6 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from ml_kit import FULL_UNTIL
 
 from ml.anomaly import (
     ALERT_SCORE,
@@ -25,7 +25,6 @@ from ml.anomaly import (
 )
 from ml.data import regularize
 from ml.features import compute_features
-from ml.full import FullConfig, forward_returns, train_full
 from ml.models import AutoencoderConfig, HybridConfig, HybridSignalNet
 from ml.predict import (
     BASE_LOG_ABS_RETURN,
@@ -35,47 +34,8 @@ from ml.predict import (
     base_score,
     minute_of_day,
 )
-from ml.registry import FULL_KIND, META_FIELDS, read_meta
-from ml.sequences import market_tables, sequence_ends
-from ml.stack import LINEAR_STACK_INPUTS, LinearStacker
-from ml.trainer import HybridTrainConfig, anomaly_windows, train_autoencoder
-from ml.walkforward import walk_forward
-
-UNTIL = datetime(2025, 9, 5, tzinfo=UTC)
-
-
-def _with_jump(upbit_1m: pd.DataFrame) -> pd.DataFrame:
-    """Four days of two markets with a 3-hour hole cut out of the middle (a data jump)."""
-    rows = upbit_1m[
-        upbit_1m["market"].isin(["KRW-BTC", "KRW-ETH"])
-        & (upbit_1m["ts"] < pd.Timestamp("2025-09-03T00:00Z"))
-    ]
-    hole = (rows["ts"] >= pd.Timestamp("2025-09-02T00:00Z")) & (
-        rows["ts"] < pd.Timestamp("2025-09-02T03:00Z")
-    )
-    return rows[~hole].reset_index(drop=True)
-
-
-def test_no_sequence_or_label_crosses_a_data_jump(upbit_1m: pd.DataFrame) -> None:
-    tables = market_tables(_with_jump(upbit_1m), horizon=10, threshold=0.002)
-
-    for table in tables:
-        assert set(np.unique(table.segment)) == {0, 1}
-        first_after = int(np.flatnonzero(table.segment == 1)[0])
-        ends = sequence_ends(table, 60)
-        starts = ends - 59
-        assert np.all(table.segment[starts] == table.segment[ends])
-        assert np.all(table.warmed[starts])
-        # The first sequence after the jump ends no earlier than warm-up + 59 bars into it.
-        after = ends[ends >= first_after]
-        assert after[0] - first_after >= 103 + 59
-        # Labels of the last 10 bars before the jump are unknown (they would cross it).
-        assert np.isnan(table.label_buy[first_after - 10 : first_after]).all()
-        assert not np.isnan(table.label_buy[first_after - 11])
-        # Autoencoder windows: one per bar of a segment with 30 bars behind it, none across.
-        windows, _ = anomaly_windows([table], [np.arange(len(table))], 30)
-        lengths = np.bincount(table.segment)
-        assert len(windows) == int(np.sum(np.maximum(lengths - 30, 0)))
+from ml.stack import LinearStacker
+from ml.training.torch_loops import train_autoencoder
 
 
 def test_the_hybrid_maps_sequences_to_two_logits_and_is_causal() -> None:
@@ -161,76 +121,13 @@ def test_the_bar_scorer_fills_quiet_minutes_and_matches_the_batch_windows(
     assert window_channels(bars[:31, 0], bars[:31, 1], bars[:31, 2], bars[:31, 3]).shape == (30, 3)
 
 
-def test_walk_forward_keeps_the_purge_between_train_and_test(upbit_1m: pd.DataFrame) -> None:
-    candles = upbit_1m[upbit_1m["ts"] < pd.Timestamp("2025-09-05T00:00Z")]
-    tables = market_tables(candles, horizon=10, threshold=0.002)
-
-    folds = walk_forward(
-        tables,
-        {"objective": "binary", "verbosity": -1, "num_threads": 1, "seed": 1},
-        period_start=pd.Timestamp("2025-09-01T00:00Z"),
-        period_end=pd.Timestamp("2025-09-05T00:00Z"),
-        purge=pd.Timedelta(minutes=10),
-        folds=2,
-        rounds=20,
-    )
-
-    assert len(folds) == 2
-    for fold in folds:
-        gap = pd.Timestamp(fold["test_start"]) - pd.Timestamp(fold["train_until"])
-        assert gap >= pd.Timedelta(minutes=10)
-        assert 0.5 < fold["auc_buy"] < 1 and 0.5 < fold["baseline_auc_vol60"] < 1
-    assert pd.Timestamp(folds[0]["test_end"]) == pd.Timestamp(folds[1]["test_start"])
-
-
-@pytest.fixture(scope="module")
-def full_set(upbit_1m: pd.DataFrame, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A small full model set trained on four days (minutes of CPU at most)."""
-    config = FullConfig(
-        lgb_rounds=40,
-        hybrid=HybridTrainConfig(epochs=1, samples_per_epoch=3000, threads=1),
-        autoencoder_epochs=1,
-        walk_forward_folds=2,
-        threads=1,
-    )
-    return train_full(
-        upbit_1m, tmp_path_factory.mktemp("models"), until=UNTIL, config=config, data_files=[]
-    )
-
-
-def test_a_full_set_is_saved_with_its_config_features_window_hash_and_metrics(
-    full_set: Path,
-) -> None:
-    meta = read_meta(full_set)
-
-    assert meta["kind"] == FULL_KIND and meta["model_id"].startswith("full-")
-    assert all(field in meta for field in META_FIELDS)
-    for name in ("model_buy.txt", "model_sell.txt", "hybrid.pt", "anomaly.npz"):
-        assert (full_set / name).is_file()
-    assert meta["stack"]["kind"] == "logistic"
-    assert meta["stack"]["inputs"] == list(LINEAR_STACK_INPUTS)
-    for side in ("buy", "sell"):
-        stacker = LinearStacker.from_json(meta["stack"]["models"][side])
-        assert stacker.with_nn[0] >= 0 and stacker.with_nn[1] >= 0  # monotone in base scores
-    assert max(span["last_ts"] for span in meta["training_window"].values()) < UNTIL.isoformat()
-    assert len(meta["metrics"]["walk_forward"]) == 2
-    held = meta["metrics"]["held_out"]
-    assert 0.5 < held["auc_buy_stack_calibrated"] < 1
-    assert set(meta["metrics"]["autoencoder"]["alerts_training"]) == set(meta["markets"])
-    checkpoint = torch.load(full_set / "hybrid.pt", weights_only=True)
-    assert checkpoint["meta"]["feature_names"] == meta["hybrid"]["feature_names"]
-    assert "history" in checkpoint["metrics"]
-    assert set(meta["stack"]["calibration"]["buy"]) >= {"*", "KRW-BTC"}
-    json.dumps(meta, allow_nan=False)
-
-
 def test_live_predictions_bar_by_bar_match_the_batch_scores(
     full_set: Path, upbit_1m: pd.DataFrame
 ) -> None:
     predictor = Predictor.load(full_set)
     assert isinstance(predictor, FullPredictor)
     candles = upbit_1m[
-        (upbit_1m["ts"] >= pd.Timestamp(UNTIL))
+        (upbit_1m["ts"] >= pd.Timestamp(FULL_UNTIL))
         & (upbit_1m["ts"] < pd.Timestamp("2025-09-05T05:00Z"))
     ]
     frames = {}
@@ -287,22 +184,6 @@ def test_the_full_predictor_restarts_a_sequence_after_a_missed_minute(full_set: 
     assert minute_of_day(math.sin(0.0), math.cos(0.0)) == 0
 
 
-def test_tune_returns_parameters_from_a_tiny_search(upbit_1m: pd.DataFrame) -> None:
-    pytest.importorskip("optuna")
-    from ml.tune import tune_lightgbm
-
-    best = tune_lightgbm(upbit_1m, until=UNTIL, trials=2, rounds=10, config=FullConfig(threads=1))
-
-    assert set(best) == {
-        "learning_rate",
-        "num_leaves",
-        "min_data_in_leaf",
-        "feature_fraction",
-        "lambda_l2",
-    }
-    assert 0.01 <= best["learning_rate"] <= 0.15
-
-
 def test_the_full_sets_probabilities_pass_the_lookahead_check(
     full_set: Path, upbit_1m: pd.DataFrame
 ) -> None:
@@ -312,8 +193,8 @@ def test_the_full_sets_probabilities_pass_the_lookahead_check(
     # Over two days: more sequences than one hybrid batch (2048), so a cut ends a batch short.
     candles = upbit_1m[
         (upbit_1m["market"] == "KRW-ETH")
-        & (upbit_1m["ts"] >= pd.Timestamp(UNTIL))
-        & (upbit_1m["ts"] < pd.Timestamp(UNTIL) + pd.Timedelta(days=2))
+        & (upbit_1m["ts"] >= pd.Timestamp(FULL_UNTIL))
+        & (upbit_1m["ts"] < pd.Timestamp(FULL_UNTIL) + pd.Timedelta(days=2))
     ]
 
     # The default tolerance (1e-12): the float32 hybrid scores a bar identically however
@@ -332,20 +213,6 @@ def test_the_full_sets_probabilities_pass_the_lookahead_check(
     assert report.rows_compared > 2 * 2048
 
 
-def test_forward_returns_are_known_exactly_where_labels_are_and_never_cross_a_jump(
-    upbit_1m: pd.DataFrame,
-) -> None:
-    tables = market_tables(_with_jump(upbit_1m), horizon=10, threshold=0.002)
-
-    for table in tables:
-        forward = forward_returns(table, 10)
-        np.testing.assert_array_equal(np.isnan(forward), np.isnan(table.label_buy))
-        known = ~np.isnan(forward)
-        np.testing.assert_array_equal(forward[known] > 0.002, table.label_buy[known] == 1)
-        first_after = int(np.flatnonzero(table.segment == 1)[0])
-        assert np.isnan(forward[first_after - 10 : first_after]).all()
-
-
 def test_base_scores_are_logits_of_probabilities_or_raw_log_returns() -> None:
     p = np.array([0.1, 0.5, np.nan])
     np.testing.assert_allclose(base_score(p, BASE_PROBABILITY)[:2], [math.log(1 / 9), 0.0])
@@ -354,63 +221,6 @@ def test_base_scores_are_logits_of_probabilities_or_raw_log_returns() -> None:
     np.testing.assert_array_equal(base_score(raw, BASE_LOG_ABS_RETURN), raw)
     with pytest.raises(ValueError, match="base model output"):
         base_score(raw, "odds")
-
-
-def test_an_unknown_base_target_is_refused(upbit_1m: pd.DataFrame, tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match="buy_target"):
-        train_full(upbit_1m.iloc[:10], tmp_path, config=FullConfig(buy_target="price"))
-    with pytest.raises(ValueError, match="sell_target"):
-        train_full(upbit_1m.iloc[:10], tmp_path, config=FullConfig(sell_target="price"))
-
-
-def test_the_default_buy_base_model_is_an_absolute_return_regression(full_set: Path) -> None:
-    meta = read_meta(full_set)
-
-    assert FullConfig().buy_target == "abs_return" and FullConfig().sell_target == "label"
-    assert meta["params"]["buy_target"] == "abs_return"
-    assert meta["params"]["sell_target"] == "label"
-    assert meta["stack"]["base_outputs"] == {"buy": BASE_LOG_ABS_RETURN, "sell": BASE_PROBABILITY}
-    assert "objective=regression" in (full_set / "model_buy.txt").read_text()
-    assert "objective=binary" in (full_set / "model_sell.txt").read_text()
-
-
-@pytest.mark.parametrize("target", ["label", "abs_return"])
-def test_each_base_target_trains_on_a_small_real_slice_and_predicts_probabilities(
-    upbit_1m: pd.DataFrame, tmp_path: Path, target: str
-) -> None:
-    candles = upbit_1m[upbit_1m["ts"] < pd.Timestamp(UNTIL)]
-    config = FullConfig(
-        buy_target=target,
-        sell_target=target,
-        lgb_rounds=20,
-        hybrid=HybridTrainConfig(epochs=1, samples_per_epoch=500, threads=1),
-        autoencoder_epochs=1,
-        walk_forward_folds=2,
-        threads=1,
-    )
-    model_dir = train_full(candles, tmp_path, config=config)
-    predictor = Predictor.load(model_dir)
-    expected = BASE_PROBABILITY if target == "label" else BASE_LOG_ABS_RETURN
-    assert predictor.meta["stack"]["base_outputs"] == {"buy": expected, "sell": expected}
-
-    later = upbit_1m[
-        upbit_1m["market"].isin(["KRW-BTC", "KRW-XRP"])
-        & (upbit_1m["ts"] >= pd.Timestamp(UNTIL))
-        & (upbit_1m["ts"] < pd.Timestamp("2025-09-05T04:00Z"))
-    ]
-    frames = {}
-    for market, rows in later.groupby("market"):
-        regular = regularize(rows.reset_index(drop=True))
-        frames[str(market)] = compute_features(regular).assign(
-            ts=regular["ts"], segment=regular["segment"]
-        )
-    scores = predictor.score_frames(frames)
-    for market, frame in frames.items():
-        warmed = frame["macd_signal"].notna().to_numpy()
-        assert warmed.sum() > 100
-        values = scores[market][warmed]
-        assert np.isfinite(values).all() and ((values > 0) & (values < 1)).all()
-        assert np.std(values[:, 0]) > 0 and np.std(values[:, 1]) > 0
 
 
 def test_the_logistic_stacker_never_decreases_in_a_base_score_and_covers_missing_nn() -> None:

@@ -1,8 +1,7 @@
-"""Training loops for the PyTorch models (kept apart from the modules in ``ml.models``)."""
+"""The PyTorch training loops: the LSTM+CNN hybrid and the autoencoder (models in ``ml.models``)."""
 
 from __future__ import annotations
 
-import io
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -10,12 +9,12 @@ from typing import Any
 
 import numpy as np
 import torch
-from sklearn.metrics import roc_auc_score
 
-from ml.anomaly import CHANNELS, AnomalyModel, fit_score_map, windows_from_bars
+from ml.anomaly import CHANNELS, AnomalyModel, fit_score_map
 from ml.features import FEATURE_NAMES
 from ml.models import AutoencoderConfig, HybridConfig, HybridSignalNet, WindowAutoencoder
 from ml.sequences import SEQUENCE_FEATURES, MarketTable, gather_sequences
+from ml.training.scoring import auc
 
 
 def _columns(names: Sequence[str]) -> list[int]:
@@ -162,8 +161,8 @@ def train_hybrid(
         if valid_ends is not None and len(valid_ends):
             probs = predict_hybrid(model, data, valid_ends)
             labels = data.labels[valid_ends]
-            record["auc_buy_valid"] = _auc(labels[:, 0], probs[:, 0])
-            record["auc_sell_valid"] = _auc(labels[:, 1], probs[:, 1])
+            record["auc_buy_valid"] = auc(labels[:, 0], probs[:, 0])
+            record["auc_sell_valid"] = auc(labels[:, 1], probs[:, 1])
         history.append(record)
         if log is not None:
             log(f"hybrid epoch {epoch + 1}/{config.epochs}: {record}")
@@ -174,61 +173,6 @@ def train_hybrid(
     }
     model.eval()
     return model, metrics
-
-
-def _auc(labels: np.ndarray, scores: np.ndarray) -> float | None:
-    keep = ~np.isnan(labels)
-    if len(np.unique(labels[keep])) < 2:
-        return None
-    return float(roc_auc_score(labels[keep], scores[keep]))
-
-
-def hybrid_state_bytes(model: HybridSignalNet, extra: dict[str, Any]) -> bytes:
-    """Serialise a checkpoint: config, weights and ``extra`` (stats, feature list, metrics)."""
-    buffer = io.BytesIO()
-    torch.save({"config": model.config.to_json(), "state_dict": model.state_dict()} | extra, buffer)
-    return buffer.getvalue()
-
-
-def load_hybrid(payload: dict[str, Any]) -> HybridSignalNet:
-    """Rebuild a hybrid from a loaded checkpoint dict."""
-    model = HybridSignalNet(HybridConfig(**payload["config"]))
-    model.load_state_dict(payload["state_dict"])
-    model.eval()
-    return model
-
-
-# The autoencoder ---------------------------------------------------------------------------
-def anomaly_windows(
-    tables: Sequence[MarketTable], rows: Sequence[np.ndarray], window: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """Return raw channel windows (N, window, 3) ending at the given rows, and their market index.
-
-    A window covers ``window + 1`` bars of one segment (never across a jump).
-    """
-    pieces: list[np.ndarray] = []
-    owners: list[np.ndarray] = []
-    for index, (table, chosen) in enumerate(zip(tables, rows, strict=True)):
-        chosen_set = np.zeros(len(table), dtype=bool)
-        chosen_set[chosen] = True
-        seg = table.segment
-        bounds = np.flatnonzero(np.diff(seg)) + 1
-        starts = np.concatenate([[0], bounds])
-        stops = np.concatenate([bounds, [len(table)]])
-        for start, stop in zip(starts, stops, strict=True):
-            h, lo, c, v = (table.bars[start:stop, k] for k in range(4))
-            windows = windows_from_bars(h, lo, c, v, window)  # row k ends at bar start + k + window
-            if not len(windows):
-                continue
-            end_rows = start + window + np.arange(len(windows))
-            keep = chosen_set[end_rows]
-            pieces.append(windows[keep])
-            owners.append(np.full(int(keep.sum()), index))
-    if not pieces:
-        return np.empty((0, window, len(CHANNELS))), np.empty(0, dtype="int64")
-    windows_all = np.concatenate(pieces)
-    finite = np.isfinite(windows_all).all(axis=(1, 2))
-    return windows_all[finite], np.concatenate(owners)[finite]
 
 
 def train_autoencoder(
@@ -290,30 +234,3 @@ def train_autoencoder(
         "train_seconds": round(time.perf_counter() - started, 1),
     }
     return model, exported, metrics
-
-
-def alert_rates(
-    model: AnomalyModel, windows: np.ndarray, owners: np.ndarray, names: Sequence[str]
-) -> dict[str, dict[str, float | int]]:
-    """Per market: windows scored, bars with score >= 0.95, and those per day (1-minute bars).
-
-    ``episodes`` counts runs of consecutive alerting windows once (one event, many bars).
-    """
-    scores = model.score_map.many(model.errors(windows))
-    out: dict[str, dict[str, float | int]] = {}
-    for index, name in enumerate(names):
-        mine = scores[owners == index]
-        if not len(mine):
-            continue
-        alerts = mine >= 0.95
-        episodes = int(np.sum(alerts & ~np.concatenate([[False], alerts[:-1]])))
-        days = len(mine) / 1440.0
-        out[name] = {
-            "windows": len(mine),
-            "alert_bars": int(alerts.sum()),
-            "alert_bars_per_day": round(float(alerts.sum()) / days, 3),
-            "alert_episodes": episodes,
-            "alert_episodes_per_day": round(episodes / days, 3),
-            "share_at_or_above_0.5": round(float(np.mean(mine >= 0.5)), 4),
-        }
-    return out

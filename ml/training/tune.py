@@ -1,9 +1,9 @@
 """Optional Optuna search over the LightGBM parameters (``lxa train --tune``; not the default).
 
-The search never sees the windows that report results: it uses only the base window of
-``ml.full`` (bars before the stack window), split once more in time: fit on its first 80%,
-score the buy AUC on the rest after a purge of the label horizon. Optuna is an optional
-dependency (``pip install 'autotrader-lxa[tune]'``).
+The search never sees the windows that report results: it uses only the base window of the
+full set (``ml.training.windows``: bars before the stack window), split once more in time: fit
+on its first 80%, score the buy AUC on the rest after a purge of the label horizon. Optuna is
+an optional dependency (``pip install 'autotrader-lxa[tune]'``).
 """
 
 from __future__ import annotations
@@ -18,9 +18,11 @@ import pandas as pd
 from sklearn.metrics import roc_auc_score
 
 from ml.features import FEATURE_NAMES
-from ml.full import FullConfig, recent_start
 from ml.sequences import market_tables
-from ml.train import BASE_PARAMS, _infer_bar
+from ml.training.boosting import BASE_PARAMS
+from ml.training.candles import training_candles
+from ml.training.full_set import FullConfig
+from ml.training.windows import cut_windows
 
 
 def tune_lightgbm(
@@ -40,21 +42,19 @@ def tune_lightgbm(
             "--tune needs optuna: pip install 'autotrader-lxa[tune]' (or optuna>=4)"
         ) from error
     config = config or FullConfig()
-    if until is not None:
-        candles = candles[candles["ts"] < pd.Timestamp(until).tz_convert("UTC")]
-    if candles.empty:
-        raise ValueError("no candles to tune on")
-    bar = _infer_bar(candles)
+    candles, bar = training_candles(candles, until=until, caller="tune_lightgbm")
     tables = market_tables(candles, horizon=config.horizon, threshold=config.threshold, bar=bar)
-    start = recent_start(tables)
-    end = pd.Timestamp(max(t.ts.max() for t in tables), tz="UTC")
-    base_end = (start + (end - start) * config.stack_start).tz_localize(None).to_datetime64()
+    windows = cut_windows(
+        tables,
+        purge=config.horizon * bar,
+        stack_start=config.stack_start,
+        calibration_start=config.calibration_start,
+    )
     ts = np.concatenate([t.ts for t in tables])
     x = np.concatenate([t.features for t in tables])
     y = np.concatenate([t.label_buy for t in tables])
-    usable = np.concatenate([t.warmed for t in tables]) & ~np.isnan(y)
-    purge = np.timedelta64((config.horizon * bar).value, "ns")
-    base = usable & (ts < base_end - purge)
+    purge = np.timedelta64(windows.purge.value, "ns")
+    base = np.concatenate(windows.rows("base"))
     if base.sum() < 2000:
         raise ValueError(f"only {int(base.sum())} base-window rows: too little to tune on")
     cut = np.sort(ts[base])[int(base.sum() * 0.8)]
