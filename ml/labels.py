@@ -2,8 +2,20 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pandas as pd
+
+
+def label_meta(horizon: int, threshold: float, bar: pd.Timedelta) -> dict[str, Any]:
+    """Return how a set's labels were made, as its meta.json records them."""
+    return {
+        "horizon": int(horizon),
+        "threshold": float(threshold),
+        "bar": str(bar),
+        "forward_return": "simple",
+    }
 
 
 def make_labels(

@@ -28,6 +28,7 @@ import pandas as pd
 import torch
 
 from ml.anomaly import ALERT_SCORE, AnomalyModel
+from ml.labels import label_meta
 from ml.models import AutoencoderConfig
 from ml.registry import FULL_KIND, candles_sha256, save_model_set
 from ml.sequences import MarketTable, market_tables
@@ -40,7 +41,7 @@ from ml.training.boosting import BASE_PARAMS
 from ml.training.candles import training_candles
 from ml.training.stacking import CalibratedStack, base_predictions, fit_stack
 from ml.training.torch_loops import HybridTrainConfig
-from ml.training.windows import cut_windows
+from ml.training.windows import FullWindows, cut_windows
 
 HYBRID_FILE = "hybrid.pt"
 ANOMALY_FILE = "anomaly.npz"
@@ -102,6 +103,20 @@ class FullConfig:
         return params | self.lgb_params
 
 
+def tables_and_windows(
+    candles: pd.DataFrame, bar: pd.Timedelta, config: FullConfig
+) -> tuple[list[MarketTable], FullWindows]:
+    """Return each market's table of features and labels, and the full set's windows over them."""
+    tables = market_tables(candles, horizon=config.horizon, threshold=config.threshold, bar=bar)
+    windows = cut_windows(
+        tables,
+        purge=config.horizon * bar,
+        stack_start=config.stack_start,
+        calibration_start=config.calibration_start,
+    )
+    return tables, windows
+
+
 def train_full(
     candles: pd.DataFrame,
     out_dir: Path,
@@ -118,13 +133,7 @@ def train_full(
     started = time.perf_counter()
     torch.set_num_threads(config.threads)
     candles, bar = training_candles(candles, until=until, caller="train_full")
-    tables = market_tables(candles, horizon=config.horizon, threshold=config.threshold, bar=bar)
-    windows = cut_windows(
-        tables,
-        purge=config.horizon * bar,
-        stack_start=config.stack_start,
-        calibration_start=config.calibration_start,
-    )
+    tables, windows = tables_and_windows(candles, bar, config)
     say(f"windows: {json.dumps(windows.to_json())}")
     params = config.lightgbm_params()
     metrics: dict[str, Any] = {"windows": windows.to_json()}
@@ -252,12 +261,7 @@ def save_full_set(
         model_buy=parts.lightgbm.boosters["buy"],
         model_sell=parts.lightgbm.boosters["sell"],
         feature_names=parts.lightgbm.feature_names,
-        label={
-            "horizon": int(config.horizon),
-            "threshold": float(config.threshold),
-            "bar": str(bar),
-            "forward_return": "simple",
-        },
+        label=label_meta(config.horizon, config.threshold, bar),
         training_window=window,
         markets=sorted(window),
         data_files=data_files,

@@ -20,7 +20,7 @@ import pandas as pd
 
 from ml.data import BAR, SEGMENT_GAP, regularize
 from ml.features import FEATURE_NAMES, WARMED_FEATURES, compute_features
-from ml.labels import make_labels
+from ml.labels import label_meta, make_labels
 from ml.registry import candles_sha256, save_model_set
 from ml.training.boosting import BASE_PARAMS, best_trees, fit_early_stopped
 from ml.training.candles import training_candles
@@ -138,12 +138,7 @@ def train_quick(
         model_buy=boosters["buy"],
         model_sell=boosters["sell"],
         feature_names=FEATURE_NAMES,
-        label={
-            "horizon": int(horizon),
-            "threshold": float(threshold),
-            "bar": str(bar),
-            "forward_return": "simple",
-        },
+        label=label_meta(horizon, threshold, bar),
         training_window=window,
         markets=sorted(window),
         data_files=data_files,

@@ -18,11 +18,9 @@ import pandas as pd
 from sklearn.metrics import roc_auc_score
 
 from ml.features import FEATURE_NAMES
-from ml.sequences import market_tables
 from ml.training.boosting import BASE_PARAMS
 from ml.training.candles import training_candles
-from ml.training.full_set import FullConfig
-from ml.training.windows import cut_windows
+from ml.training.full_set import FullConfig, tables_and_windows
 
 
 def tune_lightgbm(
@@ -43,13 +41,7 @@ def tune_lightgbm(
         ) from error
     config = config or FullConfig()
     candles, bar = training_candles(candles, until=until, caller="tune_lightgbm")
-    tables = market_tables(candles, horizon=config.horizon, threshold=config.threshold, bar=bar)
-    windows = cut_windows(
-        tables,
-        purge=config.horizon * bar,
-        stack_start=config.stack_start,
-        calibration_start=config.calibration_start,
-    )
+    tables, windows = tables_and_windows(candles, bar, config)
     ts = np.concatenate([t.ts for t in tables])
     x = np.concatenate([t.features for t in tables])
     y = np.concatenate([t.label_buy for t in tables])
