@@ -75,6 +75,24 @@ def calibration_start(meta: dict[str, Any]) -> pd.Timestamp:
     return pd.Timestamp(value).tz_convert("UTC")
 
 
+def warmed_start(candles: pd.DataFrame, start: pd.Timestamp) -> pd.Timestamp:
+    """`start`, or later when the bars before it cannot warm the features up.
+
+    A window that opens after a gap in the data (a model's validation split falling between
+    two far-apart files) starts once its own first bars have warmed the features.
+    """
+    ts = np.unique(candles["ts"].to_numpy(dtype="datetime64[ns]"))
+    begin = start.tz_convert("UTC").tz_localize(None).to_datetime64()
+    since = (start - HISTORY).tz_convert("UTC").tz_localize(None).to_datetime64()
+    if int(np.count_nonzero((ts >= since) & (ts < begin))) >= WARMUP_BARS:
+        return start
+    later = ts[ts >= begin]
+    needed = LONG_BARS + WARMUP_BARS
+    if len(later) <= needed:
+        raise ValueError(f"too few bars after {start.isoformat()} to warm the features up")
+    return pd.Timestamp(later[needed]).tz_localize("UTC")
+
+
 def _window(candles: pd.DataFrame, start: pd.Timestamp, end: pd.Timestamp | None) -> pd.DataFrame:
     rows = candles["ts"] >= start - HISTORY
     if end is not None:
@@ -92,6 +110,7 @@ def calibrate(
 ) -> dict[str, Any]:
     """Fit and save the expected-return calibration on [start, end); return its JSON."""
     predictor = Predictor.load(model_dir)
+    start = warmed_start(candles, start)
     prepared = prepare(_window(candles, start, end), predictor, settings, start=start)
     arrays = prepared.arrays
     rows = arrays.has_bar & np.isfinite(prepared.p_buy) & np.isfinite(prepared.forward_return)
@@ -120,6 +139,7 @@ def evaluate_set(
     """Run the set's policy over [start, end) in the simulator; save it as policy_evaluation."""
     predictor = Predictor.load(model_dir)
     params = params or policy_params_from(settings, predictor.meta)
+    start = warmed_start(candles, start)
     prepared = prepare(_window(candles, start, end), predictor, settings, start=start)
     result = evaluate(prepared, params, simulation_settings(settings))
     ok, verdict = proven(result)

@@ -164,3 +164,27 @@ def test_walkforward_on_real_upbit_candles_writes_its_report(tmp_path: Path) -> 
     assert window["swept"]["random_entries"]["seeds"] == 3
     assert report["total"]["swept"]["windows"] == 1
     assert (tmp_path / "wf" / "report.html").read_text().count("<img") == 1
+
+
+@needs_shared
+def test_a_quick_set_whose_validation_split_falls_in_a_gap_still_gets_its_policy_result(
+    tmp_path: Path,
+) -> None:
+    # Binance April 2023 and Upbit September 2025: the quick set's validation split (the last
+    # 20% of the time span) opens in the two-year gap between them.
+    candles = load_candles([str(BINANCE), str(UPBIT)])
+    candles = candles[
+        (
+            (candles["ts"] >= pd.Timestamp("2023-04-01", tz="UTC"))
+            & (candles["ts"] < pd.Timestamp("2023-04-05", tz="UTC"))
+        )
+        | (candles["ts"] >= pd.Timestamp("2025-09-10", tz="UTC"))
+    ].reset_index(drop=True)
+
+    trained = train_model_set(
+        candles, tmp_path / "models", _settings(tmp_path), until=datetime(2025, 9, 18, tzinfo=UTC)
+    )
+
+    window = trained.meta["expected_return"]["window"]
+    assert pd.Timestamp(window["first_ts"]) >= pd.Timestamp("2025-09-10", tz="UTC")
+    assert trained.meta["policy_evaluation"]["window"]["bars"] > 0
