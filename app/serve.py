@@ -6,7 +6,8 @@ import dataclasses
 import logging
 import os
 import secrets
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -383,3 +384,30 @@ def create_api(services: Services, token: str, *, feed: str | None = None) -> An
         reads_need_token=not local,
         bus_kind="redis" if settings.redis_url else "in-process",
     )
+
+
+@contextmanager
+def open_api_alone(settings: Settings, token: str) -> Iterator[Any]:
+    """Build the API and viewer alone, over the journal and LXA_REDIS_URL's event stream.
+
+    For an engine running in another process: runs, replays and balances need the engine and
+    answer 503; everything else works, live events included.
+    """
+    from api.app import create_app
+    from app.wiring import build_bus
+    from prompts.loader import DEFAULT_PROMPTS_DIR
+    from store.journal import Journal
+
+    local = settings.api_host in ("127.0.0.1", "localhost", "::1")
+    with Journal.open(settings.journal_url) as journal:
+        yield create_app(
+            journal=journal,
+            bus=build_bus(settings),
+            api_token=token,
+            prompts_dir=settings.prompts_dir or DEFAULT_PROMPTS_DIR,
+            prompt_variables=PROMPT_VARIABLES,
+            markets=settings.markets,
+            feed="the engine's, in another process",
+            reads_need_token=not local,
+            bus_kind="redis",
+        )

@@ -30,11 +30,12 @@ from graph.checkpoint import open_checkpointer
 from graph.context import Context, TradingPolicy
 from ml.anomaly import AnomalyModel, BarAnomalyScorer
 from ml.predict import Predictor
-from ml.registry import latest_model_dir
+from ml.registry import META_FILE, latest_model_dir
 from policy.evidence import model_evidence
 from policy.params import PolicyParams, PolicyParamsError
 from store.bus import EventBus, InProcessBus
 from store.journal import Journal, JournalResponseCache
+from store.trading_view import trading_view
 
 log = logging.getLogger(__name__)
 DEMO_DIR = Path(__file__).resolve().parent / "demo"
@@ -337,3 +338,32 @@ def _anomaly_path(predictor: Any) -> Path | None:
     """The autoencoder weights of a full model set, or None (quick sets have none)."""
     path = getattr(predictor, "anomaly_path", None)
     return path if isinstance(path, Path) and path.exists() else None
+
+
+def with_default_model(settings: Settings) -> Settings:
+    """Point settings that name no model set at the bundled demo model (the demo's default)."""
+    if settings.model_dir:
+        return settings
+    return settings.model_copy(update={"model_dir": latest_model_dir(BUNDLED_MODELS)})
+
+
+def load_predictor(path: Path) -> Predictor:
+    """Load a model set directory, or the newest set in a models directory."""
+    model_dir = path if (path / META_FILE).is_file() else latest_model_dir(path)
+    if model_dir is None:
+        raise FileNotFoundError(f"no model set in {path}")
+    return Predictor.load(model_dir)
+
+
+def write_trading_control(
+    settings: Settings, state: str, reason: str, *, flatten: bool, by: str
+) -> dict[str, Any]:
+    """Set the journal's trading state (the running engine picks it up); return the new row."""
+    with Journal.open(settings.journal_url) as journal:
+        return journal.write_trading_control(state, reason, flatten=flatten, by=by)
+
+
+def read_trading_view(settings: Settings) -> dict[str, Any]:
+    """The trading state as set and as in effect, the monthly loss cap and the model status."""
+    with Journal.open(settings.journal_url) as journal:
+        return trading_view(journal)
