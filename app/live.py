@@ -24,7 +24,7 @@ import pandas as pd
 
 from alerts.types import Alert
 from app.engine import Engine
-from app.session import ProgressCallback, SessionSummary, collect_closes, summarize
+from app.session import ProgressCallback, SessionSummary, collect_closes, serving, summarize
 from app.settings import Settings
 from app.wiring import Services, open_services
 from exchange.bars import BarBuilder, LiveBarClose
@@ -244,8 +244,6 @@ async def run_live_session(
     on_event: FeedEventCallback | None = None,
 ) -> SessionSummary:
     """Paper-trade on Upbit's live stream until `minutes` bars have been traded."""
-    from app.session import start_server
-
     started = datetime.now(UTC)
     async with open_services(
         settings, session_id=session_id, account_path=account_path
@@ -261,22 +259,12 @@ async def run_live_session(
                 http, settings.upbit_rest_url, list(engine.markets), LONG_BARS + 16
             )
         engine.warm_up(warm)
-        server = server_task = None
-        if serve:
-            server, server_task = await start_server(services)
-            if on_ready is not None:
-                on_ready(f"http://{settings.api_host}:{settings.api_port}/")
-        runner = LiveRunner(services, on_event=on_event)
-        settle_heap()
-        try:
+        async with serving(services, enabled=serve, on_ready=on_ready):
+            runner = LiveRunner(services, on_event=on_event)
+            settle_heap()
             done = await runner.run(minutes=minutes, on_progress=on_progress)
             if serve and keep_serving is not None:
                 await keep_serving()
-        finally:
-            if server is not None and server_task is not None:
-                server.should_exit = True
-                with contextlib.suppress(asyncio.CancelledError):
-                    await server_task
         if not done:
             raise LiveFeedError("the live feed closed no bar")
         stats = runner.client.stats

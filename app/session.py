@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import secrets
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -293,16 +293,9 @@ async def run_replay_session(
     async with open_services(
         settings, session_id=session_id, account_path=account_path
     ) as services:
-        server_task = None
-        server = None
-        if serve:
-            names = ", ".join(Path(p).name for p in candles_paths)
-            server, server_task = await start_server(
-                services, feed=f"replay of {names} ({pace_seconds:g} s per bar)"
-            )
-            if on_ready is not None:
-                on_ready(f"http://{settings.api_host}:{settings.api_port}/")
-        try:
+        names = ", ".join(Path(p).name for p in candles_paths)
+        feed = f"replay of {names} ({pace_seconds:g} s per bar)"
+        async with serving(services, enabled=serve, feed=feed, on_ready=on_ready):
             summary = await replay(
                 services,
                 closes,
@@ -312,11 +305,6 @@ async def run_replay_session(
             )
             if serve and keep_serving is not None:
                 await keep_serving()
-        finally:
-            if server is not None and server_task is not None:
-                server.should_exit = True
-                with contextlib.suppress(asyncio.CancelledError):
-                    await server_task
         return summary
 
 
@@ -351,3 +339,30 @@ async def start_server(
             raise RuntimeError("the API server stopped during start-up")
         await asyncio.sleep(0.05)
     return server, task
+
+
+@contextlib.asynccontextmanager
+async def serving(
+    services: Services,
+    *,
+    enabled: bool,
+    feed: str | None = None,
+    on_ready: Callable[[str], None] | None = None,
+) -> AsyncIterator[None]:
+    """Serve the API and viewer while the block runs (when `enabled`), then stop the server.
+
+    `on_ready` is told the viewer's URL once the server listens.
+    """
+    if not enabled:
+        yield
+        return
+    server, task = await start_server(services, feed=feed)
+    if on_ready is not None:
+        settings = services.settings
+        on_ready(f"http://{settings.api_host}:{settings.api_port}/")
+    try:
+        yield
+    finally:
+        server.should_exit = True
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
