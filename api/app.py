@@ -13,13 +13,13 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api.deps import AccountSource, Replayer, Runner, Services
 from api.routes import account, control, graph, health, model, prompts, runs, stream, web
+from api.version import API_VERSION
 from prompts.loader import DEFAULT_PROMPTS_DIR, PromptLibrary
 from store.bus import EventBus
 from store.journal import Journal
 
 __all__ = ["API_VERSION", "DEFAULT_WEB_DIR", "FALLBACK_WEB_DIR", "create_app", "viewer_dir"]
 
-API_VERSION = "0.2.0"
 DEFAULT_WEB_DIR = Path(__file__).resolve().parents[1] / "web"
 # The one-page viewer served while the React viewer is not built (web/ holds its sources).
 FALLBACK_WEB_DIR = Path(__file__).resolve().parent / "fallback"

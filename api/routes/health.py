@@ -6,6 +6,7 @@ from fastapi import APIRouter, Depends
 
 from api.deps import CHANGE_RESPONSES, ServicesDep, require_read_access, require_token
 from api.schemas import AuthCheck, Health, InfoOut
+from api.version import API_VERSION
 
 router = APIRouter(prefix="/api", tags=["health"])
 
@@ -19,8 +20,6 @@ def health() -> Health:
 @router.get("/info", response_model=InfoOut, dependencies=[Depends(require_read_access)])
 def info(services: ServicesDep) -> InfoOut:
     """Say what this server runs: session, paper or live, the feed, what it can do."""
-    from api.app import API_VERSION
-
     return InfoOut(
         session_id=services.session_id,
         mode=services.mode if services.mode in ("paper", "live") else "none",  # type: ignore[arg-type]
