@@ -10,8 +10,8 @@ their own validation or calibration window at the end). The expected-return cali
 sample. The policy evaluation window is the last `EVAL_FRACTION` of the stretch: no model, no
 calibration and no parameter saw it. The policy runs over it in the simulator with the
 configured LXA_POLICY_* parameters, and the result, against buy-and-hold, cash, the volatility
-baseline and random entries, is stored in meta.json as `policy_evaluation`. Live trading
-refuses entries with a set whose result is not positive after fees (`app.policy_eval.proven`).
+baseline and random entries, is stored in meta.json as `policy_evaluation`. Live trading refuses
+entries with a set whose result is not positive after fees (`policy.evidence.model_evidence`).
 """
 
 from __future__ import annotations
@@ -25,10 +25,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from app.policy_eval import evaluate, proven
 from app.settings import Settings
 from app.simulation import Prepared, prepare, simulation_settings
 from app.wiring import policy_params_from
+from evaluation.policy_result import evaluate, proven
 from ml.expected import fit_expected_return
 from ml.features import LONG_BARS, WARMUP_BARS
 from ml.predict import Predictor

@@ -314,15 +314,11 @@ def build_bus(settings: Settings) -> EventBus:
     return InProcessBus()
 
 
-def build_watchdog(settings: Settings, anomaly_path: Path | None = None) -> Watchdog | None:
-    """The emergency watchdog from settings, or None when disabled.
-
-    `anomaly_path` is the model set's exported autoencoder (full model sets have one); the
-    autoencoder detector is off without it.
-    """
+def watchdog_config(settings: Settings) -> WatchdogConfig | None:
+    """The watchdog's thresholds from settings, or None when it is disabled."""
     if not settings.watchdog_enabled:
         return None
-    config = WatchdogConfig(
+    return WatchdogConfig(
         drop_window_s=settings.watchdog_drop_window_s,
         drop_pct=settings.watchdog_drop_pct / 100,
         volume_spike_pct=settings.watchdog_volume_spike_pct / 100,
@@ -330,6 +326,17 @@ def build_watchdog(settings: Settings, anomaly_path: Path | None = None) -> Watc
         network_failures=settings.watchdog_network_failures,
         anomaly_threshold=settings.watchdog_anomaly_score,
     )
+
+
+def build_watchdog(settings: Settings, anomaly_path: Path | None = None) -> Watchdog | None:
+    """The emergency watchdog from settings, or None when disabled.
+
+    `anomaly_path` is the model set's exported autoencoder (full model sets have one); the
+    autoencoder detector is off without it.
+    """
+    config = watchdog_config(settings)
+    if config is None:
+        return None
     anomaly = BarAnomalyScorer(AnomalyModel.load(anomaly_path)) if anomaly_path else None
     return Watchdog(settings.markets, config, anomaly)
 

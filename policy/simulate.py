@@ -45,7 +45,7 @@ FILL_REASONS: tuple[str, ...] = (
 )
 R_ENTER, R_EXIT_SIGNAL, R_EXIT_TIME, R_STOP, R_TAKE, R_DROP, R_SPIKE, R_ANOMALY = range(8)
 TICK_OFFSETS_S = (0, 15, 30, 59)
-MAX_RESULTS = 20  # recent closed-trade results the sizer sees (app.engine.RECENT_RESULTS)
+MAX_RESULTS = 20  # recent closed-trade results the sizer sees (app.engine.ledger.RECENT_RESULTS)
 
 # Positions in the float64 array of settings beyond the policy's own.
 S_FEE = 0

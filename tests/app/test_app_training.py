@@ -14,8 +14,9 @@ import pytest
 from app.backtest import resolve_backtest_model, run_backtest
 from app.settings import Settings
 from app.training import TrainedSet, train_model_set
-from app.walkforward import plan_windows, run_walkforward
+from app.walkforward import run_walkforward
 from app.wiring import BUNDLED_MODELS
+from evaluation.walkforward_report import plan_windows
 from ml.data import load_candles
 from ml.registry import latest_model_dir
 

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from app.simulation import Prepared
+from evaluation.arrays import Prepared
 from ml.evaluate import (
     MINUTES_PER_YEAR,
     buy_and_hold_curve,
@@ -205,21 +205,29 @@ def random_entries(
     }
 
 
+def hold_curve(prepared: Prepared, fee_rate: float) -> np.ndarray:
+    """Buy-and-hold from 1.0: equal split over the markets with a close at the first bar."""
+    closes = close_matrix(prepared)
+    usable = closes.columns[closes.iloc[0].notna()]
+    if not len(usable):
+        return np.ones(len(closes))
+    return np.asarray(buy_and_hold_curve(closes[usable], fee_rate), dtype=np.float64)
+
+
 def baselines(prepared: Prepared, fee_rate: float) -> dict[str, Any]:
     """Buy-and-hold (equal split, entry fee) and the lowest-volatility rotation, same bars."""
     closes = close_matrix(prepared)
     usable = closes.columns[closes.iloc[0].notna()]
-    hold = buy_and_hold_curve(closes[usable], fee_rate) if len(usable) else pd.Series([1.0])
+    hold = hold_curve(prepared, fee_rate)
     vol = pd.DataFrame(
         prepared.arrays.volatility, index=closes.index, columns=prepared.arrays.markets
     )
     rotation, switches = hold_lowest_score_curve(
         closes[usable], vol[usable], VOL_REBALANCE_BARS, fee_rate
     )
-    hold_curve = np.asarray(hold, dtype=np.float64)
     return {
-        "buy_and_hold_return": float(hold_curve[-1] - 1.0),
-        "buy_and_hold_max_drawdown": max_drawdown(np.concatenate([[1.0], hold_curve])),
+        "buy_and_hold_return": float(hold[-1] - 1.0),
+        "buy_and_hold_max_drawdown": max_drawdown(np.concatenate([[1.0], hold])),
         "vol_baseline_return": float(np.asarray(rotation)[-1] - 1.0),
         "vol_baseline_switches": len(switches),
         "cash_return": 0.0,
