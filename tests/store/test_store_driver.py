@@ -22,7 +22,7 @@ def journals(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[
     """A journal on the driver path and one held to SQLAlchemy Core, on separate files."""
     driver = Journal.open(f"sqlite:///{tmp_path / 'driver.db'}")
     with monkeypatch.context() as patch:
-        patch.setattr("store.journal.supports", lambda engine: False)
+        patch.setattr("store.journal.base.supports", lambda engine: False)
         core = Journal.open(f"sqlite:///{tmp_path / 'core.db'}")
     try:
         yield driver, core
@@ -102,7 +102,7 @@ def test_the_control_row_reads_as_core_reads_it(
     journals: tuple[Journal, Journal], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     driver, _ = journals
-    monkeypatch.setattr("store.journal.supports", lambda engine: False)
+    monkeypatch.setattr("store.journal.base.supports", lambda engine: False)
     core_reader = Journal(driver.engine)  # the same database, read through Core
     unwritten = (driver.read_trading_control(), core_reader.read_trading_control())
 

@@ -5,7 +5,7 @@ control row, at every bar close. Through SQLAlchemy Core each statement costs se
 SQLite work itself (connection wrapper, execution context, cache lookup, result wrapping), and
 the backtest runs thousands of bars a second. Here the SQL text comes from SQLAlchemy's own
 compiler and every value goes through the column's own bind (or result) processor, as in
-`store.order_intents._ClaimStatement`, so rows read back exactly as the Core path writes them.
+`store.journal.intents._ClaimStatement`, so rows read back exactly as the Core path writes them.
 
 SQLite only (qmark parameters, `lastrowid`); a statement that would need a column default the
 row does not carry is refused (`None`), and the caller uses Core instead.

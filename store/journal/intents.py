@@ -1,4 +1,4 @@
-"""Order intents: the live order manager's journal (a mixin of `store.journal.Journal`).
+"""Order intents: the live order manager's journal of every order before it is sent.
 
 An intent is written before its request leaves the process and moved through the states
 pending -> sent -> open / done / cancel / rejected, or `unknown` when the exchange did not
@@ -18,7 +18,8 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 
-from store.schema import fills, order_intents, utc_now
+from store.journal.base import JournalTables, as_dicts, checked
+from store.schema import order_intents, utc_now
 
 __all__ = ["INTENT_STATES", "OrderIntents"]
 
@@ -27,10 +28,9 @@ logger = logging.getLogger(__name__)
 INTENT_STATES = frozenset({"pending", "sent", "unknown", "open", "done", "cancel", "rejected"})
 
 
-class OrderIntents:
-    """Order intent rows and once-only fills over `self.engine`."""
+class OrderIntents(JournalTables):
+    """Journal intents (once per identifier), move them through their states, and read them."""
 
-    engine: Engine
     _claim: _ClaimStatement | None = None
 
     def record_order_intent(self, row: Mapping[str, Any]) -> None:
@@ -102,27 +102,7 @@ class OrderIntents:
                 raise ValueError(f"unknown intent state(s) {sorted(unknown)}")
             stmt = stmt.where(order_intents.c.state.in_(sorted(states)))
         with self.engine.connect() as connection:
-            return [dict(row._mapping) for row in connection.execute(stmt)]
-
-    def fills_for_order(self, identifier: str) -> list[dict[str, Any]]:
-        """Return the fills recorded for one order, oldest first."""
-        stmt = (
-            fills.select()
-            .where(fills.c.order_identifier == identifier)
-            .order_by(fills.c.ts, fills.c.id)
-        )
-        with self.engine.connect() as connection:
-            return [dict(row._mapping) for row in connection.execute(stmt)]
-
-    @staticmethod
-    def _existing_fill_id(connection: sa.Connection, trade_uuid: str | None) -> int | None:
-        """Return the id of the fill already recorded for `trade_uuid`, if any."""
-        if not trade_uuid:
-            return None
-        found = connection.execute(
-            sa.select(fills.c.id).where(fills.c.trade_uuid == trade_uuid)
-        ).first()
-        return None if found is None else int(found[0])
+            return as_dicts(connection.execute(stmt))
 
 
 class _ClaimStatement:
@@ -237,12 +217,11 @@ def _new_intent(row: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _checked(row: Mapping[str, Any]) -> dict[str, Any]:
-    unknown = sorted(set(row) - set(order_intents.c.keys()))
-    if unknown:
-        raise ValueError(f"unknown column(s) for order_intents: {', '.join(unknown)}")
-    state = row.get("state")
+    """A copy of `row`; ValueError for a key that is not a column or a state not known."""
+    values = checked(order_intents, row)
+    state = values.get("state")
     if state is not None and state not in INTENT_STATES:
         raise ValueError(
             f"order intent state must be one of {sorted(INTENT_STATES)}, got {state!r}"
         )
-    return dict(row)
+    return values

@@ -1,0 +1,53 @@
+"""Positions: the coins held now, and the returns of the positions closed most recently."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import sqlalchemy as sa
+
+from store.journal.base import JournalTables, as_dicts, checked, upsert
+from store.schema import events, positions, utc_now
+
+__all__ = ["Positions"]
+
+
+class Positions(JournalTables):
+    """Write and read open positions; read the results of closed ones."""
+
+    def positions(self) -> dict[str, dict[str, Any]]:
+        """Return the open positions keyed by market."""
+        with self.engine.connect() as connection:
+            rows = as_dicts(connection.execute(positions.select().order_by(positions.c.market)))
+        return {row["market"]: row for row in rows}
+
+    def upsert_position(self, row: Mapping[str, Any]) -> None:
+        """Insert or update the position for `row["market"]`.
+
+        `opened_at` is kept from the first insert; `updated_at` defaults to now.
+        """
+        values = checked(positions, row)
+        if "market" not in values:
+            raise ValueError("position row needs a market")
+        values.setdefault("updated_at", utc_now())
+        with self.engine.begin() as connection:
+            upsert(connection, positions, "market", values, frozenset({"opened_at"}))
+
+    def delete_position(self, market: str) -> bool:
+        """Delete the position for `market`; return whether there was one."""
+        with self.engine.begin() as connection:
+            result = connection.execute(positions.delete().where(positions.c.market == market))
+            return bool(result.rowcount)
+
+    def recent_results(self, limit: int = 20) -> list[float]:
+        """Return the returns of the last closed positions (`position_closed`), oldest first."""
+        stmt = (
+            sa.select(events.c.payload)
+            .where(events.c.type == "position_closed")
+            .order_by(events.c.id.desc())
+            .limit(limit)
+        )
+        with self.engine.connect() as connection:
+            payloads = [payload for (payload,) in connection.execute(stmt)]
+        return [float(p["return"]) for p in reversed(payloads) if p and "return" in p]
