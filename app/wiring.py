@@ -35,6 +35,7 @@ from policy.evidence import model_evidence
 from policy.params import PolicyParams, PolicyParamsError
 from store.bus import EventBus, InProcessBus
 from store.journal import Journal, JournalResponseCache
+from store.rows import TradingControlRow
 from store.trading_view import trading_view
 
 log = logging.getLogger(__name__)
@@ -364,7 +365,7 @@ def load_predictor(path: Path) -> Predictor:
 
 def write_trading_control(
     settings: Settings, state: str, reason: str, *, flatten: bool, by: str
-) -> dict[str, Any]:
+) -> TradingControlRow:
     """Set the journal's trading state (the running engine picks it up); return the new row."""
     with Journal.open(settings.journal_url) as journal:
         return journal.write_trading_control(state, reason, flatten=flatten, by=by)

@@ -35,6 +35,7 @@ from exchange.types import (
     Side,
 )
 from exchange.upbit_client import RefusedBeforeSending
+from store.rows import FillRow, OrderIntentChanges, OrderIntentRow
 
 __all__ = [
     "ExecutionPlan",
@@ -57,15 +58,15 @@ _FINAL = {OrderState.DONE: "done", OrderState.CANCEL: "cancel", OrderState.REJEC
 class OrderJournal(Protocol):
     """Where the manager writes intents and fills (`store.journal.Journal` implements it)."""
 
-    def record_order_intent(self, row: Mapping[str, Any]) -> None:
+    def record_order_intent(self, row: OrderIntentRow) -> None:
         """Insert a new intent; raise ValueError if the identifier was already journaled."""
         ...
 
-    def claim_order_intent(self, row: Mapping[str, Any]) -> dict[str, Any] | None:
+    def claim_order_intent(self, row: OrderIntentRow) -> dict[str, Any] | None:
         """Insert a new intent in one write; return the existing one (unchanged) if any."""
         ...
 
-    def update_order_intent(self, identifier: str, changes: Mapping[str, Any]) -> None:
+    def update_order_intent(self, identifier: str, changes: OrderIntentChanges) -> None:
         """Change columns of an intent."""
         ...
 
@@ -77,7 +78,7 @@ class OrderJournal(Protocol):
         """Return intents oldest first, optionally only those in `states`."""
         ...
 
-    def record_fill(self, row: Mapping[str, Any]) -> int:
+    def record_fill(self, row: FillRow) -> int:
         """Insert a fill (once per `trade_uuid`) and return its id."""
         ...
 
@@ -471,7 +472,7 @@ class OrderManager:
             self.journal.record_fill(_fill_row(fill))
 
 
-def _intent_row(plan: ExecutionPlan, state: str, attempts: int) -> dict[str, Any]:
+def _intent_row(plan: ExecutionPlan, state: str, attempts: int) -> OrderIntentRow:
     request = plan.request
     return {
         "identifier": request.identifier,
@@ -487,7 +488,7 @@ def _intent_row(plan: ExecutionPlan, state: str, attempts: int) -> dict[str, Any
     }
 
 
-def _fill_row(fill: Fill) -> dict[str, Any]:
+def _fill_row(fill: Fill) -> FillRow:
     return {
         "order_identifier": fill.order_identifier,
         "market": fill.market,

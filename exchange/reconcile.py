@@ -18,6 +18,7 @@ from typing import Any, Protocol
 
 from exchange.orders import UNRESOLVED_STATES, OrderJournal, OrderManager
 from exchange.types import ExchangeError, Side
+from store.rows import PositionRow
 
 __all__ = ["PositionJournal", "ReconcileReport", "reconcile"]
 
@@ -33,7 +34,7 @@ class PositionJournal(OrderJournal, Protocol):
         """Open positions keyed by market."""
         ...
 
-    def upsert_position(self, row: Mapping[str, Any]) -> None:
+    def upsert_position(self, row: PositionRow) -> None:
         """Insert or update a position."""
         ...
 
@@ -139,13 +140,13 @@ def _align(journal: PositionJournal, market: str, held: Any, row: Mapping[str, A
     if held is None or held.volume == 0:
         journal.delete_position(market)
         return
-    values: dict[str, Any] = {
+    values: PositionRow = {
         "market": market,
         "volume": held.volume,
         "avg_buy_price": held.avg_buy_price,
     }
     if row is None:
-        values.update(stop_loss_price=None, take_profit_price=None, run_id=None)
+        values.update({"stop_loss_price": None, "take_profit_price": None, "run_id": None})
     journal.upsert_position(values)
 
 

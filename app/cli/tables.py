@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -178,7 +179,7 @@ def print_walkforward(report: dict[str, Any], report_dir: Path) -> None:
     out.print(f"report: {report_dir / 'report.html'}", markup=False, highlight=False)
 
 
-def print_trading_state(row: dict[str, object], *, as_json: bool) -> None:
+def print_trading_state(row: Mapping[str, object], *, as_json: bool) -> None:
     """Print the operator's trading state, and with a full view the effective one and why."""
     if as_json:
         from store.journal import json_default

@@ -14,6 +14,7 @@ Callers hold one `Journal`; its methods live in one module per table group:
 
 Beneath them: `database` (URL normalisation, the engine, migrations), `base` (what the groups
 share: row checks, upserts, filters) and `driver` (SQLite's driver for the per-bar writes).
+The rows the write methods take are typed in `store.rows`.
 """
 
 from store.journal.cache import JournalResponseCache

@@ -12,6 +12,7 @@ from sqlalchemy.engine import Connection
 from store.journal.base import JournalTables, upsert
 from store.journal.driver import DriverSelectOne, driver_cursor
 from store.journal.events import insert_event
+from store.rows import TradingControlRow
 from store.schema import loss_limits, trading_control, utc_now
 
 __all__ = ["TRADING_CONTROL_WRITERS", "TRADING_STATES", "TradingControls"]
@@ -21,7 +22,7 @@ TRADING_CONTROL_WRITERS = frozenset({"cli", "api", "engine"})
 _CONTROL_ROW_ID = 1
 
 
-def _as_control_row(row: Mapping[str, Any]) -> dict[str, Any]:
+def _as_control_row(row: Mapping[str, Any]) -> TradingControlRow:
     """The control row's columns but its id, in the table's order."""
     return {
         "state": row["state"],
@@ -32,7 +33,7 @@ def _as_control_row(row: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def _control_row(connection: Connection) -> dict[str, Any] | None:
+def _control_row(connection: Connection) -> TradingControlRow | None:
     row = connection.execute(
         trading_control.select().where(trading_control.c.id == _CONTROL_ROW_ID)
     ).first()
@@ -47,12 +48,12 @@ class TradingControls(JournalTables):
 
     # ---- trading control (halt, resume, flatten) ----------------------------------------
 
-    def read_trading_control(self) -> dict[str, Any]:
+    def read_trading_control(self) -> TradingControlRow:
         """Return the operator's trading state: state, reason, flatten_requested, updated_*.
 
         Before anyone wrote one: active, no reason, `updated_at` and `updated_by` None.
         """
-        row: dict[str, Any] | None
+        row: TradingControlRow | None
         if self._driver:
             if self._control_select is None:
                 self._control_select = DriverSelectOne(trading_control, "id", self.engine.dialect)
@@ -74,7 +75,7 @@ class TradingControls(JournalTables):
 
     def write_trading_control(
         self, state: str, reason: str, *, flatten: bool = False, by: str
-    ) -> dict[str, Any]:
+    ) -> TradingControlRow:
         """Set the trading state, record a `trading_state` event, and return the new row.
 
         `flatten` asks the engine to sell every position (halted only). A pending flatten

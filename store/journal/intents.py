@@ -19,6 +19,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 
 from store.journal.base import JournalTables, as_dicts, checked
+from store.rows import OrderIntentChanges, OrderIntentRow
 from store.schema import order_intents, utc_now
 
 __all__ = ["INTENT_STATES", "OrderIntents"]
@@ -33,7 +34,7 @@ class OrderIntents(JournalTables):
 
     _claim: _ClaimStatement | None = None
 
-    def record_order_intent(self, row: Mapping[str, Any]) -> None:
+    def record_order_intent(self, row: OrderIntentRow) -> None:
         """Insert a new intent; raise ValueError if the identifier was already journaled."""
         values = _new_intent(row)
         with self.engine.begin() as connection:
@@ -46,7 +47,7 @@ class OrderIntents(JournalTables):
                 raise ValueError(f"order intent {values['identifier']!r} is already journaled")
             connection.execute(order_intents.insert().values(**values))
 
-    def claim_order_intent(self, row: Mapping[str, Any]) -> dict[str, Any] | None:
+    def claim_order_intent(self, row: OrderIntentRow) -> dict[str, Any] | None:
         """Journal a new intent in one statement, or return the intent already journaled.
 
         The emergency sell's path: one `INSERT .. ON CONFLICT DO NOTHING` on a connection
@@ -70,7 +71,7 @@ class OrderIntents(JournalTables):
         if claim is not None:
             claim.close()
 
-    def update_order_intent(self, identifier: str, changes: Mapping[str, Any]) -> None:
+    def update_order_intent(self, identifier: str, changes: OrderIntentChanges) -> None:
         """Change columns of an intent; raise KeyError if there is none with that identifier."""
         values = _checked(changes)
         values.pop("identifier", None)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -20,6 +19,7 @@ from store.journal.base import (
     new_id,
     upsert,
 )
+from store.rows import FillRow, OrderRow
 from store.schema import decisions, fills, orders, utc_now
 
 __all__ = ["OrdersAndFills"]
@@ -58,7 +58,7 @@ class OrdersAndFills(JournalTables):
 
     # ---- orders -------------------------------------------------------------------------
 
-    def record_order(self, row: Mapping[str, Any]) -> None:
+    def record_order(self, row: OrderRow) -> None:
         """Insert an order, or update the given columns of the order with that identifier.
 
         `created_at` is kept from the first insert; `updated_at` defaults to now.
@@ -111,7 +111,7 @@ class OrdersAndFills(JournalTables):
 
     # ---- fills --------------------------------------------------------------------------
 
-    def record_fill(self, row: Mapping[str, Any]) -> int:
+    def record_fill(self, row: FillRow) -> int:
         """Insert one fill and return its id (a fill with a known `trade_uuid` is not re-added)."""
         with self.engine.begin() as connection:
             existing = _existing_fill_id(connection, row.get("trade_uuid"))

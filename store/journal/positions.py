@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
 import sqlalchemy as sa
 
 from store.journal.base import JournalTables, as_dicts, checked, upsert
+from store.rows import PositionRow
 from store.schema import events, positions, utc_now
 
 __all__ = ["Positions"]
@@ -22,7 +22,7 @@ class Positions(JournalTables):
             rows = as_dicts(connection.execute(positions.select().order_by(positions.c.market)))
         return {row["market"]: row for row in rows}
 
-    def upsert_position(self, row: Mapping[str, Any]) -> None:
+    def upsert_position(self, row: PositionRow) -> None:
         """Insert or update the position for `row["market"]`.
 
         `opened_at` is kept from the first insert; `updated_at` defaults to now.

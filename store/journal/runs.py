@@ -13,6 +13,7 @@ from store import schema
 from store.journal.base import JournalTables, as_dicts, checked, new_id
 from store.journal.driver import driver_cursor
 from store.journal.events import insert_events
+from store.rows import DecisionRow, EventRow, LlmCallRow
 from store.schema import decisions, events, llm_calls, orders
 
 __all__ = ["Runs"]
@@ -29,21 +30,21 @@ def _insert_llm_call(connection: Connection, values: dict[str, Any]) -> int:
 class Runs(JournalTables):
     """Write a run in one transaction; read one run, or the runs a session left unfinished."""
 
-    def record_decision(self, row: Mapping[str, Any]) -> None:
-        """Insert one decision; keys are column names."""
+    def record_decision(self, row: DecisionRow) -> None:
+        """Insert one decision."""
         with self.engine.begin() as connection:
             connection.execute(decisions.insert().values(**checked(decisions, row)))
 
-    def record_llm_call(self, row: Mapping[str, Any]) -> int:
+    def record_llm_call(self, row: LlmCallRow) -> int:
         """Insert one LLM call and return its id."""
         with self.engine.begin() as connection:
             return _insert_llm_call(connection, checked(llm_calls, row))
 
     def record_run(
         self,
-        decision: Mapping[str, Any],
-        llm_calls: Sequence[Mapping[str, Any]] = (),
-        events: Sequence[Mapping[str, Any]] = (),
+        decision: DecisionRow,
+        llm_calls: Sequence[LlmCallRow] = (),
+        events: Sequence[EventRow] = (),
     ) -> list[int]:
         """Write a decision with its LLM calls and events in one transaction; return event ids.
 
