@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from app.llm import Reviewers
 from app.session import (
     collect_closes,
     describe_training,
@@ -197,11 +198,9 @@ async def simulate(
         session_id=session_id,
         account_path=report_dir / "paper_account.json",
         checkpointer_url="none",  # nothing resumes or forks a backtest's runs
+        reviewers=Reviewers(groq=AgreeReviewer(), ollama=AgreeReviewer(), sizer=RuleBasedSizer()),
     ) as services:
         engine = services.engine
-        engine.context.groq = AgreeReviewer()
-        engine.context.ollama = AgreeReviewer()
-        engine.context.sizer = RuleBasedSizer()
         engine.warm_up(closes[:WARMUP_BARS])
         equity: list[float] = []
         durations: list[float] = []

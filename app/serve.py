@@ -256,7 +256,6 @@ class EngineBridge:
             sizer=sizer,
             exchange=NoOrderExchange(context.exchange),
             place_orders=False,
-            order_log=None,
         )
 
     async def replay(

@@ -15,7 +15,9 @@ from alerts.dispatcher import AlertDispatcher
 from alerts.types import Alert
 from app.alerting import start_alerts
 from app.engine import Engine
-from app.llm import build_reviewers
+from app.engine.ledger import JournaledExchange, Ledger
+from app.engine.venue import Outbox
+from app.llm import Reviewers, build_reviewers
 from app.settings import Settings, SettingsError
 from exchange.orders import OrderManager
 from exchange.paper import PaperExchange, SlippageModel
@@ -154,11 +156,13 @@ async def open_services(
     journal_url: str | None = None,
     checkpointer_url: str | None = None,
     bus: EventBus | None = None,
+    reviewers: Reviewers | None = None,
 ) -> AsyncIterator[Services]:
     """Open the journal, account, model and checkpointer, and build the engine.
 
     The account is the paper one, or with `settings.live` Upbit's, reached through the order
-    manager after a reconciliation that must agree (else `LiveTradingRefused`).
+    manager after a reconciliation that must agree (else `LiveTradingRefused`). `reviewers`
+    replaces the configured checks and sizer (a backtest's stand-ins).
     """
     journal = Journal.open(journal_url or settings.journal_url)
     http, alerts = None, None
@@ -194,11 +198,14 @@ async def open_services(
             inner.on_blocked = _halt_on_block(journal, guard, alerts)
         # Orders are judged on the replay's clock, so a replayed day rolls like a real one.
         guarded = GuardedExchange(inner, guard, marks=exchange.marks, clock=exchange.now)
+        outbox = Outbox(journal, event_bus, alerts)
+        ledger = Ledger(journal, exchange, outbox, fee_rate=FEE_RATE)
+        journaled = JournaledExchange(guarded, ledger)
         async with open_checkpointer(checkpointer_url or settings.checkpointer_url) as saver:
-            reviewers = build_reviewers(settings, JournalResponseCache(journal))
+            reviewers = reviewers or build_reviewers(settings, JournalResponseCache(journal))
             context = Context(
                 signal_model=predictor,
-                exchange=guarded,
+                exchange=journaled,
                 groq=reviewers.groq,
                 ollama=reviewers.ollama,
                 sizer=reviewers.sizer,
@@ -208,16 +215,14 @@ async def open_services(
                 graph=build_graph(saver),
                 context=context,
                 venue=exchange,
-                exchange=guarded,
+                exchange=journaled,
+                ledger=ledger,
+                outbox=outbox,
                 watchdog=build_watchdog(settings, _anomaly_path(predictor)),
-                alerts=alerts,
                 cooldown_s=settings.watchdog_cooldown_s,
-                journal=journal,
-                bus=event_bus,
                 markets=list(settings.markets),
                 session_id=session_id,
             )
-            context.order_log = engine.order_log
             engine.announce_model(model_status(settings, predictor.meta))
             try:
                 yield Services(settings, engine, journal, event_bus, exchange, predictor)

@@ -70,6 +70,8 @@ class OrderRequest:
     price: Decimal | None = None  # limit price, or KRW to spend for ord_type=price
     # An emergency exit: sent at once as asked, no orderbook (slippage) check on the way.
     urgent: bool = False
+    # The graph run that decided the order (the journal's bookkeeping; never sent to Upbit).
+    run_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any, Literal, Protocol
+from typing import Literal, Protocol
 
 from exchange.types import Exchange
 from graph.review import Reviewer, Sizer
@@ -36,12 +36,6 @@ class SignalModel(Protocol):
     ) -> Mapping[str, Probabilities]: ...
 
 
-class OrderLog(Protocol):
-    """Writes an order to the journal before it is sent and again once it is answered."""
-
-    def __call__(self, run_id: str | None, order: Mapping[str, Any]) -> None: ...
-
-
 @dataclass(frozen=True, kw_only=True, slots=True)
 class TradingPolicy:
     """Deterministic limits that apply whatever the reviewers say.
@@ -67,9 +61,13 @@ class TradingPolicy:
     min_order_krw: Decimal = Decimal(5000)
 
 
-@dataclass(kw_only=True, slots=True)
+@dataclass(frozen=True, kw_only=True, slots=True)
 class Context:
-    """Run-scoped dependencies handed to every node as `Runtime[Context]`."""
+    """Run-scoped dependencies handed to every node as `Runtime[Context]` (frozen once built).
+
+    `exchange` is where the trade node places its order; in the service it is the journaled,
+    guarded exchange, so the node never calls back into the engine to write anything.
+    """
 
     signal_model: SignalModel
     exchange: Exchange
@@ -77,5 +75,4 @@ class Context:
     ollama: Reviewer
     sizer: Sizer
     policy: TradingPolicy = TradingPolicy()
-    order_log: OrderLog | None = None
     place_orders: bool = True  # False for forks and replays: they never place an order

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Any
+from typing import Any, cast
 
 from langgraph.runtime import Runtime
 
@@ -16,6 +16,7 @@ from exchange.types import (
     OrderType,
     Side,
 )
+from exchange.views import order_view, request_view
 from graph.context import Context
 from graph.state import Decision, OrderView, TradeState
 from nodes._common import emit, event
@@ -24,43 +25,6 @@ from nodes._common import emit, event
 def order_identifier(run_id: str, side: Side) -> str:
     """Client order id for a run's order: the same run can never place a second one."""
     return f"lxa-{run_id}-{side.value}"
-
-
-def _order_view(order: Order, request: OrderRequest) -> OrderView:
-    avg = order.avg_price
-    return {
-        "identifier": order.identifier,
-        "market": order.market,
-        "side": order.side.value,
-        "ord_type": order.ord_type.value,
-        "state": order.state.value,
-        "requested_krw": str(request.price) if request.ord_type is OrderType.PRICE else None,
-        "requested_volume": str(request.volume) if request.volume is not None else None,
-        "executed_volume": str(order.executed_volume),
-        "avg_price": str(avg) if avg is not None else None,
-        "paid_fee": str(order.paid_fee),
-        "stop_loss_price": None,
-        "take_profit_price": None,
-        "error": order.reason,
-    }
-
-
-def _unsent_view(request: OrderRequest, state: str, error: str) -> OrderView:
-    return {
-        "identifier": request.identifier,
-        "market": request.market,
-        "side": request.side.value,
-        "ord_type": request.ord_type.value,
-        "state": state,
-        "requested_krw": str(request.price) if request.ord_type is OrderType.PRICE else None,
-        "requested_volume": str(request.volume) if request.volume is not None else None,
-        "executed_volume": "0",
-        "avg_price": None,
-        "paid_fee": "0",
-        "stop_loss_price": None,
-        "take_profit_price": None,
-        "error": error,
-    }
 
 
 async def _send(context: Context, request: OrderRequest) -> tuple[Order | None, str | None]:
@@ -104,6 +68,7 @@ async def trade(state: TradeState, runtime: Runtime[Context]) -> dict[str, Any]:
             ord_type=OrderType.PRICE,
             identifier=order_identifier(run_id, side),
             price=Decimal(sizing["order_krw"] or "0"),
+            run_id=run_id,
         )
     else:
         side = Side.ASK
@@ -113,26 +78,27 @@ async def trade(state: TradeState, runtime: Runtime[Context]) -> dict[str, Any]:
             ord_type=OrderType.MARKET,
             identifier=order_identifier(run_id, side),
             volume=Decimal(sizing["volume"] or "0"),
+            run_id=run_id,
         )
     if not context.place_orders:
-        view = _unsent_view(request, "not_sent", "orders disabled for this run (fork or replay)")
+        view = cast(
+            OrderView,
+            request_view(request, "not_sent", "orders disabled for this run (fork or replay)"),
+        )
         decision: Decision = {"action": "hold", "market": market, "reason": "orders_disabled"}
         return {
             "order": view,
             "decision": decision,
             "events": [event("trade", "decision", **decision)],
         }
-    if context.order_log is not None:
-        context.order_log(run_id, _unsent_view(request, "sending", ""))
     emit({"type": "order_sending", "node": "trade", "identifier": request.identifier})
     order, error = await _send(context, request)
     if order is None:
         reason = "order_rejected" if error and error.startswith("rejected") else "order_failed"
-        view = _unsent_view(
-            request, "rejected" if reason == "order_rejected" else "unknown", error or ""
-        )
+        unsent = "rejected" if reason == "order_rejected" else "unknown"
+        view = cast(OrderView, request_view(request, unsent, error or ""))
     else:
-        view = _order_view(order, request)
+        view = cast(OrderView, order_view(order, request))
         filled = order.executed_volume > 0
         reason = "agreed" if filled else "order_not_filled"
         if filled and side is Side.BID and order.avg_price is not None:
@@ -141,8 +107,6 @@ async def trade(state: TradeState, runtime: Runtime[Context]) -> dict[str, Any]:
             take = Decimal(str(sizing.get("take_profit_pct", 0))) / 100
             view["stop_loss_price"] = str((avg * (1 - stop)).quantize(Decimal("0.0001")))
             view["take_profit_price"] = str((avg * (1 + take)).quantize(Decimal("0.0001")))
-    if context.order_log is not None:
-        context.order_log(run_id, view)
     executed = reason == "agreed"
     decision = {
         "action": proposal["action"] if executed else "hold",

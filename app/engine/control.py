@@ -17,9 +17,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from app.engine.emergency import ExchangeHealth
-from app.engine.ledger import Ledger, order_view
+from app.engine.ledger import JournaledExchange, Ledger
 from app.engine.venue import Outbox, TradingVenue, now
-from exchange.risk import GuardedExchange, RiskGuard, TradingState
+from exchange.risk import RiskGuard, TradingState
 from store.journal import Journal
 
 MONTHLY = "monthly"  # the loss-limit row the monthly cap's figures are kept in
@@ -41,7 +41,7 @@ class TradingControl:
     """Applies the operator's choices and the loss limits; says why entries are barred."""
 
     journal: Journal
-    exchange: GuardedExchange
+    exchange: JournaledExchange
     venue: TradingVenue
     ledger: Ledger
     outbox: Outbox
@@ -65,7 +65,8 @@ class TradingControl:
     @property
     def guard(self) -> RiskGuard:
         """The risk guard every order passes."""
-        return self.exchange.guard
+        guard: RiskGuard = self.exchange.guard
+        return guard
 
     def cool_down(self, markets: list[str], until: datetime, detector: str) -> None:
         """No entry into `markets` before `until` (a watchdog trigger's cooldown)."""
@@ -140,7 +141,6 @@ class TradingControl:
                 identifier_prefix=f"lxa-{self.session_id}-{stamp}-flatten"
             )
             for order in orders:
-                self.ledger.order_log(None, order_view(order, None))
                 await self.ledger.record_fills(None, order, None, reason="flatten")
             self.journal.clear_flatten_request()
             self.outbox.alert("halt", "positions flattened", f"{len(orders)} sell order(s)")

@@ -23,7 +23,13 @@ from typing import Any
 
 from app.engine.control import TradingControl
 from app.engine.emergency import EmergencyExits, ExchangeHealth
-from app.engine.ledger import Ledger, Protection, decimal_or_none, str_or_none
+from app.engine.ledger import (
+    JournaledExchange,
+    Ledger,
+    Protection,
+    decimal_or_none,
+    str_or_none,
+)
 from app.engine.protections import Protections
 from app.engine.record import CycleResult, RunRecorder
 from app.engine.venue import AlertSink, Outbox, TradingVenue, log, ms, now
@@ -54,20 +60,21 @@ class Engine:
     """Owns the account, the features and the graph runs of one trading session.
 
     `venue` is the account the market moves (the paper exchange, or Upbit when live);
-    `exchange` is the guarded view of it that every order goes through (risk limits and the
-    trading state, in one place).
+    `exchange` is the journaled, guarded view of it every order goes through (the ledger writes
+    the orders; the risk guard checks the limits and the trading state); the graph's context is
+    given the same exchange. `outbox` is where every component reports (journal events, the
+    bus, the alerts).
     """
 
     graph: Any  # a compiled LangGraph graph
     context: Context
     venue: TradingVenue
-    exchange: GuardedExchange
-    journal: Journal
-    bus: EventBus
+    exchange: JournaledExchange
+    ledger: Ledger
+    outbox: Outbox
     markets: list[str]
     session_id: str
     watchdog: Watchdog | None = None
-    alerts: AlertSink | None = None
     cooldown_s: int = 1800
     history_bars: int = 300
     features: dict[str, LiveFeatures] = field(init=False)
@@ -81,10 +88,6 @@ class Engine:
     def __post_init__(self) -> None:
         self.features = {m: LiveFeatures(history_bars=self.history_bars) for m in self.markets}
         self.recent_closes = {m: deque(maxlen=RECENT_CLOSES) for m in self.markets}
-        self.outbox = Outbox(self.journal, self.bus, lambda: self.alerts)
-        self.ledger = Ledger(
-            self.journal, self.venue, self.outbox, fee_rate=self.context.policy.fee_rate
-        )
         self.health = ExchangeHealth(self.watchdog, self.outbox)
         self.control = TradingControl(
             self.journal,
@@ -113,15 +116,34 @@ class Engine:
 
     def use_exchange(self, exchange: GuardedExchange) -> None:
         """Send every later order through `exchange` (another transport to the same account)."""
-        self.exchange = exchange
+        self.exchange = JournaledExchange(exchange, self.ledger)
         for component in (self.control, self.emergency, self.stops):
-            component.exchange = exchange
+            component.exchange = self.exchange
+
+    @property
+    def journal(self) -> Journal:
+        """The journal every component writes to."""
+        return self.outbox.journal
+
+    @property
+    def bus(self) -> EventBus:
+        """The event bus the viewers listen on."""
+        return self.outbox.bus
+
+    @property
+    def alerts(self) -> AlertSink | None:
+        """Where alerts go (None: nowhere)."""
+        return self.outbox.alerts
+
+    @alerts.setter
+    def alerts(self, sink: AlertSink | None) -> None:
+        self.outbox.alerts = sink
 
     # What the rest of the service reads -----------------------------------------------------
     @property
     def guard(self) -> RiskGuard:
         """The risk guard every order passes."""
-        return self.exchange.guard
+        return self.control.guard
 
     @property
     def protections(self) -> dict[str, Protection]:
@@ -166,10 +188,6 @@ class Engine:
     def protection_retry_s(self) -> float:
         """How long a failed stop-loss or take-profit sell waits before it is tried again."""
         return self.stops.retry_s
-
-    def order_log(self, run_id: str | None, order: Mapping[str, Any]) -> None:
-        """Journal an order before it is sent and once it is answered (the trade node's hook)."""
-        self.ledger.order_log(run_id, order)
 
     def announce_model(self, status: Mapping[str, Any]) -> None:
         """Journal and publish the model set's status (see `TradingControl.announce_model`)."""
@@ -417,6 +435,10 @@ class Engine:
             await self.health.failed(datetime.fromisoformat(final["bar_ts"]))
         elif order_view and order_view.get("state") not in (None, "not_sent", "rejected"):
             await self.health.ok()
+        if order_view and order_view.get("state") != "not_sent":
+            # The run's own account of its order (an order adopted after a refused resend is
+            # the one that counts) is its final row.
+            self.ledger.order_log(run_id, order_view)
         if not order_view or Decimal(order_view.get("executed_volume") or "0") == 0:
             return
         order = await self.exchange.get_order(order_view["identifier"])

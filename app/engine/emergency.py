@@ -17,9 +17,8 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from app.engine.ledger import Ledger, order_view
+from app.engine.ledger import JournaledExchange, Ledger
 from app.engine.venue import Outbox, TradingVenue, log, ms
-from exchange.risk import GuardedExchange
 from exchange.types import (
     AccountSnapshot,
     ExchangeError,
@@ -68,7 +67,7 @@ class EmergencyExits:
     """Sells what a watchdog trigger covers, now, and keeps trying until the exchange takes it."""
 
     venue: TradingVenue
-    exchange: GuardedExchange
+    exchange: JournaledExchange
     ledger: Ledger
     outbox: Outbox
     health: ExchangeHealth
@@ -185,8 +184,9 @@ class EmergencyExits:
             volume=volume,
             urgent=True,
         )
-        # No "sending" row first on this path: the order manager journals the intent before
-        # the request leaves (live), and the paper venue cannot lose an order.
+        # No "sending" row first on this urgent path (the journaled exchange skips it): the
+        # order manager journals the intent before the request leaves (live), and the paper
+        # venue cannot lose an order.
         try:
             order = await self.exchange.place_order(request, purpose="emergency", account=account)
         except OrderRejected as exc:
@@ -198,7 +198,6 @@ class EmergencyExits:
             self._spawn(self._retry_exit(request, trigger, ts))
             return True
         await self.health.ok()
-        self.ledger.order_log(None, order_view(order, request))
         await self.ledger.record_fills(None, order, None, reason=f"watchdog:{trigger.detector}")
         self.outbox.alert(
             "emergency_sell",
@@ -234,7 +233,6 @@ class EmergencyExits:
                 await self.health.failed(ts)
                 continue
             await self.health.ok()
-            self.ledger.order_log(None, order_view(order, request))
             await self.ledger.record_fills(None, order, None, reason=f"watchdog:{trigger.detector}")
             self.outbox.alert(
                 "emergency_sell",

@@ -1,9 +1,10 @@
 """The ledger: the one owner of the account's orders, fills and positions in the journal.
 
-Every order the engine or the graph sends is written here (before it leaves and once it is
-answered), with its fills and the position they leave, the stop-loss and take-profit that guard
-it, the policy's memory of entries and exits (`policy.book`), and the results of closed trades
-the sizer is shown.
+Every order the engine or the graph sends goes through `JournaledExchange`, which writes it
+before it leaves (urgent emergency sells excepted: the live order manager journals their intent
+in the same write that claims it) and once it is answered, refused or lost. `Ledger` writes the
+fills and the position they leave, the stop-loss and take-profit that guard it, the policy's
+memory of entries and exits (`policy.book`), and the results of closed trades the sizer is shown.
 """
 
 from __future__ import annotations
@@ -14,7 +15,16 @@ from decimal import Decimal
 from typing import Any
 
 from app.engine.venue import Outbox, TradingVenue, now
-from exchange.types import Order, OrderRequest, OrderType, Side
+from exchange.risk import GuardedExchange, OrderPurpose
+from exchange.types import (
+    AccountSnapshot,
+    ExchangeError,
+    Order,
+    OrderRejected,
+    OrderRequest,
+    Side,
+)
+from exchange.views import order_view, request_view
 from policy.book import PolicyBook
 from store.journal import Journal
 
@@ -39,44 +49,6 @@ def decimal_or_none(value: Any) -> Decimal | None:
 def str_or_none(value: Decimal | None) -> str | None:
     """A Decimal as text for a JSON view (None stays None)."""
     return None if value is None else str(value)
-
-
-def request_view(request: OrderRequest, state: str) -> dict[str, Any]:
-    """The JSON view of an order not answered yet (or never sent)."""
-    return {
-        "identifier": request.identifier,
-        "market": request.market,
-        "side": request.side.value,
-        "ord_type": request.ord_type.value,
-        "state": state,
-        "requested_volume": str_or_none(request.volume),
-        "requested_krw": str_or_none(request.price)
-        if request.ord_type is OrderType.PRICE
-        else None,
-    }
-
-
-def order_view(order: Order, request: OrderRequest | None) -> dict[str, Any]:
-    """The JSON view of an answered order."""
-    view = (
-        request_view(request, order.state.value)
-        if request
-        else {
-            "identifier": order.identifier,
-            "market": order.market,
-            "side": order.side.value,
-            "ord_type": order.ord_type.value,
-            "state": order.state.value,
-            "requested_volume": str_or_none(order.volume),
-        }
-    )
-    view.update(
-        avg_price=str_or_none(order.avg_price),
-        executed_volume=str(order.executed_volume),
-        paid_fee=str(order.paid_fee),
-        error=order.reason,
-    )
-    return view
 
 
 @dataclass
@@ -206,3 +178,72 @@ class Ledger:
                 "run_id": run_id,
             }
         )
+
+
+class JournaledExchange:
+    """The guarded exchange with every order journaled by the ledger (the graph's exchange).
+
+    The trade node places orders through it like through any exchange; nothing calls back into
+    the engine. Failures are journaled with their state (`rejected`, `unknown`) and re-raised,
+    so the caller decides what they mean for its run.
+    """
+
+    def __init__(self, inner: GuardedExchange, ledger: Ledger) -> None:
+        """Wrap the guarded exchange; `ledger` writes the order rows."""
+        self.inner = inner
+        self.ledger = ledger
+        self.name = inner.name
+
+    @property
+    def guard(self) -> Any:
+        """The risk guard every order passes (the inner exchange's)."""
+        return self.inner.guard
+
+    async def place_order(
+        self,
+        request: OrderRequest,
+        purpose: OrderPurpose | None = None,
+        *,
+        account: AccountSnapshot | None = None,
+    ) -> Order:
+        """Journal the order, send it through the guard, journal the answer; re-raise failures."""
+        log = self.ledger.order_log
+        if not request.urgent:
+            log(request.run_id, request_view(request, "sending"))
+        try:
+            order = await self.inner.place_order(request, purpose, account=account)
+        except OrderRejected as exc:
+            log(request.run_id, request_view(request, "rejected", f"rejected: {exc.reason}"))
+            raise
+        except (ExchangeError, OSError, TimeoutError) as exc:
+            log(request.run_id, request_view(request, "unknown", f"failed: {exc}"))
+            raise
+        log(request.run_id, order_view(order, request))
+        return order
+
+    async def get_account(self) -> AccountSnapshot:
+        """Free and locked KRW and every coin position."""
+        return await self.inner.get_account()
+
+    async def get_order(self, identifier: str) -> Order | None:
+        """Look an order up by its client identifier."""
+        return await self.inner.get_order(identifier)
+
+    async def cancel_order(self, identifier: str) -> Order:
+        """Cancel a resting order."""
+        return await self.inner.cancel_order(identifier)
+
+    async def open_orders(self, market: str | None = None) -> list[Order]:
+        """Orders still resting on the book."""
+        return await self.inner.open_orders(market)
+
+    async def cancel_all(self) -> list[Order]:
+        """Cancel every open order (allowed in every state)."""
+        return await self.inner.cancel_all()
+
+    async def flatten(self, *, identifier_prefix: str) -> list[Order]:
+        """Sell every position; each order is journaled as it is answered."""
+        orders = await self.inner.flatten(identifier_prefix=identifier_prefix)
+        for order in orders:
+            self.ledger.order_log(None, order_view(order))
+        return orders

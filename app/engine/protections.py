@@ -12,9 +12,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
-from app.engine.ledger import Ledger, Protection, order_view, request_view, str_or_none
+from app.engine.ledger import JournaledExchange, Ledger, Protection, str_or_none
 from app.engine.venue import Outbox, TradingVenue, log
-from exchange.risk import GuardedExchange
 from exchange.types import ExchangeError, OrderRejected, OrderRequest, OrderType, Side
 
 
@@ -34,7 +33,7 @@ class Protections:
 
     ledger: Ledger
     venue: TradingVenue
-    exchange: GuardedExchange
+    exchange: JournaledExchange
     outbox: Outbox
     session_id: str
     retry_s: float = 10.0
@@ -91,7 +90,6 @@ class Protections:
         }
         self.outbox.publish(event)
         self.outbox.record(None, "protection", event)
-        self.ledger.order_log(None, request_view(request, "sending"))
         try:
             order = await self.exchange.place_order(request, purpose="exit")
         except (OrderRejected, ExchangeError) as exc:
@@ -100,5 +98,4 @@ class Protections:
             self.outbox.record(None, "protection_failed", {**event, "error": str(exc)})
             return
         self.retry_at.pop(market, None)
-        self.ledger.order_log(None, order_view(order, request))
         await self.ledger.record_fills(None, order, None, reason=reason)

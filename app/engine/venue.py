@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -62,7 +62,7 @@ class Outbox:
 
     journal: Journal
     bus: EventBus
-    alerts: Callable[[], AlertSink | None] = lambda: None  # read at each alert (swappable)
+    alerts: AlertSink | None = None
 
     def publish(self, event: dict[str, Any]) -> None:
         """Publish an event to the viewers (never waits for one)."""
@@ -74,7 +74,7 @@ class Outbox:
 
     def alert(self, kind: str, title: str, text: str, **extra: Any) -> None:
         """Queue a Slack/Telegram alert; an alert must never stop trading."""
-        sink = self.alerts()
+        sink = self.alerts
         if sink is None:
             return
         try:

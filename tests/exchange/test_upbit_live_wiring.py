@@ -64,7 +64,8 @@ async def test_live_services_trade_on_upbit_through_the_guard_and_the_order_mana
         intent = services.journal.get_order_intent("lxa-live-1")
         events = services.journal.events_after(0)
         assert isinstance(services.exchange, UpbitExchange)
-        assert isinstance(services.engine.exchange.inner, OrderManager)
+        # The ledger journals around the guard, which checks before the order manager sends.
+        assert isinstance(services.engine.exchange.inner.inner, OrderManager)
         assert services.exchange.initial_krw == Decimal(1_000_000)
 
     assert order.executed_volume == Decimal("0.002")

@@ -350,20 +350,6 @@ async def test_sizer_returning_nan_holds_sizer_invalid(exchange: PaperExchange) 
     assert (await exchange.get_account()).positions == {}
 
 
-async def test_order_log_sees_the_order_before_and_after_it_is_sent(
-    exchange: PaperExchange,
-) -> None:
-    logged: list[tuple[str | None, str]] = []
-    context = replace(
-        make_context(exchange, probabilities=BUY_ETH),
-        order_log=lambda run_id, order: logged.append((run_id, order["state"])),
-    )
-
-    await run_graph(context, await initial_state(exchange, run_id="logged-run"))
-
-    assert logged == [("logged-run", "sending"), ("logged-run", "done")]
-
-
 async def test_same_run_id_twice_places_one_order_and_reports_the_first(
     exchange: PaperExchange,
 ) -> None:

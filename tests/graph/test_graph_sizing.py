@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from decimal import Decimal
 
 from graph_kit import ScriptedSizer, events_of, initial_state, make_context, run_graph
@@ -108,8 +109,7 @@ async def test_sizer_returning_infinite_stop_loss_holds_sizer_invalid(
 
 
 async def test_sizer_raising_holds_sizer_failed_with_the_error(exchange: PaperExchange) -> None:
-    context = make_context(exchange, probabilities=BUY_ETH)
-    context.sizer = FailingSizer()
+    context = replace(make_context(exchange, probabilities=BUY_ETH), sizer=FailingSizer())
 
     result = await run_graph(context, await initial_state(exchange))
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import re
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -241,13 +242,12 @@ BUY_ETH = {"KRW-BTC": (0.1, 0.1), "KRW-ETH": (0.8, 0.1), "KRW-XRP": (0.1, 0.1)}
 
 
 def llm_context(exchange: Any, sizing_raw: str, *, reviewer_raw: str = AGREE_BUY) -> Any:
-    context = kit.make_context(exchange, probabilities=BUY_ETH)
-    context.groq = reviewer_over(StandInRunnable([reviewer_raw]))
-    context.ollama = reviewer_over(
-        StandInRunnable([reviewer_raw]), role="ollama_check", name="ollama"
+    return replace(
+        kit.make_context(exchange, probabilities=BUY_ETH),
+        groq=reviewer_over(StandInRunnable([reviewer_raw])),
+        ollama=reviewer_over(StandInRunnable([reviewer_raw]), role="ollama_check", name="ollama"),
+        sizer=sizer_over(StandInRunnable([sizing_raw])),
     )
-    context.sizer = sizer_over(StandInRunnable([sizing_raw]))
-    return context
 
 
 @pytest.mark.parametrize(
