@@ -199,10 +199,21 @@ async def sizing(state: TradeState, runtime: Runtime[Context]) -> dict[str, Any]
     try:
         sized = await context.sizer.size(request, on_token=token_emitter("sizing"))
     except Exception as exc:  # a failed sizer is a recorded hold, never a default size
-        return _refuse("sizer_failed", f"{type(exc).__name__}: {exc}", reviewer=context.sizer.name)
+        return _refuse(
+            "sizer_failed",
+            f"{type(exc).__name__}: {exc}",
+            reviewer=context.sizer.name,
+            latency_ms=round((time.perf_counter() - started) * 1000, 3),
+        )
     latency_ms = round((time.perf_counter() - started) * 1000, 3)
     if sized.error is not None:
-        return _refuse("sizer_failed", sized.error, reviewer=sized.reviewer, call=sized.call)
+        return _refuse(
+            "sizer_failed",
+            sized.error,
+            reviewer=sized.reviewer,
+            call=sized.call,
+            latency_ms=latency_ms,
+        )
     values, clamps = clamp_proposal(
         sized, policy, request.recent_results, signal_strength=strength, volatile=volatile
     )
@@ -212,6 +223,7 @@ async def sizing(state: TradeState, runtime: Runtime[Context]) -> dict[str, Any]
             f"non-numeric sizing output: {sized!r}",
             reviewer=sized.reviewer,
             call=sized.call,
+            latency_ms=latency_ms,
         )
     budget = equity * Decimal(str(values["investment_ratio"]))
     spendable = cash / (1 + policy.fee_rate)
@@ -223,6 +235,8 @@ async def sizing(state: TradeState, runtime: Runtime[Context]) -> dict[str, Any]
             f"{order_krw} KRW is under Upbit's minimum order of {policy.min_order_krw} KRW",
             reviewer=sized.reviewer,
             clamps=clamps,
+            call=sized.call,
+            latency_ms=latency_ms,
         )
         refused["events"] = events + refused["events"]
         return refused

@@ -36,14 +36,17 @@ def llm_call_row(run_id: str, node: str, view: Mapping[str, Any]) -> LlmCallRow:
     response = {k: v for k, v in view.items() if k != "call"}
     response["raw"] = call.get("raw")
     response["thinking"] = call.get("thinking")
-    # The ignores mark NOT NULL columns this row can leave None: a sizer's refusal view
-    # (`nodes.sizing._refuse`) carries no call and no latency_ms, and the journal then
-    # refuses the whole run (IntegrityError). Kept as found: a fault for its owner to fix.
+    # The journal's provider, model and latency columns are NOT NULL, and a missing value
+    # there would refuse the whole run. Views name their reviewer and measure their latency
+    # (the sizing node's refusals too); one that does not (a checkpoint from an older
+    # version) is recorded as "unknown" and 0 ms rather than lost.
+    label = str(view.get("reviewer") or "unknown")
+    latency = call.get("latency_ms") or view.get("latency_ms")
     return {
         "run_id": run_id,
         "node": node,
-        "provider": call.get("provider") or view.get("reviewer"),  # type: ignore[typeddict-item]
-        "model": call.get("model") or view.get("reviewer"),  # type: ignore[typeddict-item]
+        "provider": str(call.get("provider") or label),
+        "model": str(call.get("model") or label),
         "prompt_ref": call.get("prompt_ref"),
         "request": {
             "system": call.get("system"),
@@ -52,7 +55,7 @@ def llm_call_row(run_id: str, node: str, view: Mapping[str, Any]) -> LlmCallRow:
         },
         "response": response,
         "verdict": view.get("verdict"),
-        "latency_ms": call.get("latency_ms") or view.get("latency_ms"),  # type: ignore[typeddict-item]
+        "latency_ms": float(latency) if latency is not None else 0.0,
         "input_tokens": call.get("input_tokens"),
         "output_tokens": call.get("output_tokens"),
         "cached": bool(call.get("cached")),

@@ -14,10 +14,13 @@ from typing import Any
 
 from pydantic import SecretStr
 
+from app.backtest import AgreeReviewer
 from app.engine import CycleResult, Engine
+from app.llm import Reviewers
 from app.settings import Settings
 from app.wiring import model_status, open_services
 from exchange.feed import BarClose
+from llm.rule_based import RuleBasedSizer
 from ml.features import WARMUP_BARS
 from store.journal import Journal
 
@@ -189,3 +192,32 @@ async def test_a_blocked_unproven_model_holds_every_entry_with_the_reason(
     assert len(barred) == 20
     assert all("unproven model" in reason for reason in barred)
     assert statuses[-1]["payload"]["block_entries"] is True
+
+
+async def test_a_sizing_refusal_below_the_minimum_order_is_journaled_as_a_hold(
+    settings: Settings, tmp_path: Path, bundled_closes: list[BarClose]
+) -> None:
+    # 8,000 KRW: the rule-based sizer (at most half of it) asks for less than Upbit's
+    # 5,000 KRW minimum order. The refusal carries no LLM call; the run must still be journaled.
+    settings = settings.model_copy(update={**LOOSE, "initial_capital_krw": 8_000})
+    agreeing = Reviewers(groq=AgreeReviewer(), ollama=AgreeReviewer(), sizer=RuleBasedSizer())
+    async with open_services(
+        settings, session_id="small", account_path=tmp_path / "a.json", reviewers=agreeing
+    ) as svc:
+        svc.engine.warm_up(bundled_closes[:WARMUP_BARS])
+        results = [await svc.engine.on_bar_close(c) for c in bundled_closes[WARMUP_BARS:][:5]]
+        decision = svc.journal.get_decision(results[0].run_id)
+
+    assert {(r.action, r.reason) for r in results} == {("hold", "below_minimum")}
+    assert decision is not None and decision["sizing"]["refused"] == "below_minimum"
+
+
+def test_a_view_without_a_measured_latency_still_makes_a_complete_llm_call_row() -> None:
+    from app.engine.record import llm_call_row
+
+    row = llm_call_row("r1", "sizing", {"refused": "sizer_failed", "reviewer": "rule-based"})
+    unnamed = llm_call_row("r2", "sizing", {"refused": "sizer_failed", "reviewer": None})
+
+    assert (row["provider"], row["model"], row["latency_ms"]) == ("rule-based", "rule-based", 0.0)
+    assert row["error"] == "sizer_failed"
+    assert (unnamed["provider"], unnamed["model"]) == ("unknown", "unknown")
