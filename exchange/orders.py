@@ -26,7 +26,6 @@ from exchange.rules import round_price, round_volume
 from exchange.types import (
     AccountSnapshot,
     ExchangeError,
-    Fill,
     Order,
     OrderRejected,
     OrderRequest,
@@ -35,6 +34,7 @@ from exchange.types import (
     Side,
 )
 from exchange.upbit_client import RefusedBeforeSending
+from exchange.views import fill_row
 from store.rows import FillRow, OrderIntentChanges, OrderIntentRow
 
 __all__ = [
@@ -469,7 +469,7 @@ class OrderManager:
             },
         )
         for fill in order.fills:
-            self.journal.record_fill(_fill_row(fill))
+            self.journal.record_fill(fill_row(fill))
 
 
 def _intent_row(plan: ExecutionPlan, state: str, attempts: int) -> OrderIntentRow:
@@ -485,17 +485,4 @@ def _intent_row(plan: ExecutionPlan, state: str, attempts: int) -> OrderIntentRo
         "state": state,
         "reason": plan.reason,
         "attempts": attempts,
-    }
-
-
-def _fill_row(fill: Fill) -> FillRow:
-    return {
-        "order_identifier": fill.order_identifier,
-        "market": fill.market,
-        "side": fill.side.value,
-        "price": fill.price,
-        "volume": fill.volume,
-        "fee": fill.fee,
-        "ts": fill.ts,
-        "trade_uuid": fill.trade_uuid,
     }

@@ -1,11 +1,13 @@
-"""The one JSON view of an order: what the graph's state, the journal and the viewer show."""
+"""The one JSON view of an order (what the graph's state, the journal and the viewer show) and
+the one journal row of a fill."""
 
 from __future__ import annotations
 
 from decimal import Decimal
 from typing import Any
 
-from exchange.types import Order, OrderRequest, OrderType
+from exchange.types import Fill, Order, OrderRequest, OrderType
+from store.rows import FillRow
 
 
 def _text(value: Decimal | None) -> str | None:
@@ -54,3 +56,17 @@ def order_view(order: Order, request: OrderRequest | None = None) -> dict[str, A
         error=order.reason,
     )
     return view
+
+
+def fill_row(fill: Fill) -> FillRow:
+    """The journal's row of one fill (live fills carry the exchange's trade uuid: once each)."""
+    return {
+        "order_identifier": fill.order_identifier,
+        "market": fill.market,
+        "side": fill.side.value,
+        "price": fill.price,
+        "volume": fill.volume,
+        "fee": fill.fee,
+        "ts": fill.ts,
+        "trade_uuid": fill.trade_uuid,
+    }

@@ -24,7 +24,7 @@ from exchange.types import (
     OrderRequest,
     Side,
 )
-from exchange.views import order_view, request_view
+from exchange.views import fill_row, order_view, request_view
 from policy.book import PolicyBook
 from store.journal import Journal
 
@@ -108,18 +108,7 @@ class Ledger:
             previous = self.journal.positions().get(order.market)
             cost_basis = decimal_or_none(previous.get("avg_buy_price")) if previous else None
         for fill in order.fills:
-            self.journal.record_fill(
-                {
-                    "order_identifier": fill.order_identifier,
-                    "market": fill.market,
-                    "side": fill.side.value,
-                    "price": fill.price,
-                    "volume": fill.volume,
-                    "fee": fill.fee,
-                    "ts": fill.ts,
-                    "trade_uuid": fill.trade_uuid,  # live fills are journaled once
-                }
-            )
+            self.journal.record_fill(fill_row(fill))  # live fills are journaled once
             self.outbox.publish(
                 {
                     "type": "fill",
