@@ -376,23 +376,41 @@ class Engine:
         return await self._drive(run_id, state, trigger, bar_ts)
 
     async def resume_unfinished(self) -> list[CycleResult]:
-        """Finish runs that started but never recorded a decision (a crash mid-run)."""
+        """Finish runs that started but never recorded a decision (a crash mid-run).
+
+        A run that cannot be finished (its checkpoint is unreadable, or resuming it fails) is
+        closed as a recorded hold with the reason, and the engine goes on.
+        """
         results = []
         for run_id in self.journal.unfinished_runs(self.session_id):
             config = {"configurable": {"thread_id": run_id}}
-            snapshot = await self.graph.aget_state(config)
-            if not snapshot.values:
-                continue
-            if not snapshot.next:
-                # It finished but was not journaled: record it from its last checkpoint.
-                results.append(self.recorder.record(run_id, snapshot.values, 0.0))
-                continue
-            log.info("resuming run %s at %s", run_id, snapshot.next)
-            values = snapshot.values
-            bar_ts = datetime.fromisoformat(values["bar_ts"])
-            async with self._lock:
-                results.append(await self._drive(run_id, None, values["trigger"], bar_ts))
+            values: Mapping[str, Any] = {}
+            try:
+                snapshot = await self.graph.aget_state(config)
+                values = snapshot.values or {}
+                if not values:
+                    continue
+                if not snapshot.next:
+                    # It finished but was not journaled: record it from its last checkpoint.
+                    results.append(self.recorder.record(run_id, values, 0.0))
+                    continue
+                log.info("resuming run %s at %s", run_id, snapshot.next)
+                bar_ts = datetime.fromisoformat(values["bar_ts"])
+                async with self._lock:
+                    results.append(await self._drive(run_id, None, values["trigger"], bar_ts))
+            except Exception as exc:  # a run that cannot be finished must not stop the engine
+                log.warning("run %s cannot be finished; closing it as a hold: %s", run_id, exc)
+                reason = f"resume_failed: {type(exc).__name__}: {exc}"
+                results.append(self._close_as_hold(run_id, values, reason))
         return results
+
+    def _close_as_hold(self, run_id: str, values: Mapping[str, Any], reason: str) -> CycleResult:
+        """Record an unfinishable run as a hold that says why."""
+        decision = {"action": "hold", "market": None, "reason": reason[:500]}
+        state = {**values, "decision": decision}
+        state.setdefault("bar_ts", (self.last_bar_ts or now()).isoformat())
+        self.outbox.record(run_id, "run_closed", {"reason": decision["reason"]})
+        return self.recorder.record(run_id, state, 0.0)
 
     async def _drive(
         self, run_id: str, state: TradeState | None, trigger: str, bar_ts: datetime

@@ -11,6 +11,7 @@ from app.engine.venue import Outbox, now
 from store.rows import DecisionRow, EventRow, LlmCallRow
 
 LLM_NODES = (("groq_check", "groq"), ("ollama_check", "ollama"), ("sizing", "sizing"))
+INCOMPLETE = "run_incomplete"  # the reason of a run recorded from a state with no decision
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,8 +74,16 @@ class RunRecorder:
     session_id: str
 
     def record(self, run_id: str, final: Mapping[str, Any], duration_ms: float) -> CycleResult:
-        """Journal the run whose final state is `final`; publish `run_finished`."""
-        decision = final["decision"]
+        """Journal the run whose final state is `final`; publish `run_finished`.
+
+        A state without a decision (a checkpoint the graph never finished) is recorded as a
+        hold saying so: a run the engine cannot finish must never stop it from trading.
+        """
+        decision = final.get("decision") or {
+            "action": "hold",
+            "market": None,
+            "reason": INCOMPLETE,
+        }
         labels = {
             "groq_check": final.get("groq", {}).get("reviewer"),
             "ollama_check": final.get("ollama", {}).get("reviewer"),
@@ -94,7 +103,7 @@ class RunRecorder:
         row: DecisionRow = {
             "run_id": run_id,
             "session_id": self.session_id,
-            "bar_ts": datetime.fromisoformat(final["bar_ts"]),
+            "bar_ts": _parse_ts(final.get("bar_ts")),
             "created_at": now(),
             "trigger": final.get("trigger", "bar"),
             "action": decision["action"],

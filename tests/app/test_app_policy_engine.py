@@ -221,3 +221,63 @@ def test_a_view_without_a_measured_latency_still_makes_a_complete_llm_call_row()
     assert (row["provider"], row["model"], row["latency_ms"]) == ("rule-based", "rule-based", 0.0)
     assert row["error"] == "sizer_failed"
     assert (unnamed["provider"], unnamed["model"]) == ("unknown", "unknown")
+
+
+class _BrokenCheckpoint:
+    """A graph whose checkpoints resume into an error (a state a newer version cannot finish)."""
+
+    def __init__(self, values: dict[str, Any], next_nodes: tuple[str, ...]) -> None:
+        self.values = values
+        self.next = next_nodes
+
+    async def aget_state(self, config: Any) -> Any:
+        return self
+
+    def astream(self, *args: Any, **kwargs: Any) -> Any:
+        raise KeyError("decision")
+
+
+async def test_runs_that_cannot_be_finished_are_closed_as_holds_and_the_engine_goes_on(
+    settings: Settings, tmp_path: Path, bundled_closes: list[BarClose]
+) -> None:
+    async with open_services(settings, session_id="crash", account_path=tmp_path / "a.json") as svc:
+        engine = svc.engine
+        bar = "2025-09-19T02:00:00+00:00"
+        for run_id in ("crash-a", "crash-b"):
+            svc.journal.record_event(run_id, "run_started", {"trigger": "bar"}, datetime.now(UTC))
+        real_graph = engine.graph
+        # Both checkpoints say the graph ended, yet neither holds a decision (issue #15's
+        # KeyError: 'decision' at every start): each is closed as a hold that says so.
+        engine.graph = _BrokenCheckpoint({"bar_ts": bar, "trigger": "bar", "events": []}, ())
+        first = await engine.resume_unfinished()
+        engine.graph = _BrokenCheckpoint({"bar_ts": bar, "trigger": "bar"}, ("groq_check",))
+        second = await engine.resume_unfinished()
+        engine.graph = real_graph
+        engine.warm_up(bundled_closes[:WARMUP_BARS])
+        after = await engine.on_bar_close(bundled_closes[WARMUP_BARS])
+        left = svc.journal.unfinished_runs("crash")
+
+    assert [(r.run_id, r.action, r.reason) for r in first] == [
+        ("crash-a", "hold", "run_incomplete"),
+        ("crash-b", "hold", "run_incomplete"),
+    ]
+    assert second == []  # both were closed by the first pass: nothing is left to resume
+    assert left == []
+    assert after.action in ("hold", "buy", "sell")  # the engine trades on
+
+
+async def test_a_resume_that_raises_closes_the_run_with_the_error(
+    settings: Settings, tmp_path: Path
+) -> None:
+    async with open_services(settings, session_id="boom", account_path=tmp_path / "a.json") as svc:
+        svc.journal.record_event("boom-1", "run_started", {"trigger": "bar"}, datetime.now(UTC))
+        svc.engine.graph = _BrokenCheckpoint(
+            {"bar_ts": "2025-09-19T02:00:00+00:00", "trigger": "bar"}, ("groq_check",)
+        )
+
+        results = await svc.engine.resume_unfinished()
+        decision = svc.journal.get_decision("boom-1")
+
+    assert [(r.action, r.reason.split(":")[0]) for r in results] == [("hold", "resume_failed")]
+    assert "KeyError" in results[0].reason
+    assert decision is not None and decision["reason"].startswith("resume_failed: KeyError")
