@@ -27,6 +27,7 @@ from exchange.types import (
 from exchange.views import fill_row, order_view, request_view
 from policy.book import PolicyBook
 from store.journal import Journal
+from store.rows import PositionRow
 
 RECENT_RESULTS = 20  # closed-trade results the sizer is shown
 
@@ -102,13 +103,38 @@ class Ledger:
     async def record_fills(
         self, run_id: str | None, order: Order, protection: Protection | None, *, reason: str
     ) -> None:
-        """Journal an answered order's fills and the position they leave (or its close)."""
+        """Journal an answered order's fills and the position they leave, in one transaction.
+
+        The account is read first; then the fills and the position (or its deletion when the
+        order left it flat) are written together, so the journal never holds fills without the
+        position they changed. Events, alerts and the in-memory state follow the write.
+        """
+        market = order.market
         cost_basis = None
         if order.side is Side.ASK:
-            previous = self.journal.positions().get(order.market)
+            previous = self.journal.positions().get(market)
             cost_basis = decimal_or_none(previous.get("avg_buy_price")) if previous else None
-        for fill in order.fills:
-            self.journal.record_fill(fill_row(fill))  # live fills are journaled once
+        account = await self.venue.get_account()
+        position = account.positions.get(market)
+        flat = position is None or position.volume == 0
+        stamp = now()
+        row: PositionRow | None = None
+        if not flat:
+            assert position is not None
+            current = protection or self.protections.get(market, Protection(None, None))
+            row = {
+                "market": market,
+                "volume": position.volume,
+                "avg_buy_price": position.avg_buy_price,
+                "stop_loss_price": current.stop_loss_price,
+                "take_profit_price": current.take_profit_price,
+                "opened_at": stamp,
+                "updated_at": stamp,
+                "run_id": run_id,
+            }
+        # live fills are journaled once (by trade uuid): the order manager may have them already
+        self.journal.settle_fills(market, [fill_row(fill) for fill in order.fills], row)
+        for k, fill in enumerate(order.fills):
             self.outbox.publish(
                 {
                     "type": "fill",
@@ -120,53 +146,34 @@ class Ledger:
                     "fee": str(fill.fee),
                 }
             )
+            last = k == len(order.fills) - 1
+            self.book.on_fill(fill.market, fill.side.value, fill.ts, flat_after=flat and last)
         if order.executed_volume > 0:
             side = "bought" if order.side is Side.BID else "sold"
             self.outbox.alert(
                 "fill",
-                f"{order.market} {side}",
+                f"{market} {side}",
                 f"{order.executed_volume} at {order.avg_price} ({reason})",
-                market=order.market,
+                market=market,
                 fields={"fee": str(order.paid_fee), "identifier": order.identifier},
             )
-        account = await self.venue.get_account()
-        position = account.positions.get(order.market)
-        flat = position is None or position.volume == 0
-        for k, fill in enumerate(order.fills):
-            last = k == len(order.fills) - 1
-            self.book.on_fill(fill.market, fill.side.value, fill.ts, flat_after=flat and last)
-        stamp = now()
-        if position is None or position.volume == 0:
-            self.journal.delete_position(order.market)
-            self.protections.pop(order.market, None)
-            if cost_basis is not None and order.avg_price is not None and cost_basis > 0:
-                proceeds = order.avg_price * (1 - self.fee_rate)
-                result = float(proceeds / cost_basis - 1)
-                self.recent_results = [*self.recent_results, result][-RECENT_RESULTS:]
-                payload = {
-                    "market": order.market,
-                    "return": result,
-                    "reason": reason,
-                    "identifier": order.identifier,
-                }
-                self.journal.record_event(run_id, "position_closed", payload, stamp)
-                self.outbox.publish({"type": "position_closed", "run_id": run_id, **payload})
+        if not flat:
+            if protection is not None:
+                self.protections[market] = protection
             return
-        if protection is not None:
-            self.protections[order.market] = protection
-        current = self.protections.get(order.market, Protection(None, None))
-        self.journal.upsert_position(
-            {
-                "market": order.market,
-                "volume": position.volume,
-                "avg_buy_price": position.avg_buy_price,
-                "stop_loss_price": current.stop_loss_price,
-                "take_profit_price": current.take_profit_price,
-                "opened_at": stamp,
-                "updated_at": stamp,
-                "run_id": run_id,
+        self.protections.pop(market, None)
+        if cost_basis is not None and order.avg_price is not None and cost_basis > 0:
+            proceeds = order.avg_price * (1 - self.fee_rate)
+            result = float(proceeds / cost_basis - 1)
+            self.recent_results = [*self.recent_results, result][-RECENT_RESULTS:]
+            payload = {
+                "market": market,
+                "return": result,
+                "reason": reason,
+                "identifier": order.identifier,
             }
-        )
+            self.journal.record_event(run_id, "position_closed", payload, stamp)
+            self.outbox.publish({"type": "position_closed", "run_id": run_id, **payload})
 
 
 class JournaledExchange:

@@ -7,8 +7,9 @@ from typing import Any
 import sqlalchemy as sa
 
 from store.journal.base import JournalTables, as_dicts, checked, upsert
-from store.rows import PositionRow
-from store.schema import events, positions, utc_now
+from store.journal.orders import _existing_fill_id
+from store.rows import FillRow, PositionRow
+from store.schema import events, fills, positions, utc_now
 
 __all__ = ["Positions"]
 
@@ -33,6 +34,29 @@ class Positions(JournalTables):
         values.setdefault("updated_at", utc_now())
         with self.engine.begin() as connection:
             upsert(connection, positions, "market", values, frozenset({"opened_at"}))
+
+    def settle_fills(
+        self, market: str, fill_rows: list[FillRow], position: PositionRow | None
+    ) -> None:
+        """Write an order's fills and the position they leave (None: flat) in one transaction.
+
+        Either both are in the journal or neither: a process that dies here never keeps the
+        fills and loses the position. A fill with a known `trade_uuid` is not re-added.
+        """
+        values = None
+        if position is not None:
+            values = checked(positions, position)
+            if values.get("market") != market:
+                raise ValueError(f"position row is for {values.get('market')}, not {market}")
+            values.setdefault("updated_at", utc_now())
+        with self.engine.begin() as connection:
+            for row in fill_rows:
+                if _existing_fill_id(connection, row.get("trade_uuid")) is None:
+                    connection.execute(fills.insert().values(**checked(fills, row)))
+            if values is None:
+                connection.execute(positions.delete().where(positions.c.market == market))
+            else:
+                upsert(connection, positions, "market", values, frozenset({"opened_at"}))
 
     def delete_position(self, market: str) -> bool:
         """Delete the position for `market`; return whether there was one."""

@@ -545,3 +545,53 @@ def test_llm_response_cache_round_trips_and_keeps_the_first_answer(journal_url: 
         assert cache.get("k1") == value
     finally:
         journal.close()
+
+
+# ---- fills and the position they leave, together (issue #15: a crash between them) -------
+
+
+def _position(market: str = "KRW-BTC", **overrides: Any) -> dict[str, Any]:
+    row: dict[str, Any] = {
+        "market": market,
+        "volume": SMALL,
+        "avg_buy_price": LARGE,
+        "stop_loss_price": Decimal("100"),
+        "take_profit_price": None,
+        "opened_at": T0,
+        "updated_at": T0,
+        "run_id": "run-1",
+    }
+    row.update(overrides)
+    return row
+
+
+def test_settled_fills_and_their_position_are_written_together(journal: Journal) -> None:
+    journal.settle_fills("KRW-BTC", [fill_row("o1"), fill_row("o1")], _position())
+
+    assert len(journal.list_fills()) == 2
+    assert journal.positions()["KRW-BTC"]["volume"] == SMALL
+
+
+def test_a_failed_settlement_writes_neither_the_fills_nor_the_position(journal: Journal) -> None:
+    broken = _position(avg_buy_price=None)  # NOT NULL: the position cannot be written
+
+    with pytest.raises(sa.exc.IntegrityError):
+        journal.settle_fills("KRW-BTC", [fill_row("o2")], broken)
+
+    assert journal.list_fills() == []
+    assert journal.positions() == {}
+
+
+def test_a_settlement_that_leaves_the_market_flat_deletes_its_position(journal: Journal) -> None:
+    journal.settle_fills("KRW-BTC", [fill_row("o3")], _position())
+    sell = fill_row("o4", side="ask", trade_uuid="t-4")
+
+    journal.settle_fills("KRW-BTC", [sell, sell], None)
+
+    assert journal.positions() == {}
+    assert [f["side"] for f in journal.list_fills()] == ["bid", "ask"]  # the uuid once
+
+
+def test_a_settlement_refuses_a_position_of_another_market(journal: Journal) -> None:
+    with pytest.raises(ValueError, match="not KRW-BTC"):
+        journal.settle_fills("KRW-BTC", [], _position("KRW-ETH"))
