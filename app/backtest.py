@@ -492,5 +492,4 @@ __all__ = [
     "AgreeReviewer",
     "BacktestError",
     "run_backtest",
-    "score_bars",
 ]

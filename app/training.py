@@ -28,11 +28,12 @@ import pandas as pd
 from app.settings import Settings
 from app.simulation import Prepared, prepare, simulation_settings
 from app.wiring import policy_params_from
-from evaluation.policy_result import evaluate, proven
+from evaluation.policy_result import evaluate
 from ml.expected import fit_expected_return
 from ml.features import LONG_BARS, WARMUP_BARS
 from ml.predict import Predictor
 from ml.registry import FULL_KIND, read_meta, update_meta
+from policy.evidence import model_evidence
 from policy.params import PolicyParams
 
 EVAL_FRACTION = 0.15
@@ -142,7 +143,7 @@ def evaluate_set(
     start = warmed_start(candles, start)
     prepared = prepare(_window(candles, start, end), predictor, settings, start=start)
     result = evaluate(prepared, params, simulation_settings(settings))
-    ok, verdict = proven(result)
+    ok, verdict = model_evidence(result)
     result = {**result, "proven": ok, "verdict": verdict}
     update_meta(model_dir, policy_evaluation=result)
     return result, prepared, params

@@ -23,7 +23,6 @@ from ml.evaluate import (
     max_drawdown,
     sharpe_ratio,
 )
-from policy.evidence import model_evidence
 from policy.params import PolicyParams
 from policy.rules import BUY, RULE_NAMES, SELL
 from policy.simulate import FILL_REASONS, SimulationResult, SimulationSettings, simulate
@@ -300,9 +299,4 @@ def _with(base: PolicyParams, combo: dict[str, Any]) -> PolicyParams:
     return replace(base, **values)
 
 
-def proven(evaluation: dict[str, Any]) -> tuple[bool, str]:
-    """Whether a set's own hold-out result allows live entries, and why (or why not)."""
-    return model_evidence(evaluation)
-
-
-__all__ = ["evaluate", "json_ready", "proven", "random_entries", "strategy_metrics", "sweep"]
+__all__ = ["evaluate", "json_ready", "random_entries", "strategy_metrics", "sweep"]
