@@ -199,7 +199,13 @@ async def open_services(
         # Orders are judged on the replay's clock, so a replayed day rolls like a real one.
         guarded = GuardedExchange(inner, guard, marks=exchange.marks, clock=exchange.now)
         outbox = Outbox(journal, event_bus, alerts)
-        ledger = Ledger(journal, exchange, outbox, fee_rate=FEE_RATE)
+        ledger = Ledger(
+            journal,
+            exchange,
+            outbox,
+            fee_rate=FEE_RATE,
+            restore_stop_loss_pct=Decimal(str(settings.stop_loss_cap_pct)),
+        )
         journaled = JournaledExchange(guarded, ledger)
         async with open_checkpointer(checkpointer_url or settings.checkpointer_url) as saver:
             reviewers = reviewers or build_reviewers(settings, JournalResponseCache(journal))
@@ -246,38 +252,12 @@ async def open_live_exchange(
     Raises `LiveTradingRefused` naming every difference when the two do not agree, or when
     Upbit cannot be read. Nothing is sent while reconciling.
     """
-    access, secret = settings.upbit_access_key, settings.upbit_secret_key
-    if access is None or secret is None:
-        raise LiveTradingRefused("live trading needs LXA_UPBIT_ACCESS_KEY and LXA_UPBIT_SECRET_KEY")
-    venue = UpbitExchange.connect(
-        settings.upbit_rest_url,
-        access_key=access,
-        secret_key=secret,
-        timeout_s=settings.upbit_timeout_s,
-    )
+    venue = _connect_upbit(settings)
     try:
         manager = OrderManager(
             venue, journal, max_slippage_bps=Decimal(str(settings.live_max_slippage_bps))
         )
-        try:
-            report = await reconcile(manager, journal, markets=list(settings.markets))
-        except ExchangeError as exc:
-            raise LiveTradingRefused(
-                f"refusing to trade live: Upbit could not be read to reconcile ({exc})"
-            ) from None
-        journal.record_event(
-            None,
-            "reconciliation",
-            {
-                "ok": report.ok,
-                "adopted": report.adopted,
-                "never_sent": report.never_sent,
-                "fills_recorded": report.fills_recorded,
-                "positions_aligned": report.positions_aligned,
-                "differences": report.differences,
-            },
-            datetime.now(UTC),
-        )
+        report = await _reconcile_recorded(manager, journal, settings, adopt=False)
         if not report.ok:
             raise LiveTradingRefused(
                 "refusing to trade live: Upbit and the journal differ. " + report.summary(),
@@ -293,6 +273,63 @@ async def open_live_exchange(
         raise
     log.info("live trading on %s: %s", settings.upbit_rest_url, report.summary())
     return venue, manager
+
+
+def _connect_upbit(settings: Settings) -> UpbitExchange:
+    access, secret = settings.upbit_access_key, settings.upbit_secret_key
+    if access is None or secret is None:
+        raise LiveTradingRefused("live trading needs LXA_UPBIT_ACCESS_KEY and LXA_UPBIT_SECRET_KEY")
+    return UpbitExchange.connect(
+        settings.upbit_rest_url,
+        access_key=access,
+        secret_key=secret,
+        timeout_s=settings.upbit_timeout_s,
+    )
+
+
+async def _reconcile_recorded(
+    manager: OrderManager, journal: Journal, settings: Settings, *, adopt: bool
+) -> ReconcileReport:
+    """Reconcile Upbit with the journal and journal the report (`LiveTradingRefused` if unread)."""
+    try:
+        report = await reconcile(manager, journal, markets=list(settings.markets), adopt=adopt)
+    except ExchangeError as exc:
+        raise LiveTradingRefused(
+            f"refusing to trade live: Upbit could not be read to reconcile ({exc})"
+        ) from None
+    journal.record_event(
+        None,
+        "reconciliation",
+        {
+            "ok": report.ok,
+            "adopted": report.adopted,
+            "never_sent": report.never_sent,
+            "fills_recorded": report.fills_recorded,
+            "positions_aligned": report.positions_aligned,
+            "adopted_balances": report.adopted_balances,
+            "differences": report.differences,
+        },
+        datetime.now(UTC),
+    )
+    return report
+
+
+async def reconcile_upbit(settings: Settings, *, adopt: bool) -> ReconcileReport:
+    """`lxa reconcile`: compare Upbit with the journal (and adopt its balances if asked).
+
+    Sends no order. Settles what the journal's fills lack and rebuilds positions from fills;
+    `adopt` records each balance the fills cannot explain as an adoption fill.
+    """
+    journal = Journal.open(settings.journal_url)
+    try:
+        venue = _connect_upbit(settings)
+        try:
+            manager = OrderManager(venue, journal)
+            return await _reconcile_recorded(manager, journal, settings, adopt=adopt)
+        finally:
+            await venue.aclose()
+    finally:
+        journal.close()
 
 
 def _halt_on_block(

@@ -5,7 +5,8 @@ leaves, then marked `sent`. The exchange's answer moves it to `open`, `done`, `c
 `rejected`. A timeout, a dropped connection or a reply that cannot be read leaves it `unknown`:
 it is then looked up by its identifier, and only if the exchange has never seen it is the
 request sent again, with the same identifier (Upbit refuses an identifier twice, so even
-that retry cannot create a second order). Fills are journaled once each (by trade uuid).
+that retry cannot create a second order). The intent keeps the executed volume Upbit reports;
+the fills themselves are written by the ledger with the position they change, one writer.
 
 Slippage control: a market order is sent as such only while the orderbook's spread and the
 order's walk through the book stay within `max_slippage_bps`; otherwise it becomes a
@@ -34,8 +35,7 @@ from exchange.types import (
     Side,
 )
 from exchange.upbit_client import RefusedBeforeSending
-from exchange.views import fill_row
-from store.rows import FillRow, OrderIntentChanges, OrderIntentRow
+from store.rows import OrderIntentChanges, OrderIntentRow
 
 __all__ = [
     "ExecutionPlan",
@@ -56,7 +56,7 @@ _FINAL = {OrderState.DONE: "done", OrderState.CANCEL: "cancel", OrderState.REJEC
 
 
 class OrderJournal(Protocol):
-    """Where the manager writes intents and fills (`store.journal.Journal` implements it)."""
+    """Where the manager writes intents (`store.journal.Journal` implements it)."""
 
     def record_order_intent(self, row: OrderIntentRow) -> None:
         """Insert a new intent; raise ValueError if the identifier was already journaled."""
@@ -76,10 +76,6 @@ class OrderJournal(Protocol):
 
     def list_order_intents(self, states: Collection[str] | None = None) -> list[dict[str, Any]]:
         """Return intents oldest first, optionally only those in `states`."""
-        ...
-
-    def record_fill(self, row: FillRow) -> int:
-        """Insert a fill (once per `trade_uuid`) and return its id."""
         ...
 
 
@@ -458,7 +454,11 @@ class OrderManager:
         return None
 
     def _record(self, order: Order) -> None:
-        """Journal the venue's view of an order and each of its fills (once)."""
+        """Journal the venue's view of the order on its intent.
+
+        Its fills are not written here: the ledger writes them with the position they change
+        (`app/engine/ledger.py`), and reconciliation settles those a dead process left behind.
+        """
         self.journal.update_order_intent(
             order.identifier,
             {
@@ -468,8 +468,6 @@ class OrderManager:
                 "paid_fee": order.paid_fee,
             },
         )
-        for fill in order.fills:
-            self.journal.record_fill(fill_row(fill))
 
 
 def _intent_row(plan: ExecutionPlan, state: str, attempts: int) -> OrderIntentRow:

@@ -37,6 +37,7 @@ app.command()(evaluate.lookahead)
 app.command()(control.halt)
 app.command()(control.resume)
 app.command()(control.status)
+app.command()(control.reconcile)
 app.add_typer(prompts.prompts_app, name="prompts")
 app.add_typer(llm.llm_app, name="llm")
 

@@ -45,3 +45,46 @@ def status(
     from app.wiring import read_trading_view
 
     print_trading_state(read_trading_view(load()), as_json=as_json)
+
+
+def reconcile(
+    adopt: Annotated[
+        bool,
+        typer.Option(
+            "--adopt",
+            help="Take Upbit's balances the journal's fills cannot explain as the journal's "
+            "(each recorded as an adoption fill at Upbit's average buy price).",
+        ),
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+) -> None:
+    """Compare Upbit's balances and orders with the journal; never sends an order.
+
+    Settles fills the journal lacks, rebuilds positions from fills, and names what is left.
+    Exits 1 while a difference remains (then `lxa run --live` refuses to start).
+    """
+    import asyncio
+
+    from app.cli.common import print_json_line
+    from app.wiring import LiveTradingRefused, reconcile_upbit
+
+    try:
+        report = asyncio.run(reconcile_upbit(load(), adopt=adopt))
+    except LiveTradingRefused as exc:
+        fail(str(exc), 1)
+    if as_json:
+        print_json_line(
+            {
+                "ok": report.ok,
+                "adopted": report.adopted,
+                "never_sent": report.never_sent,
+                "fills_recorded": report.fills_recorded,
+                "positions_aligned": report.positions_aligned,
+                "adopted_balances": report.adopted_balances,
+                "differences": report.differences,
+            }
+        )
+    else:
+        typer.echo(report.summary())
+    if not report.ok:
+        raise typer.Exit(1)

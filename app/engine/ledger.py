@@ -64,20 +64,43 @@ class Ledger:
     venue: TradingVenue
     outbox: Outbox
     fee_rate: Decimal
+    # A held coin found with no stop-loss (filled while no process ran, or adopted from Upbit)
+    # gets one this far below its average buy price: the plan's hard cap, never looser.
+    restore_stop_loss_pct: Decimal = Decimal(3)
     protections: dict[str, Protection] = field(init=False, default_factory=dict)
     recent_results: list[float] = field(init=False, default_factory=list)
     book: PolicyBook = field(init=False, default_factory=PolicyBook)
 
     def __post_init__(self) -> None:
         for market, row in self.journal.positions().items():
+            stop = decimal_or_none(row.get("stop_loss_price"))
+            if stop is None:
+                stop = self._restore_stop(market, row)
             self.protections[market] = Protection(
-                decimal_or_none(row.get("stop_loss_price")),
-                decimal_or_none(row.get("take_profit_price")),
+                stop, decimal_or_none(row.get("take_profit_price"))
             )
         self.recent_results = self.journal.recent_results(RECENT_RESULTS)
         # The policy's memory (entries, exits, today's count) comes from the fills, so a
         # restart remembers when each position was opened.
         self.book = PolicyBook.from_fills(self.journal.list_fills())
+
+    def _restore_stop(self, market: str, row: Mapping[str, Any]) -> Decimal | None:
+        """Give a held coin without a stop-loss one at the hard cap; journal and alert it."""
+        average = decimal_or_none(row.get("avg_buy_price"))
+        if average is None or average <= 0:
+            return None
+        stop = average * (1 - self.restore_stop_loss_pct / 100)
+        self.journal.upsert_position({"market": market, "stop_loss_price": stop})
+        payload = {"market": market, "stop_loss_price": str(stop), "avg_buy_price": str(average)}
+        self.outbox.record(None, "protection_restored", payload)
+        self.outbox.alert(
+            "trading_state",
+            f"{market}: stop-loss restored",
+            f"held {row.get('volume')} with no stop-loss; it is now {stop:.8g} "
+            f"({self.restore_stop_loss_pct}% below the average buy price {average})",
+            market=market,
+        )
+        return stop
 
     def order_log(self, run_id: str | None, order: Mapping[str, Any]) -> None:
         """Journal an order before it is sent and once it is answered (the trade node's hook)."""
@@ -132,7 +155,7 @@ class Ledger:
                 "updated_at": stamp,
                 "run_id": run_id,
             }
-        # live fills are journaled once (by trade uuid): the order manager may have them already
+        # a fill reconciliation already settled (same trade uuid) is not added twice
         self.journal.settle_fills(market, [fill_row(fill) for fill in order.fills], row)
         for k, fill in enumerate(order.fills):
             self.outbox.publish(

@@ -63,7 +63,7 @@ def buy(identifier: str, krw: int = 100_000) -> OrderRequest:
     return OrderRequest(BTC, Side.BID, OrderType.PRICE, identifier, price=Decimal(krw))
 
 
-async def test_a_filled_market_buy_is_journaled_done_with_its_fill(
+async def test_a_filled_market_buy_is_journaled_done_with_its_executed_volume(
     fake: FakeUpbit, venue: UpbitExchange, journal: Journal
 ) -> None:
     manager = OrderManager(venue, journal)
@@ -74,9 +74,11 @@ async def test_a_filled_market_buy_is_journaled_done_with_its_fill(
     assert order.state is OrderState.DONE
     assert order.executed_volume == Decimal("0.002")
     assert intent is not None and intent["state"] == "done" and intent["uuid"] == order.uuid
-    fills = journal.fills_for_order("o-1")
-    assert [(f["price"], f["volume"]) for f in fills] == [(PRICE, Decimal("0.002"))]
-    assert fills[0]["trade_uuid"] == fake.order_by_identifier("o-1").trades[0]["uuid"]
+    assert intent["executed_volume"] == Decimal("0.002")
+    assert [(f.price, f.volume) for f in order.fills] == [(PRICE, Decimal("0.002"))]
+    assert order.fills[0].trade_uuid == fake.order_by_identifier("o-1").trades[0]["uuid"]
+    # One writer: the ledger journals fills with the position they change, never the manager.
+    assert journal.fills_for_order("o-1") == []
 
 
 async def test_timeout_after_the_exchange_accepted_gives_exactly_one_order_found_by_identifier(
@@ -97,7 +99,7 @@ async def test_timeout_after_the_exchange_accepted_gives_exactly_one_order_found
     intent = journal.get_order_intent("o-timeout")
     assert intent is not None and intent["state"] == "done"
     assert intent["attempts"] == 1
-    assert sum(f["volume"] for f in journal.fills_for_order("o-timeout")) == Decimal("0.002")
+    assert intent["executed_volume"] == Decimal("0.002")
 
 
 async def test_process_killed_between_send_and_record_is_adopted_on_restart_not_resent(
@@ -169,7 +171,7 @@ async def test_malformed_reply_to_an_accepted_order_is_resolved_by_identifier(
     assert order.state is OrderState.DONE
     assert len(fake.orders) == 1
     assert journal.get_order_intent("o-garbled")["state"] == "done"
-    assert len(journal.fills_for_order("o-garbled")) == 1
+    assert journal.get_order_intent("o-garbled")["executed_volume"] == Decimal("0.002")
 
 
 async def test_malformed_lookups_leave_the_order_unknown_never_lost(
