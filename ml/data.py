@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 REQUIRED_COLUMNS: tuple[str, ...] = ("market", "ts", "open", "high", "low", "close", "volume")
@@ -21,6 +22,14 @@ BAR = pd.Timedelta(minutes=1)
 SEGMENT_GAP = pd.Timedelta(minutes=30)
 
 
+class CandleFileError(ValueError):
+    """A candle file cannot be used: unreadable, not Parquet, a missing column or a bad value.
+
+    The message is one line naming the file, and the market and column where one is at fault.
+    Raised before anything is built on the candles, so a caller that stops on it wrote nothing.
+    """
+
+
 def load_candles(paths: Sequence[str | Path], markets: Sequence[str] | None = None) -> pd.DataFrame:
     """Read candle parquet files into one frame sorted by market and ts.
 
@@ -29,6 +38,11 @@ def load_candles(paths: Sequence[str | Path], markets: Sequence[str] | None = No
     parquet file under it; a folder written by ``lxa record`` stands for its recorded bars
     (``bars/``), whose market comes from the ``market=`` folder. When any file has the
     ``LIVE_COLUMNS`` (recorded bars do), the frame has them too, NaN for rows of files without.
+
+    Every file is checked as it is read: one that is empty, not Parquet or lacks a column, or
+    holds a missing time or market, a NaN or infinite price or volume, a price <= 0 or a
+    negative volume (in the markets kept) raises `CandleFileError` naming the file, and the
+    market and column; a path that does not exist raises FileNotFoundError naming it.
     """
     if isinstance(paths, str | Path):
         paths = [paths]
@@ -36,33 +50,34 @@ def load_candles(paths: Sequence[str | Path], markets: Sequence[str] | None = No
     for raw_path in paths:
         path = Path(raw_path)
         if not path.exists():
-            raise FileNotFoundError(f"candle file not found: {path}")
+            raise FileNotFoundError(f"candles file {path}: not found")
         if path.is_dir():  # a folder of part files, as `lxa download` and `lxa record` write
             if (path / _RECORDED_BARS).is_dir():
                 path = path / _RECORDED_BARS
             found = sorted(p for p in path.glob("**/*.parquet") if not p.name.startswith("."))
             if not found:
-                raise FileNotFoundError(f"no parquet files under {path}")
+                raise FileNotFoundError(f"candles folder {path}: no parquet files under it")
             files.extend(found)
         else:
             files.append(path)
     frames: list[pd.DataFrame] = []
     live_seen = False
     for path in files:
-        present = set(pq.read_schema(path).names)
+        present = set(_parquet_schema(path).names)
         partition_market = _partition_market(path) if "market" not in present else None
         for column in REQUIRED_COLUMNS:
             if column not in present and not (column == "market" and partition_market):
-                raise ValueError(f"candle file {path} lacks required column {column!r}")
+                raise CandleFileError(f"candles file {path} lacks required column {column!r}")
         live = [c for c in LIVE_COLUMNS if c in present]
         live_seen = live_seen or bool(live)
         wanted = [c for c in REQUIRED_COLUMNS if c in present] + live
-        frame = pd.read_parquet(path, columns=wanted)
+        frame = _read_parquet(path, wanted)
         if partition_market is not None:
             frame.insert(0, "market", partition_market)
         if markets is not None:
             frame = frame[frame["market"].isin(list(markets))]
         frame = _normalize(frame, path)
+        _check_values(frame, path)
         frames.append(frame)
     if not frames:
         return _empty()
@@ -72,6 +87,42 @@ def load_candles(paths: Sequence[str | Path], markets: Sequence[str] | None = No
     candles = candles.drop_duplicates(subset=["market", "ts"], keep="first")
     candles = candles.sort_values(["market", "ts"], kind="stable").reset_index(drop=True)
     return candles
+
+
+def _arrow_reason(exc: BaseException) -> str:
+    """Arrow's (or the OS's) reason as one line: its first sentence, without a trailing dot."""
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text.split(". ", 1)[0].rstrip(".")
+
+
+def _parquet_schema(path: Path) -> pa.Schema:
+    """The file's Parquet schema, or `CandleFileError` saying why the file cannot be read."""
+    try:
+        size = path.stat().st_size
+    except OSError as exc:
+        raise CandleFileError(
+            f"candles file {path}: cannot be read ({_arrow_reason(exc)})"
+        ) from exc
+    if size == 0:
+        raise CandleFileError(f"candles file {path}: the file is empty (0 bytes)")
+    try:
+        return pq.read_schema(path)
+    except (pa.ArrowException, OSError) as exc:
+        raise CandleFileError(
+            f"candles file {path}: not a Parquet file ({_arrow_reason(exc)})"
+        ) from exc
+
+
+def _read_parquet(path: Path, columns: list[str]) -> pd.DataFrame:
+    """Read `columns` of a file whose schema was read; a damaged body is a `CandleFileError`."""
+    try:
+        return pd.read_parquet(path, columns=columns)
+    except (pa.ArrowException, OSError) as exc:
+        raise CandleFileError(
+            f"candles file {path}: damaged Parquet data ({_arrow_reason(exc)})"
+        ) from exc
 
 
 def _partition_market(path: Path) -> str | None:
@@ -106,12 +157,24 @@ def _normalize(frame: pd.DataFrame, path: Path) -> pd.DataFrame:
     ts = frame["ts"]
     if not isinstance(ts.dtype, pd.DatetimeTZDtype):
         if pd.api.types.is_datetime64_dtype(ts.dtype):
-            raise ValueError(f"candle file {path}: column 'ts' is not timezone-aware (want UTC)")
-        raise ValueError(f"candle file {path}: column 'ts' is {ts.dtype}, not a timestamp")
+            raise CandleFileError(
+                f"candles file {path}: column 'ts' is not timezone-aware (want UTC)"
+            )
+        raise CandleFileError(f"candles file {path}: column 'ts' is {ts.dtype}, not a timestamp")
     frame["ts"] = ts.dt.tz_convert("UTC").dt.as_unit("ns")
+    if frame["market"].isna().any():
+        count = int(frame["market"].isna().sum())
+        raise CandleFileError(
+            f"candles file {path}, column market: {_count(count, 'missing value')}"
+        )
     frame["market"] = frame["market"].astype(str)
     for column in PRICE_COLUMNS:
-        frame[column] = frame[column].astype("float64")
+        try:
+            frame[column] = frame[column].astype("float64")
+        except (TypeError, ValueError):
+            raise CandleFileError(
+                f"candles file {path}: column {column!r} is {frame[column].dtype}, not numeric"
+            ) from None
     if not any(column in frame.columns for column in LIVE_COLUMNS):
         return frame[list(REQUIRED_COLUMNS)]
     for column in LIVE_COLUMNS:
@@ -121,18 +184,73 @@ def _normalize(frame: pd.DataFrame, path: Path) -> pd.DataFrame:
         try:
             values = pd.to_numeric(frame[column], errors="raise").astype("float64")
         except (TypeError, ValueError):
-            raise ValueError(f"candle file {path}: column {column!r} is not numeric") from None
+            raise CandleFileError(
+                f"candles file {path}: column {column!r} is not numeric"
+            ) from None
         low, high = _LIVE_BOUNDS[column]
         known = values.dropna()
         if not known.between(low, high).all():
             bad = known[~known.between(low, high)].iloc[0]
-            raise ValueError(
-                f"candle file {path}: column {column!r} has {bad!r}, outside [{low}, {high}]"
+            raise CandleFileError(
+                f"candles file {path}: column {column!r} has {bad!r}, outside [{low}, {high}]"
             )
         if np.isinf(known).any():
-            raise ValueError(f"candle file {path}: column {column!r} has an infinite value")
+            raise CandleFileError(f"candles file {path}: column {column!r} has an infinite value")
         frame[column] = values
     return frame[[*REQUIRED_COLUMNS, *LIVE_COLUMNS]]
+
+
+_PLURALS = {"value <= 0": "values <= 0"}
+
+
+def _count(count: int, noun: str) -> str:
+    """`1 NaN value`, `3 NaN values`."""
+    return f"{count} {noun if count == 1 else _PLURALS.get(noun, noun + 's')}"
+
+
+def _check_values(frame: pd.DataFrame, path: Path) -> None:
+    """Refuse a missing time, or a missing, infinite or impossible price or volume.
+
+    Prices (open, high, low, close) must be above 0 and volume at least 0. The error names the
+    file, the market, the column and how many rows of that market are bad, from when.
+    """
+    if frame.empty:
+        return
+    missing_ts = frame["ts"].isna().to_numpy()
+    if missing_ts.any():
+        raise CandleFileError(_bad_rows(path, frame, missing_ts, "ts", "missing timestamp"))
+    for column in PRICE_COLUMNS:
+        values = frame[column].to_numpy(dtype="float64")
+        nan = np.isnan(values)
+        infinite = np.isinf(values)
+        with np.errstate(invalid="ignore"):
+            impossible = values < 0 if column == "volume" else values <= 0
+        for bad, noun in (
+            (nan, "NaN value"),
+            (infinite, "infinite value"),
+            (impossible, "negative value" if column == "volume" else "value <= 0"),
+        ):
+            if bad.any():
+                raise CandleFileError(_bad_rows(path, frame, bad, column, noun))
+
+
+def _bad_rows(path: Path, frame: pd.DataFrame, bad: np.ndarray, column: str, noun: str) -> str:
+    """One line naming the file, the market with the earliest bad row, the column and count."""
+    rows = frame.loc[bad]
+    if column == "ts":
+        market = str(rows["market"].iloc[0])
+        first = f"first at row {int(np.flatnonzero(bad)[0])}"
+    else:
+        earliest = rows.sort_values("ts", kind="stable").iloc[0]
+        market = str(earliest["market"])
+        first = f"first at {earliest['ts']:%Y-%m-%d %H:%M} UTC"
+    count = int((rows["market"] == market).sum())
+    others = sorted(set(map(str, rows["market"])) - {market})
+    also = f"; also in {', '.join(others)}" if others else ""
+    return (
+        f"candles file {path}, market {market}, column {column}: "
+        f"{_count(count, noun)} ({first}){also}"
+    )
 
 
 def regularize(
