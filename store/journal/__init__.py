@@ -12,7 +12,8 @@ Callers hold one `Journal`; its methods live in one module per table group:
 - `prompts`: every saved prompt version.
 - `cache`: the LLM response cache.
 
-Beneath them: `database` (URL normalisation, the engine, migrations), `base` (what the groups
+Beneath them: `database` (URL normalisation, the engine, migrations; `JournalUnavailable` when
+the database cannot be opened), `base` (what the groups
 share: row checks, upserts, filters) and `driver` (SQLite's driver for the per-bar writes).
 The rows the write methods take are typed in `store.rows`.
 """
@@ -21,6 +22,7 @@ from store.journal.cache import JournalResponseCache
 from store.journal.control import TRADING_CONTROL_WRITERS, TRADING_STATES
 from store.journal.database import (
     MIGRATIONS_DIR,
+    JournalUnavailable,
     alembic_config,
     json_default,
     normalise_url,
@@ -36,6 +38,7 @@ __all__ = [
     "TRADING_STATES",
     "Journal",
     "JournalResponseCache",
+    "JournalUnavailable",
     "alembic_config",
     "json_default",
     "normalise_url",

@@ -17,8 +17,10 @@ from sqlalchemy.pool import StaticPool
 
 __all__ = [
     "MIGRATIONS_DIR",
+    "JournalUnavailable",
     "alembic_config",
     "create_engine",
+    "display_url",
     "json_default",
     "normalise_url",
     "upgrade",
@@ -30,6 +32,62 @@ _SQLITE_DRIVERS = {"sqlite", "sqlite+pysqlite"}
 _POSTGRES_SCHEMES = {"postgres", "postgresql"}
 # Any constant works: it only serialises concurrent `Journal.open` calls on one Postgres database.
 _MIGRATION_LOCK_KEY = 0x4C5841_5354
+
+
+class JournalUnavailable(RuntimeError):
+    """The journal's database cannot be opened or migrated.
+
+    The message is one line: the database (its URL, without a password), what is wrong and
+    what to do, e.g. `journal sqlite:///x.db cannot be opened: the file is not a database or
+    is damaged; move it aside or restore a backup`.
+    """
+
+
+# SQLite's words for a file it cannot use, and what the operator can do about each.
+_SQLITE_REASONS: tuple[tuple[tuple[str, ...], str], ...] = (
+    (
+        ("file is not a database", "malformed", "file is encrypted"),
+        "the file is not a database or is damaged; move it aside or restore a backup",
+    ),
+    (
+        ("unable to open database file",),
+        "the file cannot be opened; check that the path is a file in a writable folder",
+    ),
+    (
+        ("readonly database", "read-only"),
+        "the file is read-only; make it and its folder writable",
+    ),
+    (
+        ("database is locked",),
+        "the file is locked by another process; stop it or wait, then try again",
+    ),
+    (
+        ("disk i/o error", "database or disk is full"),
+        "the disk failed or is full; free space or check the disk",
+    ),
+)
+
+
+def display_url(url: str | URL) -> str:
+    """The journal URL as an operator wrote it: `sqlite:///path`, or the URL without password."""
+    try:
+        parsed = make_url(url)
+    except sa.exc.ArgumentError:
+        return str(url)
+    if parsed.drivername in _SQLITE_DRIVERS:
+        return f"sqlite:///{parsed.database}" if parsed.database else "sqlite://"
+    backend = parsed.drivername.split("+", 1)[0]
+    return parsed.set(drivername=backend).render_as_string(hide_password=True)
+
+
+def _unavailable_reason(exc: sa.exc.DBAPIError) -> str:
+    """What is wrong with the database, in words, from the driver's error."""
+    detail = " ".join(str(exc.orig).split()) or type(exc.orig).__name__
+    lowered = detail.lower()
+    for words, reason in _SQLITE_REASONS:
+        if any(word in lowered for word in words):
+            return reason
+    return detail
 
 
 def normalise_url(url: str | URL) -> URL:
@@ -84,8 +142,8 @@ def _json_dumps(value: Any) -> str:
 def create_engine(url: URL) -> Engine:
     """The engine for a normalised journal URL: JSON columns encoded by `json_default`.
 
-    SQLite files get WAL and a 30 s busy timeout (their folders are created); an in-memory
-    database is one connection shared by every thread.
+    SQLite files get WAL and a 30 s busy timeout (their folders are created, else
+    `JournalUnavailable`); an in-memory database is one connection shared by every thread.
     """
     if url.drivername.startswith("sqlite"):
         database = url.database or ""
@@ -98,7 +156,14 @@ def create_engine(url: URL) -> Engine:
                 connect_args={"check_same_thread": False},
             )
         else:
-            Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+            folder = Path(database).expanduser().parent
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise JournalUnavailable(
+                    f"journal {display_url(url)} cannot be opened: its folder {folder} cannot "
+                    f"be created ({exc.strerror or exc}); check the path and its permissions"
+                ) from exc
             engine = sa.create_engine(url, json_serializer=_json_dumps)
 
         @sa.event.listens_for(engine, "connect")
@@ -124,12 +189,21 @@ def alembic_config() -> Config:
 
 
 def upgrade(engine: Engine, revision: str = "head") -> None:
-    """Migrate the journal schema to `revision` in one transaction."""
+    """Migrate the journal schema to `revision` in one transaction.
+
+    This is the journal's first connection: a database that cannot be opened or read (a
+    damaged or foreign file, a server that does not answer) raises `JournalUnavailable`.
+    """
     config = alembic_config()
-    with engine.begin() as connection:
-        if connection.dialect.name == "postgresql":
-            connection.execute(
-                sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK_KEY}
-            )
-        config.attributes["connection"] = connection
-        command.upgrade(config, revision)
+    try:
+        with engine.begin() as connection:
+            if connection.dialect.name == "postgresql":
+                connection.execute(
+                    sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK_KEY}
+                )
+            config.attributes["connection"] = connection
+            command.upgrade(config, revision)
+    except sa.exc.DBAPIError as exc:
+        raise JournalUnavailable(
+            f"journal {display_url(engine.url)} cannot be opened: {_unavailable_reason(exc)}"
+        ) from exc
