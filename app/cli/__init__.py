@@ -2,16 +2,20 @@
 
 Commands only parse options, call what `app` composes (sessions, wiring, training) and print;
 `common` holds what they share (consoles, settings, failing with a message), `tables` what
-they print for people.
+they print for people. Every fatal condition ends as one line and a non-zero exit; `main`
+is the last resort for whatever a command did not expect, and `--debug` shows the traceback.
 """
 
 from __future__ import annotations
 
 import logging
+import sys
+from typing import Annotated
 
 import typer
 
 from app.cli import candles, control, evaluate, graph, llm, prompts, run, train
+from app.cli.common import report_fatal, set_debug
 
 app = typer.Typer(
     name="lxa",
@@ -23,6 +27,21 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
 )
+
+
+@app.callback()
+def options(
+    debug: Annotated[
+        bool,
+        typer.Option(
+            "--debug", help="Print the traceback above a fatal error, and log at DEBUG level."
+        ),
+    ] = False,
+) -> None:
+    """Options for every command (before the command's name: lxa --debug run ...)."""
+    set_debug(debug)
+
+
 app.command()(run.demo)
 app.command()(run.record)
 app.command()(run.run)
@@ -43,6 +62,14 @@ app.add_typer(llm.llm_app, name="llm")
 
 
 def main() -> None:
-    """Run the CLI."""
+    """Run the CLI: anything a command lets escape ends as one line and exit 1 (Ctrl-C: 130).
+
+    Typer's own usage errors and exits pass through as they are.
+    """
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    app()
+    try:
+        app()
+    except KeyboardInterrupt:
+        sys.exit(130)
+    except Exception as exc:  # the last resort: a line, never a traceback (unless --debug)
+        sys.exit(report_fatal(exc))

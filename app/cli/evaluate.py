@@ -43,6 +43,7 @@ def backtest(
     """
     from app.backtest import BacktestError, run_backtest
     from app.wiring import ModelNotFoundError
+    from ml.data import CandleFileError
     from prompts.loader import PromptError
 
     settings = load()
@@ -53,7 +54,7 @@ def backtest(
             bar.update(task, completed=done, total=total)
 
         refused = (BacktestError, PromptError, ModelNotFoundError, FileNotFoundError)
-        with exits_on(*refused, code=1):
+        with exits_on(CandleFileError, code=2), exits_on(*refused, code=1):
             metrics = asyncio.run(
                 run_backtest(
                     settings,

@@ -82,6 +82,7 @@ def run_replay(
     """Replay candle files through the engine with a progress bar, then print the summary."""
     from app.session import ReplayError, run_replay_session
     from app.wiring import ModelNotFoundError
+    from ml.data import CandleFileError
     from prompts.loader import PromptError
 
     with progress(label, quiet=as_json) as bar:
@@ -92,7 +93,11 @@ def run_replay(
             reason = getattr(result, "reason", "")
             bar.update(task, completed=done, total=total, last=f"{action} ({reason})")
 
-        with exits_on(ReplayError, PromptError, ModelNotFoundError, code=1, interrupted="stopped"):
+        refused = (ReplayError, PromptError, ModelNotFoundError, FileNotFoundError)
+        with (
+            exits_on(CandleFileError, code=2),
+            exits_on(*refused, code=1, interrupted="stopped"),
+        ):
             summary = asyncio.run(
                 run_replay_session(
                     settings,
