@@ -231,6 +231,14 @@ class Settings(BaseSettings):
     watchdog_cooldown_s: int = Field(
         default=1800, ge=0, le=86400, description="No re-entry into a market after its sell."
     )
+    outage_reducing_after_s: float = Field(
+        default=120.0,
+        ge=0.0,
+        le=86400.0,
+        description="While the exchange or the database keeps failing, each bar is a recorded "
+        "hold; after this long the trading state turns `reducing` (exits only) until they "
+        "answer again. Stops and the watchdog keep selling throughout.",
+    )
     # Hard limits no LLM can override.
     daily_loss_limit_pct: float = Field(
         default=3.0, gt=0.0, le=50.0, description="Stop entries for the day after this loss."

@@ -226,6 +226,7 @@ async def open_services(
                 outbox=outbox,
                 watchdog=build_watchdog(settings, _anomaly_path(predictor)),
                 cooldown_s=settings.watchdog_cooldown_s,
+                outage_reducing_after_s=settings.outage_reducing_after_s,
                 markets=list(settings.markets),
                 session_id=session_id,
             )

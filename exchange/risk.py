@@ -143,18 +143,20 @@ class RiskGuard:
         self._monthly_loss_pct: Decimal | None = None
         self._monthly_cap_reason: str | None = None  # set while the cap is breached this month
         self._monthly_breached_at: datetime | None = None
+        self._outage_reason: str | None = None  # set while the exchange or database is away
 
     # -- the state ---------------------------------------------------------------------------
 
     @property
     def state(self) -> TradingState:
-        """The effective state: HALTED, else REDUCING (chosen or daily limit), else ACTIVE."""
+        """The effective state: HALTED, else REDUCING (chosen, a limit, an outage), else ACTIVE."""
         if self._manual_state is TradingState.HALTED:
             return TradingState.HALTED
         if (
             self._manual_state is TradingState.REDUCING
             or self._daily_limit_reason is not None
             or self._monthly_cap_reason is not None
+            or self._outage_reason is not None
         ):
             return TradingState.REDUCING
         return TradingState.ACTIVE
@@ -170,7 +172,20 @@ class RiskGuard:
             return self._daily_limit_reason
         if self._monthly_cap_reason is not None:
             return self._monthly_cap_reason
+        if self._outage_reason is not None:
+            return self._outage_reason
         return ""
+
+    @property
+    def outage(self) -> str | None:
+        """Why entries are held for a failing exchange or database (None while all answer)."""
+        return self._outage_reason
+
+    def set_outage(self, reason: str | None) -> None:
+        """Reduce (exits only) while the exchange or the database keeps failing; None clears."""
+        before = (self.state, self.reason)
+        self._outage_reason = reason
+        self._notify(before)
 
     @property
     def manual_state(self) -> TradingState:
@@ -341,6 +356,7 @@ class RiskGuard:
             "daily_loss_pct": None if self._daily_loss_pct is None else float(self._daily_loss_pct),
             "monthly_cap_breached": self.monthly_cap_breached,
             "monthly": self.monthly_snapshot(),
+            "outage": self._outage_reason,
         }
 
     # -- the check ---------------------------------------------------------------------------

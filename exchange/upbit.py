@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from decimal import ROUND_DOWN, Decimal, InvalidOperation
@@ -47,6 +47,7 @@ from exchange.types import (
     Side,
 )
 from exchange.upbit_client import (
+    READ_RETRY_S,
     MalformedReply,
     RefusedBeforeSending,
     Signer,
@@ -156,6 +157,7 @@ class UpbitExchange:
         timeout_s: float = 5.0,
         limiter: RateLimiter | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
+        read_retry_s: Sequence[float] = READ_RETRY_S,
         **kwargs: Any,
     ) -> UpbitExchange:
         """Build the client for `base_url` (pyupbit signs) and the exchange over it."""
@@ -165,6 +167,7 @@ class UpbitExchange:
             signer=pyupbit_signer(keys),
             timeout_s=timeout_s,
             limiter=limiter,
+            read_retry_s=read_retry_s,
             transport=transport,
         )
         return cls(client, **kwargs)

@@ -14,6 +14,7 @@ hashed as the query string of the same parameters in the same order.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import hmac
@@ -45,6 +46,9 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
+
+# Pauses before the retries of a read that failed transiently: about 2 s in all, inside a bar.
+READ_RETRY_S = (0.25, 0.5, 1.0)
 
 # Turns the call's parameters (None when it has none) into the Authorization header.
 Signer = Callable[[Mapping[str, Any] | None], dict[str, str]]
@@ -159,9 +163,15 @@ class UpbitRestClient:
         timeout_s: float = 5.0,
         limiter: RateLimiter | None = None,
         max_429_retries: int = 4,
+        read_retry_s: Sequence[float] = READ_RETRY_S,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
-        """`signer` builds the Authorization header (default: `jwt_headers` with `keys`)."""
+        """`signer` builds the Authorization header (default: `jwt_headers` with `keys`).
+
+        `read_retry_s`: the pauses before each retry of a read (GET) that failed transiently
+        (a 5xx, a timeout, a dropped connection, an unreadable reply). Orders and cancels are
+        never retried here: the order manager resolves them by identifier.
+        """
         if not base_url.startswith(("http://", "https://")):
             raise ValueError(f"the Upbit REST URL must be http:// or https://, got {base_url!r}")
         if timeout_s <= 0:
@@ -173,6 +183,8 @@ class UpbitRestClient:
         self._signer = signer
         self.limiter = limiter or RateLimiter()
         self._max_429_retries = max_429_retries
+        self._read_retry_s = tuple(read_retry_s)
+        self.read_retries = 0  # reads that failed transiently and were tried again
         self._timeout_s = timeout_s
         self._http = httpx.AsyncClient(
             base_url=self.base_url,
@@ -385,8 +397,35 @@ class UpbitRestClient:
     ) -> Any:
         """Send a call and return its decoded JSON; retry 429s after the limiter's backoff.
 
-        `urgent` (a body call only) goes over the order lane when it is ready.
+        A read (GET) that fails transiently is tried again after each pause of `read_retry_s`
+        (logged); the last failure is raised. `urgent` (a body call only) goes over the order
+        lane when it is ready.
         """
+        if method != "GET":
+            return await self._request_once(method, path, params, body, auth, urgent)
+        for pause in self._read_retry_s:
+            try:
+                return await self._request_once(method, path, params, body, auth, urgent)
+            except (UpbitTransportError, MalformedReply) as exc:
+                error: ExchangeError = exc
+            except UpbitApiError as exc:
+                if exc.status < 500:
+                    raise
+                error = exc
+            self.read_retries += 1
+            logger.warning("Upbit %s %s failed (%s); again in %.1fs", method, path, error, pause)
+            await asyncio.sleep(pause)
+        return await self._request_once(method, path, params, body, auth, urgent)
+
+    async def _request_once(
+        self,
+        method: str,
+        path: str,
+        params: Mapping[str, Any] | None,
+        body: Mapping[str, Any] | None,
+        auth: bool,
+        urgent: bool,
+    ) -> Any:
         group = request_group(method, path)
         call = f"{method} {path}"
         for _attempt in range(self._max_429_retries + 1):

@@ -15,14 +15,15 @@ import asyncio
 import math
 import time
 from collections import deque
-from collections.abc import Iterable, Mapping
+from collections.abc import Awaitable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeVar
 
 from app.engine.control import TradingControl
 from app.engine.emergency import EmergencyExits, ExchangeHealth
+from app.engine.faults import Outages, is_transient
 from app.engine.ledger import (
     JournaledExchange,
     Ledger,
@@ -44,6 +45,8 @@ from ml.features import LiveFeatures
 from policy.book import PolicyBook
 from store.bus import EventBus
 from store.journal import Journal
+
+T = TypeVar("T")
 
 RECENT_CLOSES = 30  # closes each reviewer is shown
 
@@ -77,6 +80,7 @@ class Engine:
     watchdog: Watchdog | None = None
     cooldown_s: int = 1800
     history_bars: int = 300
+    outage_reducing_after_s: float = 120.0
     features: dict[str, LiveFeatures] = field(init=False)
     closes: dict[str, float] = field(init=False, default_factory=dict)
     recent_closes: dict[str, deque[float]] = field(init=False, default_factory=dict)
@@ -113,6 +117,7 @@ class Engine:
             self.ledger, self.venue, self.exchange, self.outbox, self.session_id
         )
         self.recorder = RunRecorder(self.outbox, self.session_id)
+        self.outages = Outages(self.guard, self.outbox, self.outage_reducing_after_s)
 
     def use_exchange(self, exchange: GuardedExchange) -> None:
         """Send every later order through `exchange` (another transport to the same account)."""
@@ -232,7 +237,8 @@ class Engine:
         its bars are not replayed as ticks; its live-only features join the feature rows.
         """
         async with self._lock:
-            await self.control.sync(close.ts, self.closes)
+            self.outbox.deferred.flush()  # what waited for the database, first
+            synced = await self._transient(self.control.sync(close.ts, self.closes))
             live = close.live if isinstance(close, LiveBarClose) else None
             for market, bar in close.bars.items():
                 if market not in self.features:
@@ -248,9 +254,35 @@ class Engine:
                     if trigger is not None:
                         await self.on_trigger(trigger, bar.ts + timedelta(minutes=1))
             self.last_bar_ts = close.ts
-            await self.control.check_limits(close.ts + timedelta(minutes=1), self.closes)
-            await self.stops.at_close(self.closes, close.ts)
-            return await self._run_cycle("bar", close.ts)
+            outcome: CycleResult | BaseException | None = synced
+            if outcome is None:
+                outcome = await self._transient(self._decide(close))
+            if isinstance(outcome, CycleResult):
+                self.outages.recovered(now())
+                return outcome
+            # The exchange or the database is away: no run this bar (nothing could record it),
+            # a hold with the reason; the ticks above still sold what the watchdog and the
+            # stops asked for, and their journal rows wait in the deferred writes.
+            assert outcome is not None
+            reason = self.outages.failed(outcome, now())
+            log.warning("bar %s: hold, %s", close.ts.isoformat(), reason)
+            return CycleResult(self.run_id_for(close.ts), "hold", None, reason, 0.0)
+
+    async def _decide(self, close: BarClose) -> CycleResult:
+        """Unanswered orders, the limits, the stops at the close, then the graph run of a bar."""
+        await self.ledger.settle_unknown(self.exchange)
+        await self.control.check_limits(close.ts + timedelta(minutes=1), self.closes)
+        await self.stops.at_close(self.closes, close.ts)
+        return await self._run_cycle("bar", close.ts)
+
+    async def _transient(self, work: Awaitable[T]) -> T | BaseException | None:
+        """Await `work`; return its result, or the transient fault it raised (others raise)."""
+        try:
+            return await work
+        except Exception as exc:
+            if not is_transient(exc):
+                raise
+            return exc
 
     async def on_tick(self, market: str, ts: datetime, price: float, volume: float) -> None:
         """Mark the market at a trade, enforce its stop-loss / take-profit, run the watchdog."""

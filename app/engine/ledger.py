@@ -14,7 +14,9 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from app.engine.venue import Outbox, TradingVenue, now
+from app.engine.faults import is_database_error
+from app.engine.venue import Outbox, TradingVenue, log, now
+from exchange.ratelimit import ExchangeBlocked
 from exchange.risk import GuardedExchange, OrderPurpose
 from exchange.types import (
     AccountSnapshot,
@@ -22,12 +24,13 @@ from exchange.types import (
     Order,
     OrderRejected,
     OrderRequest,
+    Position,
     Side,
 )
 from exchange.views import fill_row, order_view, request_view
 from policy.book import PolicyBook
 from store.journal import Journal
-from store.rows import PositionRow
+from store.rows import FillRow, OrderRow, PositionRow
 
 RECENT_RESULTS = 20  # closed-trade results the sizer is shown
 
@@ -70,6 +73,8 @@ class Ledger:
     protections: dict[str, Protection] = field(init=False, default_factory=dict)
     recent_results: list[float] = field(init=False, default_factory=list)
     book: PolicyBook = field(init=False, default_factory=PolicyBook)
+    # orders the exchange did not answer for (timeouts, 5xx): resolved at the next bar
+    unknown: dict[str, tuple[str | None, str]] = field(init=False, default_factory=dict)
 
     def __post_init__(self) -> None:
         for market, row in self.journal.positions().items():
@@ -103,24 +108,29 @@ class Ledger:
         return stop
 
     def order_log(self, run_id: str | None, order: Mapping[str, Any]) -> None:
-        """Journal an order before it is sent and once it is answered (the trade node's hook)."""
+        """Journal an order before it is sent and once it is answered (the trade node's hook).
+
+        While the database is away the row waits in the outbox's deferred writes: the order
+        itself never waits for the journal.
+        """
         stamp = now()
-        self.journal.record_order(
-            {
-                "identifier": order["identifier"],
-                "run_id": run_id,
-                "market": order["market"],
-                "side": order["side"],
-                "ord_type": order["ord_type"],
-                "price": decimal_or_none(order.get("requested_krw") or order.get("avg_price")),
-                "volume": decimal_or_none(order.get("requested_volume")),
-                "state": order["state"],
-                "reason": order.get("error") or None,
-                "created_at": stamp,
-                "updated_at": stamp,
-                "executed_volume": Decimal(order.get("executed_volume") or "0"),
-                "paid_fee": Decimal(order.get("paid_fee") or "0"),
-            }
+        row: OrderRow = {
+            "identifier": order["identifier"],
+            "run_id": run_id,
+            "market": order["market"],
+            "side": order["side"],
+            "ord_type": order["ord_type"],
+            "price": decimal_or_none(order.get("requested_krw") or order.get("avg_price")),
+            "volume": decimal_or_none(order.get("requested_volume")),
+            "state": order["state"],
+            "reason": order.get("error") or None,
+            "created_at": stamp,
+            "updated_at": stamp,
+            "executed_volume": Decimal(order.get("executed_volume") or "0"),
+            "paid_fee": Decimal(order.get("paid_fee") or "0"),
+        }
+        self.outbox.deferred.run(
+            f"order {order['identifier']}", lambda: self.journal.record_order(row)
         )
 
     async def record_fills(
@@ -130,33 +140,23 @@ class Ledger:
 
         The account is read first; then the fills and the position (or its deletion when the
         order left it flat) are written together, so the journal never holds fills without the
-        position they changed. Events, alerts and the in-memory state follow the write.
+        position they changed. When the account cannot be read, the position is rebuilt from
+        the fills; while the database is away, the write waits in the deferred writes. Events,
+        alerts and the in-memory state follow the write.
         """
         market = order.market
         cost_basis = None
         if order.side is Side.ASK:
-            previous = self.journal.positions().get(market)
-            cost_basis = decimal_or_none(previous.get("avg_buy_price")) if previous else None
-        account = await self.venue.get_account()
-        position = account.positions.get(market)
-        flat = position is None or position.volume == 0
-        stamp = now()
-        row: PositionRow | None = None
-        if not flat:
-            assert position is not None
-            current = protection or self.protections.get(market, Protection(None, None))
-            row = {
-                "market": market,
-                "volume": position.volume,
-                "avg_buy_price": position.avg_buy_price,
-                "stop_loss_price": current.stop_loss_price,
-                "take_profit_price": current.take_profit_price,
-                "opened_at": stamp,
-                "updated_at": stamp,
-                "run_id": run_id,
-            }
-        # a fill reconciliation already settled (same trade uuid) is not added twice
-        self.journal.settle_fills(market, [fill_row(fill) for fill in order.fills], row)
+            cost_basis = self._cost_basis(market)
+        rows = [fill_row(fill) for fill in order.fills]
+        try:
+            account = await self.venue.get_account()
+        except (ExchangeError, OSError, TimeoutError) as exc:
+            # The account cannot be read: the position is what the fills add up to.
+            log.warning("%s: account unreadable (%s); position rebuilt from fills", market, exc)
+            flat = await self._settle_from_fills(market, rows, protection, order.side)
+        else:
+            flat = self._settle(market, rows, account.positions.get(market), protection, run_id)
         for k, fill in enumerate(order.fills):
             self.outbox.publish(
                 {
@@ -195,8 +195,84 @@ class Ledger:
                 "reason": reason,
                 "identifier": order.identifier,
             }
-            self.journal.record_event(run_id, "position_closed", payload, stamp)
+            self.outbox.record(run_id, "position_closed", payload)
             self.outbox.publish({"type": "position_closed", "run_id": run_id, **payload})
+
+    def _settle(
+        self,
+        market: str,
+        rows: list[FillRow],
+        position: Position | None,
+        protection: Protection | None,
+        run_id: str | None,
+    ) -> bool:
+        """Write the fills with the position the account shows; return whether it is flat."""
+        flat = position is None or position.volume == 0
+        row: PositionRow | None = None
+        if not flat:
+            assert position is not None
+            current = protection or self.protections.get(market, Protection(None, None))
+            stamp = now()
+            row = {
+                "market": market,
+                "volume": position.volume,
+                "avg_buy_price": position.avg_buy_price,
+                "stop_loss_price": current.stop_loss_price,
+                "take_profit_price": current.take_profit_price,
+                "opened_at": stamp,
+                "updated_at": stamp,
+                "run_id": run_id,
+            }
+        # a fill reconciliation already settled (same trade uuid) is not added twice
+        self.outbox.deferred.run(
+            f"fills in {market}", lambda: self.journal.settle_fills(market, rows, row)
+        )
+        return flat
+
+    async def _settle_from_fills(
+        self, market: str, rows: list[FillRow], protection: Protection | None, side: Side
+    ) -> bool:
+        """Write the fills and rebuild the position from all fills; return whether it is flat."""
+
+        def write() -> None:
+            self.journal.settle_from_fills(market, rows)
+            current = protection or self.protections.get(market)
+            if current is not None and market in self.journal.positions():
+                self.journal.upsert_position(
+                    {
+                        "market": market,
+                        "stop_loss_price": current.stop_loss_price,
+                        "take_profit_price": current.take_profit_price,
+                    }
+                )
+
+        if self.outbox.deferred.run(f"fills in {market} (from fills)", write):
+            return market not in self.journal.positions()
+        return side is Side.ASK  # the database is away too: a sell is taken as closing
+
+    async def settle_unknown(self, exchange: Any) -> None:
+        """Look up the orders the exchange did not answer for; settle those that filled."""
+        for identifier, (run_id, reason) in list(self.unknown.items()):
+            order = await exchange.get_order(identifier)
+            if order is None:  # never reached the exchange
+                del self.unknown[identifier]
+                continue
+            if order.state.value == "wait" and order.executed_volume == 0:
+                continue  # still resting: look again at the next bar
+            del self.unknown[identifier]
+            self.order_log(run_id, order_view(order))
+            if order.executed_volume > 0:
+                await self.record_fills(run_id, order, None, reason=f"resolved:{reason}")
+
+    def _cost_basis(self, market: str) -> Decimal | None:
+        """The average buy price of the position being sold (journal, else the account view)."""
+        try:
+            previous = self.journal.positions().get(market)
+        except Exception as exc:
+            if not is_database_error(exc):
+                raise
+            return None
+        return decimal_or_none(previous.get("avg_buy_price")) if previous else None
 
 
 class JournaledExchange:
@@ -236,6 +312,8 @@ class JournaledExchange:
             raise
         except (ExchangeError, OSError, TimeoutError) as exc:
             log(request.run_id, request_view(request, "unknown", f"failed: {exc}"))
+            if not isinstance(exc, ExchangeBlocked):
+                self.ledger.unknown[request.identifier] = (request.run_id, "unanswered")
             raise
         log(request.run_id, order_view(order, request))
         return order

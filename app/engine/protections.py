@@ -66,9 +66,10 @@ class Protections:
         retry_at = self.retry_at.get(market)
         if retry_at is not None and ts < retry_at:
             return
-        account = await self.venue.get_account()
-        position = account.positions.get(market)
-        if position is None or position.volume == 0:
+        volume = await self._held(market, ts)
+        if volume is None:
+            return
+        if volume == 0:
             self.ledger.protections.pop(market, None)
             return
         stamp = ts.astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
@@ -77,7 +78,7 @@ class Protections:
             side=Side.ASK,
             ord_type=OrderType.MARKET,
             identifier=f"lxa-{self.session_id}-{stamp}-{market}-{reason}",
-            volume=position.volume,
+            volume=volume,
         )
         event = {
             "type": "protection",
@@ -99,3 +100,20 @@ class Protections:
             return
         self.retry_at.pop(market, None)
         await self.ledger.record_fills(None, order, None, reason=reason)
+
+    async def _held(self, market: str, ts: datetime) -> Decimal | None:
+        """The volume to sell: the account's, else the journal's (the fills' sum); None: later."""
+        try:
+            position = (await self.venue.get_account()).positions.get(market)
+            return Decimal(0) if position is None else position.volume
+        except (ExchangeError, OSError, TimeoutError) as exc:
+            log.warning(
+                "protection %s: account unreadable (%s); selling the journal's", market, exc
+            )
+        try:
+            row = self.ledger.journal.positions().get(market)
+        except Exception as exc:  # the database is away too: try again after the pause
+            log.warning("protection %s: no position readable (%s); retrying later", market, exc)
+            self.retry_at[market] = ts + timedelta(seconds=self.retry_s)
+            return None
+        return Decimal(0) if row is None else Decimal(str(row["volume"]))

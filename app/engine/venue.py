@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from alerts.types import Alert
+from app.engine.faults import DeferredWrites
 from exchange.types import AccountSnapshot, Bar
 from store.bus import EventBus
 from store.journal import Journal
@@ -63,14 +64,19 @@ class Outbox:
     journal: Journal
     bus: EventBus
     alerts: AlertSink | None = None
+    # journal writes that wait for the database to come back (see `app.engine.faults`)
+    deferred: DeferredWrites = field(default_factory=DeferredWrites)
 
     def publish(self, event: dict[str, Any]) -> None:
         """Publish an event to the viewers (never waits for one)."""
         self.bus.publish(event)
 
     def record(self, run_id: str | None, kind: str, payload: Mapping[str, Any]) -> None:
-        """Journal an event."""
-        self.journal.record_event(run_id, kind, dict(payload), now())
+        """Journal an event (kept and written later while the database is away)."""
+        row, stamp = dict(payload), now()
+        self.deferred.run(
+            f"event {kind}", lambda: self.journal.record_event(run_id, kind, row, stamp)
+        )
 
     def alert(self, kind: str, title: str, text: str, **extra: Any) -> None:
         """Queue a Slack/Telegram alert; an alert must never stop trading."""

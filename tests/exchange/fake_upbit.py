@@ -257,6 +257,11 @@ class FakeUpbit:
         """Answer the next `n` matching calls with `status` without acting on them."""
         self._faults.append(_Fault(method, path, n, "fail", status=status))
 
+    def clear_faults(self) -> None:
+        """Drop every scripted fault not yet used (the exchange answers normally again)."""
+        with self._lock:
+            self._faults.clear()
+
     def inject_429(self, n: int, *, method: str | None = None, path: str | None = None) -> None:
         """Answer the next `n` matching calls 429 (counted like real 429s for the 418 rule)."""
         self._faults.append(_Fault(method, path, n, "429", status=429))

@@ -179,7 +179,8 @@ async def test_malformed_lookups_leave_the_order_unknown_never_lost(
 ) -> None:
     manager = OrderManager(venue, journal, lookup_attempts=2, lookup_delay_s=0.01)
     fake.malformed_next("POST", "/v1/orders", body='{"uuid": 12}')
-    fake.malformed_next("GET", "/v1/order", body="not json", times=2)
+    # both lookups, each with the client's three retries of a read
+    fake.malformed_next("GET", "/v1/order", body="not json", times=8)
 
     with pytest.raises(OrderUnknown, match=r"o-lost.*lookup failed.*not JSON"):
         await manager.place_order(buy("o-lost"))

@@ -131,14 +131,36 @@ def test_rest_url_must_be_http() -> None:
 async def test_server_error_is_an_exchange_error_naming_the_call(
     fake: FakeUpbit, venue: UpbitExchange
 ) -> None:
-    fake.fail_next(1, status=500, path="/v1/accounts")
+    fake.fail_next(4, status=500, path="/v1/accounts")  # the read and its three retries
 
     with pytest.raises(UpbitApiError, match=r"GET /v1/accounts answered 500 server_error"):
         await venue.get_account()
+    assert venue.client.read_retries == 3
+
+
+async def test_a_transient_read_failure_is_retried_and_never_reaches_the_caller(
+    fake: FakeUpbit, venue: UpbitExchange
+) -> None:
+    fake.fail_next(1, status=502, path="/v1/accounts")
+    fake.malformed_next("GET", "/v1/orders/open", body="<html>Bad Gateway</html>")
+
+    account = await venue.get_account()
+    orders = await venue.open_orders()
+
+    assert account.krw > 0 and orders == []
+    assert venue.client.read_retries == 2
+
+
+async def test_a_refused_read_is_not_retried(fake: FakeUpbit, venue: UpbitExchange) -> None:
+    fake.fail_next(1, status=400, path="/v1/accounts")
+
+    with pytest.raises(UpbitApiError, match="400"):
+        await venue.get_account()
+    assert venue.client.read_retries == 0
 
 
 async def test_non_json_reply_is_malformed_not_empty(fake: FakeUpbit, venue: UpbitExchange) -> None:
-    fake.malformed_next("GET", "/v1/accounts", body="<html>oops</html>")
+    fake.malformed_next("GET", "/v1/accounts", body="<html>oops</html>", times=4)
 
     with pytest.raises(MalformedReply, match="not JSON: '<html>oops</html>'"):
         await venue.get_account()
@@ -220,7 +242,7 @@ async def test_missing_order_is_none_only_on_order_not_found(
 ) -> None:
     assert await venue.get_order("never-sent") is None
 
-    fake.fail_next(1, status=500, path="/v1/order")
+    fake.fail_next(4, status=500, path="/v1/order")
     with pytest.raises(ExchangeError):
         await venue.get_order("never-sent")
 
@@ -303,11 +325,15 @@ async def test_keys_never_appear_in_reprs_errors_or_logs(
     )
     errors: list[str] = []
     fake.penalty_s = 0.0  # this client backs off briefly; the 418 rule is tested elsewhere
-    fake.fail_next(1, status=500)
-    fake.inject_429(2)
-    fake.malformed_next("GET", "/v1/accounts")
+    faults = (
+        lambda: fake.fail_next(4, status=500),  # a read and its three retries
+        lambda: (fake.inject_429(2), fake.malformed_next("GET", "/v1/accounts", times=4)),
+        lambda: None,
+    )
+    calls = (venue.get_account, venue.get_account, lambda: venue.rules("KRW-NOPE"))
     try:
-        for call in (venue.get_account, venue.get_account, lambda: venue.rules("KRW-NOPE")):
+        for fault, call in zip(faults, calls, strict=True):
+            fault()
             try:
                 await call()
             except ExchangeError as exc:

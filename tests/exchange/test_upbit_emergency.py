@@ -103,7 +103,8 @@ async def test_an_unreadable_account_at_the_trigger_is_retried_until_upbit_answe
         assert isinstance(s.exchange, UpbitExchange)
         s.exchange._account_read = None  # no account read to sell from: it must be read
         await engine.on_tick(BTC, T0, PRICE, 0.01)
-        fake.fail_next(2, status=503, method="GET", path="/v1/accounts")
+        # the read and the client's three retries fail: the emergency's own retry takes over
+        fake.fail_next(4, status=503, method="GET", path="/v1/accounts")
 
         await engine.on_tick(BTC, T0 + timedelta(seconds=20), PRICE * 0.985, 0.02)
         failed = s.journal.events_of_type(["emergency_sell_failed"])
