@@ -30,7 +30,7 @@ import numpy as np
 import numpy.typing as npt
 
 from policy.params import PolicyParams
-from policy.rules import BUY, NEVER, SELL, decide_kernel
+from policy.rules import BUY, HOLD, NEVER, SELL, Rule, decide_kernel
 
 # Why a fill happened (the `reason` column of `SimulationResult.fills`).
 FILL_REASONS: tuple[str, ...] = (
@@ -374,6 +374,261 @@ def _equity(
     return total
 
 
+# -- The compiled loop: `_run` and one kernel per concern ------------------------------------------
+#
+# `_run` walks the bar closes in the engine's order (see the module docstring). The state is
+# tuples of arrays changed in place; the cash and the paper exchange's clock are floats in `_run`:
+#
+# - bars (has_bar, open, high, low, close, volume), signals (known, expected, volatility),
+#   triggers (tick_trigger, bar_trigger), forced (market, hold, ratio per bar: empty unless a
+#   random-entry baseline): the inputs;
+# - book: the paper account and its positions, what a fill changes: (volume, avg, mark,
+#   bar_value, tick_rounding, fills, results, trip_minutes, exited, entered, stop_price,
+#   take_price);
+# - memory: the engine's own: (last_close, cooldown_until, entries_day, entries_count,
+#   hold_target);
+# - view: what the rules see at a close: (expected_now, held, held_minutes, since_exit,
+#   entries_now, blocked);
+# - guard: RiskGuard's day and month (`_observe`); counts: fills written, results kept, round
+#   trips closed, entries made;
+# - out: what `simulate` reads back: (fills, equity after each close, rule counts, round trips'
+#   minutes, entry ratios).
+#
+# Speed: numba counts a reference for every array a compiled function is handed (or takes out of
+# a tuple) and drops it after the array's last use: two atomic operations a call, unless its
+# pruning pass pairs them away, which it does only when the last use is not inside a branch and
+# nothing between the two can release a reference (a call that is not inlined, a path that may
+# raise). So the kernels on the hot path (each tick, market and close) are inlined
+# (inline="always"), call only inlined kernels and use their arrays in a loop or unconditionally,
+# and the kernels that fill an order (`_protect`, `_enter`, `_exit`) are called from `_run`
+# itself, where the arrays are bound once, and only when an order is due. Breaking this changes
+# no result but slows the loop severalfold (2x to 10x, as measured): `bench/backtest.py` shows it.
+
+EVENTS = len(TICK_OFFSETS_S)  # a bar's events: its ticks, then its close (event EVENTS)
+EXIT_TIME_RULE = int(Rule.EXIT_TIME)
+
+
+@numba.njit(cache=True)
+def _run(
+    bars: Any,
+    signals: Any,
+    triggers: Any,
+    bar_minute: npt.NDArray[np.int64],
+    tick_rounding: npt.NDArray[np.bool_],
+    params: npt.NDArray[np.float64],
+    settings: npt.NDArray[np.float64],
+    forced: Any,
+    out: Any,
+) -> tuple[int, int, int]:
+    """The bar loop: the engine's order at each close. Returns (fills, round trips, entries)."""
+    fills, equity_out, rule_counts, trip_minutes, ratios = out
+    has_bar = bars[0]
+    n_bars, n_markets = has_bar.shape
+    book = _new_book(n_markets, tick_rounding, fills, trip_minutes)
+    volume, avg, _, _, _, _, _, _, _, _, stop_price, take_price = book
+    memory, view = _new_memory(n_markets), _new_view(n_markets)
+    last_close = memory[0]
+    expected_now, held, held_minutes, since_exit, entries_now, blocked = view
+    guard = np.array([np.nan, 0.0, 0.0, np.nan, 0.0, 0.0])
+    counts = np.zeros(4, dtype=np.int64)  # fills, results kept, round trips, entries
+    krw, paper_time = settings[S_INITIAL], -np.inf
+    forced_mode = forced[0].shape[0] > 0
+    for t in range(n_bars):
+        bar_s = float(bar_minute[t]) * 60.0
+        close_s = bar_s + 60.0
+        for m in range(n_markets):  # 1. each market's ticks, then its close
+            event = 0 if has_bar[t, m] else EVENTS + 1
+            while event <= EVENTS:
+                event, reason, paper_time = _market_bar(
+                    t, m, event, bar_s, paper_time, bars, triggers, book, memory, settings
+                )
+                if reason >= 0:
+                    krw = _protect(m, t, reason, paper_time, krw, book, guard, counts, settings)
+        # 2. the loss limits on the equity at the closes
+        _observe(_equity(krw, volume, last_close, avg), close_s, guard, settings)
+        for m in range(n_markets):  # 3. stop-loss / take-profit at the closes
+            reason = _stop_or_take(last_close[m], volume[m], stop_price[m], take_price[m])
+            if reason >= 0:
+                krw = _protect(m, t, reason, paper_time, krw, book, guard, counts, settings)
+        # 4. one decision (the rules', or a random-entry baseline's), then its order
+        _policy_view(t, close_s, _trading(guard), signals, book, memory, view)
+        if forced_mode:
+            action, chosen, rule, value, threshold = _baseline(t, forced, signals, memory, view)
+        else:
+            action, chosen, rule, value, threshold = decide_kernel(
+                expected_now, held, held_minutes, since_exit, entries_now, blocked, params
+            )
+            rule_counts[rule] += 1
+        if action == BUY:
+            krw = _enter(
+                t, chosen, value, threshold, krw, paper_time, signals[2], forced, book, memory,
+                guard, counts, ratios, settings,
+            )  # fmt: skip
+        elif action == SELL:
+            reason = R_EXIT_TIME if (forced_mode or rule == EXIT_TIME_RULE) else R_EXIT_SIGNAL
+            krw = _exit(chosen, t, reason, paper_time, krw, book, guard, counts, settings)
+        equity_out[t] = _equity(krw, volume, last_close, avg)
+    return counts[0], counts[2], counts[3]
+
+
+@numba.njit(cache=True)
+def _new_book(
+    n: int,
+    tick_rounding: npt.NDArray[np.bool_],
+    fills: npt.NDArray[np.float64],
+    trip_minutes: npt.NDArray[np.int64],
+) -> Any:
+    """The paper account before any fill, the cash apart: see `book` above."""
+    volume = np.zeros(n)
+    avg = np.zeros(n)  # fee-inclusive cost per coin
+    mark = np.full(n, np.nan)  # the paper exchange's marks
+    bar_value = np.zeros(n)  # last bar's traded value (slippage impact)
+    results = np.zeros(MAX_RESULTS)
+    exited = np.full(n, np.nan)  # seconds
+    entered = np.full(n, np.nan)
+    stop_price = np.full(n, np.nan)
+    take_price = np.full(n, np.nan)
+    return (
+        volume, avg, mark, bar_value, tick_rounding, fills, results, trip_minutes, exited, entered,
+        stop_price, take_price,
+    )  # fmt: skip
+
+
+@numba.njit(cache=True)
+def _new_memory(n: int) -> Any:
+    """The engine's memory before the first bar: see `memory` above."""
+    last_close = np.full(n, np.nan)  # the engine's closes
+    cooldown_until = np.full(n, -np.inf)
+    entries_day = np.full(n, -1, dtype=np.int64)
+    entries_count = np.zeros(n, dtype=np.int64)
+    hold_target = np.zeros(n, dtype=np.int64)
+    return last_close, cooldown_until, entries_day, entries_count, hold_target
+
+
+@numba.njit(cache=True)
+def _new_view(n: int) -> Any:
+    """The rules' inputs, filled again at every close: see `view` above."""
+    expected_now = np.full(n, np.nan)
+    held = np.zeros(n, dtype=np.bool_)
+    held_minutes = np.zeros(n, dtype=np.int64)
+    since_exit = np.zeros(n, dtype=np.int64)
+    entries_now = np.zeros(n, dtype=np.int64)
+    blocked = np.zeros(n, dtype=np.bool_)
+    return expected_now, held, held_minutes, since_exit, entries_now, blocked
+
+
+# -- 1. a market's ticks and close; the protective sell (of 1. and 3.) -----------------------------
+
+
+@numba.njit(cache=True, inline="always")
+def _market_bar(
+    t: int,
+    m: int,
+    event: int,
+    bar_s: float,
+    paper_time: float,
+    bars: Any,
+    triggers: Any,
+    book: Any,
+    memory: Any,
+    settings: npt.NDArray[np.float64],
+) -> tuple[int, int, float]:
+    """Market m's bar from `event` on: its ticks (open, low/high, close), each marking the paper
+    account, then the stop-loss / take-profit check, then the watchdog's trigger; then its close,
+    which becomes the mark, and the autoencoder's trigger. A trigger cools the market down.
+
+    Stops after the first event that calls for a sell. Returns (the next event, that sell's
+    reason or -1 when the bar is done, the paper exchange's clock).
+    """
+    _, open_, high, low, close, bar_volume = bars
+    tick_trigger, bar_trigger = triggers
+    volume, mark, bar_value, stop_price, take_price = book[0], book[2], book[3], book[10], book[11]
+    last_close, cooldown_until = memory[0], memory[1]
+    cooldown = settings[S_COOLDOWN]
+    reason = -1
+    while event <= EVENTS and reason < 0:
+        if event < EVENTS:
+            when, price = _tick(event, bar_s, open_[t, m], high[t, m], low[t, m], close[t, m])
+            trigger = tick_trigger[t, m, event]
+            mark[m] = price
+            reason = _stop_or_take(price, volume[m], stop_price[m], take_price[m])
+            reason = _watchdog(trigger, reason, volume[m])
+        else:
+            when = bar_s + 60.0
+            trigger = bar_trigger[t, m]
+            last_close[m] = close[t, m]
+            mark[m] = close[t, m]
+            bar_value[m] = bar_volume[t, m] * close[t, m]
+            reason = R_ANOMALY if trigger > 0 and volume[m] > 0.0 else -1
+        if when > paper_time:
+            paper_time = when
+        if trigger > 0:
+            cooldown_until[m] = when + cooldown
+        event += 1
+    return event, reason, paper_time
+
+
+@numba.njit(cache=True, inline="always")
+def _tick(
+    k: int, bar_s: float, open_: float, high: float, low: float, close: float
+) -> tuple[float, float]:
+    """Tick k of a bar opened at `bar_s`: (its time, its price). The open, the low then the high
+    on an up bar (else reversed), the close. (Constant indices only: a variable index into a
+    tuple may raise, and a path that raises costs `_run` its reference-count pruning.)"""
+    up = close >= open_
+    if k == 0:
+        return bar_s + TICK_OFFSETS_S[0], open_
+    if k == 1:
+        return bar_s + TICK_OFFSETS_S[1], low if up else high
+    if k == 2:
+        return bar_s + TICK_OFFSETS_S[2], high if up else low
+    return bar_s + TICK_OFFSETS_S[3], close
+
+
+@numba.njit(cache=True, inline="always")
+def _stop_or_take(price: float, held: float, stop: float, take: float) -> int:
+    """The stop-loss or take-profit reason of a position of `held` coins at `price`, else -1."""
+    if held > 0.0 and not math.isnan(stop):
+        if price <= stop:
+            return R_STOP
+        if price >= take:
+            return R_TAKE
+    return -1
+
+
+@numba.njit(cache=True, inline="always")
+def _watchdog(trigger: int, reason: int, held: float) -> int:
+    """The watchdog's sell reason for a tick's trigger (1 drop, 2 volume spike) on a position of
+    `held` coins, unless a stop sells first (`reason`); else `reason`."""
+    if trigger > 0 and reason < 0 and held > 0.0:
+        return R_DROP if trigger == 1 else R_SPIKE
+    return reason
+
+
+@numba.njit(cache=True)
+def _protect(
+    m: int,
+    t: int,
+    reason: int,
+    when: float,
+    krw: float,
+    book: Any,
+    guard: npt.NDArray[np.float64],
+    counts: npt.NDArray[np.int64],
+    settings: npt.NDArray[np.float64],
+) -> float:
+    """A stop's or the watchdog's sell: the guard sees the equity at the paper marks, then the
+    whole position is sold if it is worth Upbit's minimum order. Returns the cash."""
+    volume, avg, mark = book[0], book[1], book[2]
+    _observe(_equity(krw, volume, mark, avg), when, guard, settings)
+    if volume[m] * mark[m] >= settings[S_MIN_ORDER]:
+        krw = _close(m, t, reason, when, krw, book, counts, settings)
+    return krw
+
+
+# -- 2. the loss limits ----------------------------------------------------------------------------
+
+
 @numba.njit(cache=True)
 def _observe(
     equity: float,
@@ -381,243 +636,234 @@ def _observe(
     guard: npt.NDArray[np.float64],
     settings: npt.NDArray[np.float64],
 ) -> None:
-    """RiskGuard.on_equity.
+    """RiskGuard.on_equity: the daily loss limit, then the monthly loss cap.
 
     guard = [trading day, its start equity, daily breached, KST month, its start, breached].
     """
     day = math.floor((seconds - settings[S_DAY_START_S]) / 86400.0)
-    if math.isnan(guard[0]) or day > guard[0]:
-        guard[0] = day
-        guard[1] = equity
-        guard[2] = 0.0
-    daily_loss = (guard[1] - equity) / guard[1] * 100.0 if guard[1] > 0.0 else 0.0
-    if guard[1] > 0.0 and guard[2] == 0.0 and daily_loss >= settings[S_DAILY_LIMIT] - 1e-12:
-        guard[2] = 1.0
-    month = _kst_month(seconds)
-    if math.isnan(guard[3]) or month > guard[3]:
-        guard[3] = month
-        guard[4] = equity
-        guard[5] = 0.0
-    monthly_loss = (guard[4] - equity) / guard[4] * 100.0 if guard[4] > 0.0 else 0.0
-    if guard[4] > 0.0 and guard[5] == 0.0 and monthly_loss >= settings[S_MONTHLY_CAP] - 1e-12:
-        guard[5] = 1.0
+    guard[0], guard[1], guard[2] = _loss_limit(
+        guard[0], guard[1], guard[2], day, equity, settings[S_DAILY_LIMIT]
+    )
+    guard[3], guard[4], guard[5] = _loss_limit(
+        guard[3], guard[4], guard[5], _kst_month(seconds), equity, settings[S_MONTHLY_CAP]
+    )
+
+
+@numba.njit(cache=True, inline="always")
+def _loss_limit(
+    period: float, start: float, breached: float, now: int, equity: float, limit_pct: float
+) -> tuple[float, float, float]:
+    """One of the guard's windows (a trading day, a KST month) at period `now`: a new period
+    starts from this equity; the limit is breached once the loss from its start reaches it."""
+    if math.isnan(period) or now > period:
+        period, start, breached = now, equity, 0.0
+    loss = (start - equity) / start * 100.0 if start > 0.0 else 0.0
+    if start > 0.0 and breached == 0.0 and loss >= limit_pct - 1e-12:
+        breached = 1.0
+    return period, start, breached
+
+
+@numba.njit(cache=True, inline="always")
+def _trading(guard: npt.NDArray[np.float64]) -> bool:
+    """Neither the daily loss limit nor the monthly loss cap is breached: entries are allowed."""
+    daily, monthly = guard[2], guard[5]
+    return daily == 0.0 and monthly == 0.0
+
+
+# -- 4. one decision and its order -----------------------------------------------------------------
+
+
+@numba.njit(cache=True, inline="always")
+def _policy_view(
+    t: int, close_s: float, active: bool, signals: Any, book: Any, memory: Any, view: Any
+) -> None:
+    """Fill `view`: what the rules see of each market at this close (as the graph's state)."""
+    known, expected, _ = signals
+    volume, exited, entered = book[0], book[8], book[9]
+    _, cooldown_until, entries_day, entries_count, _ = memory
+    expected_now, held, held_minutes, since_exit, entries_now, blocked = view
+    kst_day = math.floor((close_s + 9 * 3600) / 86400.0)
+    for m in range(volume.shape[0]):
+        held[m] = volume[m] > 0.0
+        expected_now[m] = expected[t, m] if known[t, m] else np.nan
+        held_minutes[m] = int((close_s - entered[m]) // 60.0) if held[m] else 0
+        if math.isnan(exited[m]):
+            since_exit[m] = NEVER
+        else:
+            since_exit[m] = max(0, int((close_s - exited[m]) // 60.0))
+        entries_now[m] = entries_count[m] if entries_day[m] == kst_day else 0
+        blocked[m] = (not active) or close_s < cooldown_until[m]
+
+
+@numba.njit(cache=True, inline="always")
+def _baseline(
+    t: int, forced: Any, signals: Any, memory: Any, view: Any
+) -> tuple[int, int, int, float, float]:
+    """A random-entry baseline's decision, shaped as `decide_kernel`'s (rule 0, no numbers): sell
+    the first market held its drawn time, else buy the market drawn for this bar
+    (`forced[0][t]`, -1: none) if it may be entered."""
+    known, last_close, hold_target = signals[0], memory[0], memory[4]
+    _, held, held_minutes, _, _, blocked = view
+    pick = forced[0][t]
+    action, chosen, can_buy = HOLD, -1, False
+    for m in range(held.shape[0]):
+        if action == HOLD and held[m] and held_minutes[m] >= hold_target[m]:
+            action, chosen = SELL, m
+        if m == pick:
+            can_buy = not held[m] and not blocked[m] and known[t, m]
+            can_buy = can_buy and not math.isnan(last_close[m])
+    if action == HOLD and can_buy:
+        action, chosen = BUY, pick
+    return action, chosen, 0, np.nan, np.nan
 
 
 @numba.njit(cache=True)
-def _run(
-    bar_minute: npt.NDArray[np.int64],
-    has_bar: npt.NDArray[np.bool_],
-    known: npt.NDArray[np.bool_],
-    open_: npt.NDArray[np.float64],
-    high: npt.NDArray[np.float64],
-    low: npt.NDArray[np.float64],
-    close: npt.NDArray[np.float64],
-    bar_volume: npt.NDArray[np.float64],
-    expected: npt.NDArray[np.float64],
+def _enter(
+    t: int,
+    m: int,
+    value: float,
+    threshold: float,
+    krw: float,
+    when: float,
     volatility: npt.NDArray[np.float64],
-    tick_trigger: npt.NDArray[np.uint8],
-    bar_trigger: npt.NDArray[np.uint8],
-    tick_rounding: npt.NDArray[np.bool_],
-    params: npt.NDArray[np.float64],
-    settings: npt.NDArray[np.float64],
-    forced_market: npt.NDArray[np.int64],
-    forced_hold: npt.NDArray[np.int64],
-    forced_ratio: npt.NDArray[np.float64],
-    fills: npt.NDArray[np.float64],
-    equity_out: npt.NDArray[np.float64],
-    rule_counts: npt.NDArray[np.int64],
-    trip_minutes: npt.NDArray[np.int64],
+    forced: Any,
+    book: Any,
+    memory: Any,
+    guard: npt.NDArray[np.float64],
+    counts: npt.NDArray[np.int64],
     ratios: npt.NDArray[np.float64],
-) -> tuple[int, int, int]:
-    """The bar loop. Returns (fills written, round trips closed, entries).
+    settings: npt.NDArray[np.float64],
+) -> float:
+    """Buy market m as the sizing node, the risk guard and the paper exchange do. Returns the cash.
 
-    With `forced_market[t] >= 0` (random-entry baselines) the rules are replaced: that market
-    is bought at bar t if allowed, sized `forced_ratio[t]`, and sold once held
-    `forced_hold[t]` minutes; everything else (protections, watchdog, limits) is unchanged.
+    The order is the sized share of the equity (at the closes, in the account view's 0.01 KRW)
+    or what the cash buys with its fee, whichever is less, in whole KRW; under Upbit's minimum,
+    or refused by the guard (which sees the equity at the paper marks), nothing is bought.
     """
-    n_bars, n_markets = has_bar.shape
-    fee_rate = settings[S_FEE]
-    forced_mode = forced_market.shape[0] > 0
-    krw = settings[S_INITIAL]
-    volume = np.zeros(n_markets)
-    avg = np.zeros(n_markets)  # fee-inclusive cost per coin
-    mark = np.full(n_markets, np.nan)  # the paper exchange's marks
-    last_close = np.full(n_markets, np.nan)  # the engine's closes
-    bar_value = np.zeros(n_markets)  # last bar's traded value (slippage impact)
-    stop_price = np.full(n_markets, np.nan)
-    take_price = np.full(n_markets, np.nan)
-    entered = np.full(n_markets, np.nan)  # seconds
-    exited = np.full(n_markets, np.nan)
-    cooldown_until = np.full(n_markets, -np.inf)
-    entries_day = np.full(n_markets, -1, dtype=np.int64)
-    entries_count = np.zeros(n_markets, dtype=np.int64)
-    hold_target = np.zeros(n_markets, dtype=np.int64)
-    results = np.zeros(MAX_RESULTS)
-    guard = np.array([np.nan, 0.0, 0.0, np.nan, 0.0, 0.0])
-    paper_time = -np.inf
-    n_entries = 0
-    counts = np.zeros(3, dtype=np.int64)  # fills written, results kept, round trips closed
-    expected_now = np.full(n_markets, np.nan)
-    held = np.zeros(n_markets, dtype=np.bool_)
-    held_minutes = np.zeros(n_markets, dtype=np.int64)
-    since_exit = np.zeros(n_markets, dtype=np.int64)
-    entries_now = np.zeros(n_markets, dtype=np.int64)
-    blocked = np.zeros(n_markets, dtype=np.bool_)
-    offsets = np.array(TICK_OFFSETS_S, dtype=np.float64)
-    book = (
-        volume, avg, mark, bar_value, tick_rounding, fills, results, trip_minutes, exited, entered,
-        stop_price, take_price,
-    )  # fmt: skip
+    volume, avg, mark, bar_value, tick_rounding = book[0], book[1], book[2], book[3], book[4]
+    equity = _equity(krw, volume, memory[0], avg)
+    equity = math.floor(equity * 100.0 + 0.5) / 100.0
+    ratio, stop, take = _entry_size(
+        t, m, value, threshold, volatility, forced, book, counts, settings
+    )
+    order = math.floor(min(equity * ratio, krw / (1.0 + settings[S_FEE])) + 1e-9)
+    if not order >= settings[S_MIN_ORDER] or math.isnan(mark[m]):
+        return krw
+    _observe(_equity(krw, volume, mark, avg), when, guard, settings)
+    if not _trading(guard):
+        return krw
+    slip = _slip(order, bar_value[m], settings)
+    price = _round_price(mark[m] * (1.0 + slip), True, tick_rounding[m])
+    bought = math.floor(order / price * 1e8 + 1e-6) / 1e8
+    if not bought > 0.0:
+        return krw
+    krw = _buy(m, t, price, bought, when, krw, book, counts, settings[S_FEE])
+    _open_position(t, m, price, stop, take, ratio, when, forced, book, memory, counts, ratios)
+    return krw
 
-    for t in range(n_bars):
-        bar_s = float(bar_minute[t]) * 60.0
-        close_s = bar_s + 60.0
-        # 1. ticks and bars, market by market --------------------------------------------
-        for m in range(n_markets):
-            if not has_bar[t, m]:
-                continue
-            up = close[t, m] >= open_[t, m]
-            prices = (
-                open_[t, m],
-                low[t, m] if up else high[t, m],
-                high[t, m] if up else low[t, m],
-                close[t, m],
-            )
-            for k in range(4):
-                price = prices[k]
-                tick_s = bar_s + offsets[k]
-                if tick_s > paper_time:
-                    paper_time = tick_s
-                mark[m] = price
-                sell_reason = -1
-                if volume[m] > 0.0 and not math.isnan(stop_price[m]):
-                    if price <= stop_price[m]:
-                        sell_reason = R_STOP
-                    elif price >= take_price[m]:
-                        sell_reason = R_TAKE
-                if sell_reason < 0 and tick_trigger[t, m, k] > 0:
-                    cooldown_until[m] = tick_s + settings[S_COOLDOWN]
-                    if volume[m] > 0.0:
-                        sell_reason = R_DROP if tick_trigger[t, m, k] == 1 else R_SPIKE
-                elif tick_trigger[t, m, k] > 0:  # the stop sold first; the trigger still cools
-                    cooldown_until[m] = tick_s + settings[S_COOLDOWN]
-                if sell_reason >= 0:
-                    _observe(_equity(krw, volume, mark, avg), paper_time, guard, settings)
-                    if volume[m] * mark[m] >= settings[S_MIN_ORDER]:
-                        krw = _close(m, t, sell_reason, paper_time, krw, book, counts, settings)
-            last_close[m] = close[t, m]
-            mark[m] = close[t, m]
-            bar_value[m] = bar_volume[t, m] * close[t, m]
-            if close_s > paper_time:
-                paper_time = close_s
-            if bar_trigger[t, m] > 0:
-                cooldown_until[m] = close_s + settings[S_COOLDOWN]
-                if volume[m] > 0.0:
-                    _observe(_equity(krw, volume, mark, avg), paper_time, guard, settings)
-                if volume[m] > 0.0 and volume[m] * mark[m] >= settings[S_MIN_ORDER]:
-                    krw = _close(m, t, R_ANOMALY, paper_time, krw, book, counts, settings)
-        # 2. the loss limits on the equity at the closes ----------------------------------
-        _observe(_equity(krw, volume, last_close, avg), close_s, guard, settings)
-        # 3. protections at the closes ------------------------------------------------------
-        for m in range(n_markets):
-            if volume[m] <= 0.0 or math.isnan(stop_price[m]) or math.isnan(last_close[m]):
-                continue
-            price = last_close[m]
-            if price <= stop_price[m] or price >= take_price[m]:
-                reason = R_STOP if price <= stop_price[m] else R_TAKE
-                value = volume[m] * mark[m]
-                _observe(_equity(krw, volume, mark, avg), paper_time, guard, settings)
-                if value < settings[S_MIN_ORDER]:
-                    continue
-                krw = _close(m, t, reason, paper_time, krw, book, counts, settings)
-        # 4. one decision ---------------------------------------------------------------------
-        active = guard[2] == 0.0 and guard[5] == 0.0
-        kst_day = math.floor((close_s + 9 * 3600) / 86400.0)
-        for m in range(n_markets):
-            held[m] = volume[m] > 0.0
-            expected_now[m] = expected[t, m] if known[t, m] else np.nan
-            held_minutes[m] = int((close_s - entered[m]) // 60.0) if held[m] else 0
-            if math.isnan(exited[m]):
-                since_exit[m] = NEVER
-            else:
-                since_exit[m] = max(0, int((close_s - exited[m]) // 60.0))
-            entries_now[m] = entries_count[m] if entries_day[m] == kst_day else 0
-            blocked[m] = (not active) or close_s < cooldown_until[m]
-        if forced_mode:
-            action, chosen, rule, value, threshold = 0, -1, 0, np.nan, np.nan
-            for m in range(n_markets):
-                if held[m] and held_minutes[m] >= hold_target[m]:
-                    action, chosen = SELL, m
-                    break
-            pick = forced_market[t]
-            allowed = pick >= 0 and not held[pick] and not blocked[pick] and known[t, pick]
-            if action == 0 and allowed and not math.isnan(last_close[pick]):
-                action, chosen = BUY, pick
-        else:
-            action, chosen, rule, value, threshold = decide_kernel(
-                expected_now, held, held_minutes, since_exit, entries_now, blocked, params
-            )
-            rule_counts[rule] += 1
-        if action == BUY:
-            equity = _equity(krw, volume, last_close, avg)
-            equity = math.floor(equity * 100.0 + 0.5) / 100.0  # the account view's 0.01 KRW
-            if forced_mode:
-                ratio = forced_ratio[t]
-                _, stop, take = _size_entry(
-                    np.nan, volatility[t, chosen], results, counts[1], settings
-                )
-            else:
-                excess = (value - threshold) * 10_000.0
-                ratio, stop, take = _size_entry(
-                    excess, volatility[t, chosen], results, counts[1], settings
-                )
-            budget = equity * ratio
-            spendable = krw / (1.0 + fee_rate)
-            order = math.floor(min(budget, spendable) + 1e-9)
-            if order >= settings[S_MIN_ORDER] and not math.isnan(mark[chosen]):
-                _observe(_equity(krw, volume, mark, avg), paper_time, guard, settings)
-                if guard[2] == 0.0 and guard[5] == 0.0:
-                    slip = _slip(order, bar_value[chosen], settings)
-                    price = _round_price(mark[chosen] * (1.0 + slip), True, tick_rounding[chosen])
-                    bought = math.floor(order / price * 1e8 + 1e-6) / 1e8
-                    if bought > 0.0:
-                        funds = price * bought
-                        fee = funds * fee_rate
-                        krw -= funds + fee
-                        total = volume[chosen] + bought
-                        avg[chosen] = (avg[chosen] * volume[chosen] + funds + fee) / total
-                        volume[chosen] = total
-                        fills[counts[0], 0] = t
-                        fills[counts[0], 1] = chosen
-                        fills[counts[0], 2] = BUY
-                        fills[counts[0], 3] = price
-                        fills[counts[0], 4] = bought
-                        fills[counts[0], 5] = fee
-                        fills[counts[0], 6] = R_ENTER
-                        fills[counts[0], 7] = paper_time
-                        counts[0] += 1
-                        entered[chosen] = paper_time
-                        stop_price[chosen] = (
-                            math.floor(price * (1.0 - stop / 100.0) * 1e4 + 0.5) / 1e4
-                        )
-                        take_price[chosen] = (
-                            math.floor(price * (1.0 + take / 100.0) * 1e4 + 0.5) / 1e4
-                        )
-                        day = math.floor((paper_time + 9 * 3600) / 86400.0)
-                        if entries_day[chosen] != day:
-                            entries_day[chosen] = day
-                            entries_count[chosen] = 0
-                        entries_count[chosen] += 1
-                        ratios[n_entries] = ratio
-                        n_entries += 1
-                        if forced_mode:
-                            hold_target[chosen] = forced_hold[t]
-        elif action == SELL and volume[chosen] * mark[chosen] >= settings[S_MIN_ORDER]:
-            _observe(_equity(krw, volume, mark, avg), paper_time, guard, settings)
-            reason = R_EXIT_TIME if (forced_mode or rule == 4) else R_EXIT_SIGNAL
-            krw = _close(chosen, t, reason, paper_time, krw, book, counts, settings)
-        equity_out[t] = _equity(krw, volume, last_close, avg)
-    return counts[0], counts[2], n_entries
+
+@numba.njit(cache=True)
+def _entry_size(
+    t: int,
+    m: int,
+    value: float,
+    threshold: float,
+    volatility: npt.NDArray[np.float64],
+    forced: Any,
+    book: Any,
+    counts: npt.NDArray[np.int64],
+    settings: npt.NDArray[np.float64],
+) -> tuple[float, float, float]:
+    """(ratio, stop-loss %, take-profit %): the rule-based sizer's on the signal's excess over
+    the entry threshold; a baseline keeps its drawn ratio and takes the sizer's stops."""
+    results, n_results = book[6], counts[1]
+    if forced[0].shape[0] > 0:
+        _, stop, take = _size_entry(np.nan, volatility[t, m], results, n_results, settings)
+        return forced[2][t], stop, take
+    excess = (value - threshold) * 10_000.0
+    return _size_entry(excess, volatility[t, m], results, n_results, settings)
+
+
+@numba.njit(cache=True)
+def _open_position(
+    t: int,
+    m: int,
+    price: float,
+    stop: float,
+    take: float,
+    ratio: float,
+    when: float,
+    forced: Any,
+    book: Any,
+    memory: Any,
+    counts: npt.NDArray[np.int64],
+    ratios: npt.NDArray[np.float64],
+) -> None:
+    """After a buy: the stops' prices, the KST day's entry count, the ratio, a baseline's hold."""
+    entered, stop_price, take_price = book[9], book[10], book[11]
+    _, _, entries_day, entries_count, hold_target = memory
+    entered[m] = when
+    stop_price[m] = math.floor(price * (1.0 - stop / 100.0) * 1e4 + 0.5) / 1e4
+    take_price[m] = math.floor(price * (1.0 + take / 100.0) * 1e4 + 0.5) / 1e4
+    day = math.floor((when + 9 * 3600) / 86400.0)
+    if entries_day[m] != day:
+        entries_day[m] = day
+        entries_count[m] = 0
+    entries_count[m] += 1
+    ratios[counts[3]] = ratio
+    counts[3] += 1
+    if forced[0].shape[0] > 0:
+        hold_target[m] = forced[1][t]
+
+
+@numba.njit(cache=True)
+def _exit(
+    m: int,
+    t: int,
+    reason: int,
+    when: float,
+    krw: float,
+    book: Any,
+    guard: npt.NDArray[np.float64],
+    counts: npt.NDArray[np.int64],
+    settings: npt.NDArray[np.float64],
+) -> float:
+    """The rules' sell (or a baseline's): if the position is worth Upbit's minimum order, the
+    guard sees the equity at the paper marks and the whole position is sold. Returns the cash."""
+    volume, avg, mark = book[0], book[1], book[2]
+    if volume[m] * mark[m] >= settings[S_MIN_ORDER]:
+        _observe(_equity(krw, volume, mark, avg), when, guard, settings)
+        krw = _close(m, t, reason, when, krw, book, counts, settings)
+    return krw
+
+
+# -- fills: cash, positions, fees ------------------------------------------------------------------
+
+
+@numba.njit(cache=True)
+def _buy(
+    m: int,
+    t: int,
+    price: float,
+    bought: float,
+    when: float,
+    krw: float,
+    book: Any,
+    counts: npt.NDArray[np.int64],
+    fee_rate: float,
+) -> float:
+    """Book a buy of `bought` coins at `price`: the fee, the fee-inclusive cost per coin, the
+    fill. Returns the cash."""
+    volume, avg, fills = book[0], book[1], book[5]
+    funds = price * bought
+    fee = funds * fee_rate
+    krw -= funds + fee
+    total = volume[m] + bought
+    avg[m] = (avg[m] * volume[m] + funds + fee) / total
+    volume[m] = total
+    _write_fill(fills, counts[0], t, m, BUY, price, bought, fee, R_ENTER, when)
+    counts[0] += 1
+    return krw
 
 
 @numba.njit(cache=True)
@@ -679,17 +925,34 @@ def _sell(
         results[MAX_RESULTS - 1] = result
     else:
         results[n_results] = result
-    fills[at, 0] = t
-    fills[at, 1] = m
-    fills[at, 2] = SELL
-    fills[at, 3] = price
-    fills[at, 4] = sold
-    fills[at, 5] = fee
-    fills[at, 6] = reason
-    fills[at, 7] = when
+    _write_fill(fills, at, t, m, SELL, price, sold, fee, reason, when)
     volume[m] = 0.0
     avg[m] = 0.0
     return krw + funds - fee
+
+
+@numba.njit(cache=True)
+def _write_fill(
+    fills: npt.NDArray[np.float64],
+    at: int,
+    t: int,
+    m: int,
+    side: int,
+    price: float,
+    volume: float,
+    fee: float,
+    reason: int,
+    when: float,
+) -> None:
+    """Row `at` of the fills: bar, market, side, price, volume, fee, reason, time (seconds)."""
+    fills[at, 0] = t
+    fills[at, 1] = m
+    fills[at, 2] = side
+    fills[at, 3] = price
+    fills[at, 4] = volume
+    fills[at, 5] = fee
+    fills[at, 6] = reason
+    fills[at, 7] = when
 
 
 def simulate(
@@ -712,29 +975,19 @@ def simulate(
     ratios = np.zeros(capacity)
     empty_i = np.zeros(0, dtype=np.int64)
     n_fills, n_trips, n_entries = _run(
+        (data.has_bar, data.open, data.high, data.low, data.close, data.volume),
+        (data.known, data.expected, data.volatility),
+        (data.tick_trigger, data.bar_trigger),
         data.bar_minute,
-        data.has_bar,
-        data.known,
-        data.open,
-        data.high,
-        data.low,
-        data.close,
-        data.volume,
-        data.expected,
-        data.volatility,
-        data.tick_trigger,
-        data.bar_trigger,
         data.tick_rounding,
         params.kernel_array(),
         settings.array(params),
-        empty_i if forced_market is None else forced_market,
-        empty_i if forced_hold is None else forced_hold,
-        np.zeros(0) if forced_ratio is None else forced_ratio,
-        fills,
-        equity,
-        rule_counts,
-        trips,
-        ratios,
+        (
+            empty_i if forced_market is None else forced_market,
+            empty_i if forced_hold is None else forced_hold,
+            np.zeros(0) if forced_ratio is None else forced_ratio,
+        ),
+        (fills, equity, rule_counts, trips, ratios),
     )
     used = fills[:n_fills]
     return SimulationResult(
