@@ -81,6 +81,8 @@ async def open_checkpointer(url: str) -> AsyncIterator[BaseCheckpointSaver | Non
             min_size=1,
             max_size=4,
             open=False,
+            # a connection a database restart broke is replaced, not handed to the next run
+            check=AsyncConnectionPool.check_connection,
             kwargs={"autocommit": True, "prepare_threshold": 0, "row_factory": dict_row},
         )
         await pool.open(wait=True, timeout=10)

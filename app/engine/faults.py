@@ -15,7 +15,7 @@ import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import sqlalchemy.exc
 
@@ -23,8 +23,16 @@ from exchange.ratelimit import ExchangeBlocked
 from exchange.risk import RiskGuard
 from exchange.types import ExchangeError
 
-if TYPE_CHECKING:
-    from app.engine.venue import Outbox
+
+class Reporter(Protocol):
+    """Where outages are reported (`app.engine.venue.Outbox`)."""
+
+    def publish(self, event: dict[str, Any]) -> None: ...
+
+    def record(self, run_id: str | None, kind: str, payload: Any) -> None: ...
+
+    def alert(self, kind: str, title: str, text: str, **extra: Any) -> None: ...
+
 
 log = logging.getLogger("app.engine")
 
@@ -123,7 +131,7 @@ class Outages:
     """The exchange's and the database's failures: one alert each, reducing after a while."""
 
     guard: RiskGuard
-    outbox: Outbox
+    outbox: Reporter
     reducing_after_s: float
     since: dict[str, datetime] = field(default_factory=dict)
     last_error: dict[str, str] = field(default_factory=dict)

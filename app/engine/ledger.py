@@ -9,6 +9,7 @@ memory of entries and exits (`policy.book`), and the results of closed trades th
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -16,7 +17,6 @@ from typing import Any
 
 from app.engine.faults import is_database_error
 from app.engine.venue import Outbox, TradingVenue, log, now
-from exchange.ratelimit import ExchangeBlocked
 from exchange.risk import GuardedExchange, OrderPurpose
 from exchange.types import (
     AccountSnapshot,
@@ -114,6 +114,8 @@ class Ledger:
         itself never waits for the journal.
         """
         stamp = now()
+        if order["state"] == "unknown":  # looked up again at the next bar (`settle_unknown`)
+            self.unknown[order["identifier"]] = (run_id, "unanswered")
         row: OrderRow = {
             "identifier": order["identifier"],
             "run_id": run_id,
@@ -254,8 +256,17 @@ class Ledger:
         """Look up the orders the exchange did not answer for; settle those that filled."""
         for identifier, (run_id, reason) in list(self.unknown.items()):
             order = await exchange.get_order(identifier)
-            if order is None:  # never reached the exchange
+            if order is None:  # never reached the exchange: the order row says so too
                 del self.unknown[identifier]
+                row: OrderRow = {
+                    "identifier": identifier,
+                    "state": "rejected",
+                    "reason": "never reached the exchange (not found by identifier)",
+                    "updated_at": now(),
+                }
+                self.outbox.deferred.run(
+                    f"order {identifier}", functools.partial(self.journal.record_order, row)
+                )
                 continue
             if order.state.value == "wait" and order.executed_volume == 0:
                 continue  # still resting: look again at the next bar
@@ -312,8 +323,6 @@ class JournaledExchange:
             raise
         except (ExchangeError, OSError, TimeoutError) as exc:
             log(request.run_id, request_view(request, "unknown", f"failed: {exc}"))
-            if not isinstance(exc, ExchangeBlocked):
-                self.ledger.unknown[request.identifier] = (request.run_id, "unanswered")
             raise
         log(request.run_id, order_view(order, request))
         return order

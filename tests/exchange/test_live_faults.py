@@ -107,6 +107,8 @@ async def test_500s_on_an_endpoint_for_a_bar_are_a_hold_and_the_books_still_agre
         assert isinstance(venue, UpbitExchange)
         report = await reconcile(OrderManager(venue, s.journal), s.journal, markets=[BTC])
         position = s.journal.positions().get(BTC)
+        orders = {o["identifier"]: o["state"] for o in s.journal.list_orders()}
+        intents = {i["identifier"]: i["state"] for i in s.journal.list_order_intents()}
 
     assert during.action in ("hold", "buy", "sell")
     if during.reason.startswith("exchange_unavailable"):
@@ -118,6 +120,9 @@ async def test_500s_on_an_endpoint_for_a_bar_are_a_hold_and_the_books_still_agre
     )
     held = fake.balances.get("BTC", {}).get("balance", Decimal(0))
     assert (position["volume"] if position else Decimal(0)) == held
+    # the two order tables agree: nothing stays "unknown" once Upbit answers again
+    assert "unknown" not in orders.values(), orders
+    assert {k: v for k, v in orders.items() if k in intents} == intents
 
 
 async def test_upbit_unreachable_for_several_bars_reduces_then_recovers_with_one_outage(
