@@ -173,7 +173,7 @@ class LiveRunner:
         payload = {"kind": event.kind, **event.detail}
         self.engine.bus.publish({"type": f"feed_{event.kind}", **event.detail})
         if event.kind in JOURNALED_FEED_EVENTS:
-            self.engine.journal.record_event(None, f"feed_{event.kind}", payload, event.ts)
+            self.engine.outbox.record(None, f"feed_{event.kind}", payload)
         if event.kind in ("stale", "backfill_failed") and self.engine.alerts is not None:
             title = "market feed stale" if event.kind == "stale" else "feed backfill failed"
             with contextlib.suppress(Exception):  # an alert must never stop the feed

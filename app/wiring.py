@@ -233,6 +233,16 @@ async def open_services(
             engine.announce_model(model_status(settings, predictor.meta))
             try:
                 yield Services(settings, engine, journal, event_bus, exchange, predictor)
+            except Exception as exc:  # a fatal stop: say so where the trader looks
+                if alerts is not None:
+                    alerts.publish(
+                        Alert(
+                            kind="error",
+                            title="lxa stopped",
+                            text=f"{type(exc).__name__}: {exc}"[:500],
+                        )
+                    )
+                raise
             finally:
                 await engine.close()
     finally:

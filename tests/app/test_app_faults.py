@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import sqlite3
+from pathlib import Path
 
 import pytest
 import sqlalchemy.exc
+from alert_server import AlertServer
+from pydantic import SecretStr
 
 from app.engine.faults import DeferredWrites, is_transient, source_of
+from app.settings import Settings
+from app.wiring import open_services
 from exchange.ratelimit import ExchangeBlocked
 from exchange.types import ExchangeError
 
@@ -56,3 +61,18 @@ def test_a_write_that_fails_for_another_reason_is_raised_not_kept() -> None:
     with pytest.raises(ValueError, match="bad row"):
         deferred.run("x", broken)
     assert deferred.pending == []
+
+
+async def test_a_fatal_error_inside_the_services_is_alerted_before_they_close(
+    settings: Settings, tmp_path: Path
+) -> None:
+    with AlertServer() as server:
+        settings = settings.model_copy(
+            update={"slack_webhook_url": SecretStr(server.url("/slack/hook"))}
+        )
+        with pytest.raises(RuntimeError, match="feed died"):
+            async with open_services(settings, session_id="x", account_path=tmp_path / "a.json"):
+                raise RuntimeError("feed died")
+        texts = [p.json["text"] for p in server.posts("/slack/hook")]
+
+    assert any("lxa stopped" in t and "RuntimeError: feed died" in t for t in texts), texts
