@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import math
-import time
 from collections import deque
 from collections.abc import Awaitable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -28,11 +27,11 @@ from app.engine.ledger import (
     JournaledExchange,
     Ledger,
     Protection,
-    decimal_or_none,
     str_or_none,
 )
 from app.engine.protections import Protections
 from app.engine.record import CycleResult, RunRecorder
+from app.engine.runs import GraphRuns
 from app.engine.venue import AlertSink, Outbox, TradingVenue, log, ms, now
 from exchange.bars import LiveBarClose
 from exchange.feed import BarClose, bar_to_ticks
@@ -116,7 +115,14 @@ class Engine:
         self.stops = Protections(
             self.ledger, self.venue, self.exchange, self.outbox, self.session_id
         )
-        self.recorder = RunRecorder(self.outbox, self.session_id)
+        self.runs = GraphRuns(
+            self.context,
+            self.ledger,
+            self.outbox,
+            self.health,
+            RunRecorder(self.outbox, self.session_id),
+            self.session_id,
+        )
         self.outages = Outages(self.guard, self.outbox, self.outage_reducing_after_s)
 
     def use_exchange(self, exchange: GuardedExchange) -> None:
@@ -405,97 +411,10 @@ class Engine:
         self.outbox.publish(
             {"type": "run_started", "run_id": run_id, "trigger": trigger, "bar_ts": state["bar_ts"]}
         )
-        return await self._drive(run_id, state, trigger, bar_ts)
+        return await self.runs.drive(self.graph, self.exchange, run_id, state)
 
     async def resume_unfinished(self) -> list[CycleResult]:
-        """Finish runs that started but never recorded a decision (a crash mid-run).
-
-        A run that cannot be finished (its checkpoint is unreadable, or resuming it fails) is
-        closed as a recorded hold with the reason, and the engine goes on.
-        """
-        results = []
-        for run_id in self.journal.unfinished_runs(self.session_id):
-            config = {"configurable": {"thread_id": run_id}}
-            values: Mapping[str, Any] = {}
-            try:
-                snapshot = await self.graph.aget_state(config)
-                values = snapshot.values or {}
-                if not values:
-                    continue
-                if not snapshot.next:
-                    # It finished but was not journaled: record it from its last checkpoint.
-                    results.append(self.recorder.record(run_id, values, 0.0))
-                    continue
-                log.info("resuming run %s at %s", run_id, snapshot.next)
-                bar_ts = datetime.fromisoformat(values["bar_ts"])
-                async with self._lock:
-                    results.append(await self._drive(run_id, None, values["trigger"], bar_ts))
-            except Exception as exc:  # a run that cannot be finished must not stop the engine
-                log.warning("run %s cannot be finished; closing it as a hold: %s", run_id, exc)
-                reason = f"resume_failed: {type(exc).__name__}: {exc}"
-                results.append(self._close_as_hold(run_id, values, reason))
-        return results
-
-    def _close_as_hold(self, run_id: str, values: Mapping[str, Any], reason: str) -> CycleResult:
-        """Record an unfinishable run as a hold that says why."""
-        decision = {"action": "hold", "market": None, "reason": reason[:500]}
-        state = {**values, "decision": decision}
-        state.setdefault("bar_ts", (self.last_bar_ts or now()).isoformat())
-        self.outbox.record(run_id, "run_closed", {"reason": decision["reason"]})
-        return self.recorder.record(run_id, state, 0.0)
-
-    async def _drive(
-        self, run_id: str, state: TradeState | None, trigger: str, bar_ts: datetime
-    ) -> CycleResult:
-        config = {"configurable": {"thread_id": run_id}}
-        started = time.perf_counter()
-        final: Mapping[str, Any] | None = None
-        publish = self.outbox.publish
-        async for mode, chunk in self.graph.astream(
-            state,
-            config,
-            context=self.context,
-            stream_mode=["updates", "custom", "tasks", "values"],
-        ):
-            if mode == "values":  # the state after each step: the last one is the run's end
-                final = chunk
-                continue
-            if mode == "custom":
-                publish({**chunk, "run_id": run_id})
-                continue
-            if mode == "tasks":  # a task's start carries its input, its end its result
-                if "input" in chunk:
-                    publish({"type": "node_started", "node": chunk["name"], "run_id": run_id})
-                continue
-            for node, update in chunk.items():
-                for item in (update or {}).get("events", []):
-                    publish({**item, "run_id": run_id})
-                publish({"type": "node_finished", "node": node, "run_id": run_id})
-        if final is None:  # nothing ran (a resumed run with no step left): read the checkpoint
-            final = (await self.graph.aget_state(config)).values
-        duration_ms = (time.perf_counter() - started) * 1000
-        result = self.recorder.record(run_id, final, duration_ms)
-        await self._after_order(run_id, final)
-        return result
-
-    async def _after_order(self, run_id: str, final: Mapping[str, Any]) -> None:
-        """Journal the fills and the position of the order the run placed (if it filled)."""
-        order_view = final.get("order")
-        if order_view and order_view.get("state") == "unknown":  # the exchange did not answer
-            await self.health.failed(datetime.fromisoformat(final["bar_ts"]))
-        elif order_view and order_view.get("state") not in (None, "not_sent", "rejected"):
-            await self.health.ok()
-        if order_view and order_view.get("state") != "not_sent":
-            # The run's own account of its order (an order adopted after a refused resend is
-            # the one that counts) is its final row.
-            self.ledger.order_log(run_id, order_view)
-        if not order_view or Decimal(order_view.get("executed_volume") or "0") == 0:
-            return
-        order = await self.exchange.get_order(order_view["identifier"])
-        if order is None:
-            return
-        protection = Protection(
-            decimal_or_none(order_view.get("stop_loss_price")),
-            decimal_or_none(order_view.get("take_profit_price")),
+        """Finish runs a crash interrupted, or close them as recorded holds (`GraphRuns`)."""
+        return await self.runs.resume_unfinished(
+            self.graph, self.exchange, self._lock, self.last_bar_ts
         )
-        await self.ledger.record_fills(run_id, order, protection, reason="graph")
