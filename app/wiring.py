@@ -311,15 +311,7 @@ async def _reconcile_recorded(
     journal.record_event(
         None,
         "reconciliation",
-        {
-            "ok": report.ok,
-            "adopted": report.adopted,
-            "never_sent": report.never_sent,
-            "fills_recorded": report.fills_recorded,
-            "positions_aligned": report.positions_aligned,
-            "adopted_balances": report.adopted_balances,
-            "differences": report.differences,
-        },
+        report.as_dict(),
         datetime.now(UTC),
     )
     return report

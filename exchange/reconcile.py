@@ -78,6 +78,18 @@ class ReconcileReport:
         """Whether trading may start."""
         return not self.differences
 
+    def as_dict(self) -> dict[str, Any]:
+        """The report as JSON-friendly values (the journal's event, `lxa reconcile --json`)."""
+        return {
+            "ok": self.ok,
+            "adopted": self.adopted,
+            "never_sent": self.never_sent,
+            "fills_recorded": self.fills_recorded,
+            "positions_aligned": self.positions_aligned,
+            "adopted_balances": self.adopted_balances,
+            "differences": self.differences,
+        }
+
     def summary(self) -> str:
         """One paragraph for logs, alerts and the refusal message."""
         head = (

@@ -73,17 +73,7 @@ def reconcile(
     except LiveTradingRefused as exc:
         fail(str(exc), 1)
     if as_json:
-        print_json_line(
-            {
-                "ok": report.ok,
-                "adopted": report.adopted,
-                "never_sent": report.never_sent,
-                "fills_recorded": report.fills_recorded,
-                "positions_aligned": report.positions_aligned,
-                "adopted_balances": report.adopted_balances,
-                "differences": report.differences,
-            }
-        )
+        print_json_line(report.as_dict())
     else:
         typer.echo(report.summary())
     if not report.ok:
