@@ -12,7 +12,18 @@ from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api.deps import AccountSource, Replayer, Runner, Services
-from api.routes import account, control, graph, health, model, prompts, runs, stream, web
+from api.routes import (
+    account,
+    control,
+    graph,
+    health,
+    model,
+    money,
+    prompts,
+    runs,
+    stream,
+    web,
+)
 from api.version import API_VERSION
 from prompts.loader import DEFAULT_PROMPTS_DIR, PromptLibrary
 from store.bus import EventBus
@@ -96,6 +107,7 @@ def create_app(
         stream.router,
         prompts.router,
         account.router,
+        money.router,
         control.router,
         model.router,
         graph.router,

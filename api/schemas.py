@@ -225,6 +225,10 @@ class EventOut(BaseModel):
     ts: datetime
     type: str
     payload: dict[str, Any]
+    bar_ts: datetime | None = Field(
+        default=None,
+        description="the bar the event happened in (watchdog triggers; `ts` is the wall clock)",
+    )
 
 
 class RunDetail(RunSummary):
@@ -459,13 +463,21 @@ class EquityOut(BaseModel):
 
 
 class PricePoint(BaseModel):
-    ts: datetime = Field(description="the bar's time")
+    ts: datetime = Field(description="the bar's time (a bucket's first bar when downsampled)")
     close: Decimal = Field(description="the bar's close, as the run was given it")
+    open: Decimal | None = Field(default=None, description="a bucket's first close")
+    high: Decimal | None = Field(default=None, description="a bucket's highest close")
+    low: Decimal | None = Field(default=None, description="a bucket's lowest close")
+    bars: int = Field(default=1, description="how many bars the point stands for")
 
 
 class PriceOut(BaseModel):
     market: str
-    points: list[PricePoint] = Field(description="oldest first, one per bar (the newest `limit`)")
+    points: list[PricePoint] = Field(
+        description="oldest first, one per bar, or per bucket of bars when the range holds "
+        "more than `max_points` (the whole range, downsampled)"
+    )
+    bars: int = Field(default=0, description="bars in the range before downsampling")
 
 
 class WatchdogMarket(BaseModel):

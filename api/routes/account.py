@@ -195,21 +195,51 @@ def prices(
     until: Annotated[
         Time | None, Query(description="bar time until (exclusive; no zone = UTC)")
     ] = None,
-    limit: Annotated[int, Query(ge=1, le=10_000, description="the newest bars kept")] = 2_000,
+    limit: Annotated[
+        int | None, Query(ge=1, le=1_000_000, description="only the newest bars (default: all)")
+    ] = None,
+    max_points: Annotated[
+        int, Query(ge=2, le=10_000, description="buckets of bars beyond this many")
+    ] = 2_000,
 ) -> PriceOut:
-    """Return a market's close per bar, oldest first, as the journaled runs were given it."""
+    """Return a market's close per bar, oldest first, as the journaled runs were given it.
+
+    The whole range is returned: beyond `max_points` bars, consecutive bars are folded into
+    buckets (first bar's time, the bucket's open, high, low and last close).
+    """
     since_utc, until_utc = as_utc(since, "since"), as_utc(until, "until")
     if since_utc is not None and until_utc is not None and since_utc >= until_utc:
         raise HTTPException(
             status.HTTP_422_UNPROCESSABLE_CONTENT,
             f"since ({since_utc.isoformat()}) must be before until ({until_utc.isoformat()})",
         )
+    rows = journal.price_history(
+        market, since=since_utc, until=until_utc, limit=limit if limit is not None else 10**9
+    )
+    bars = [(row["bar_ts"], close) for row in rows if (close := _decimal(row["close"])) is not None]
+    return PriceOut(market=market, points=downsample(bars, max_points), bars=len(bars))
+
+
+def downsample(bars: list[tuple[Any, Decimal]], max_points: int) -> list[PricePoint]:
+    """One point per bar, or per bucket of consecutive bars when there are more than asked."""
+    if len(bars) <= max_points:
+        return [PricePoint(ts=ts, close=close) for ts, close in bars]
+    size = -(-len(bars) // max_points)  # ceil: at most max_points buckets
     points = []
-    for row in journal.price_history(market, since=since_utc, until=until_utc, limit=limit):
-        close = _decimal(row["close"])
-        if close is not None:
-            points.append(PricePoint(ts=row["bar_ts"], close=close))
-    return PriceOut(market=market, points=points)
+    for start in range(0, len(bars), size):
+        bucket = bars[start : start + size]
+        closes = [close for _, close in bucket]
+        points.append(
+            PricePoint(
+                ts=bucket[0][0],
+                close=closes[-1],
+                open=closes[0],
+                high=max(closes),
+                low=min(closes),
+                bars=len(bucket),
+            )
+        )
+    return points
 
 
 def _event(row: dict[str, Any]) -> EventOut:
@@ -220,6 +250,13 @@ def _event(row: dict[str, Any]) -> EventOut:
 def watchdog(services: ServicesDep, journal: JournalDep) -> WatchdogOut:
     """Return the watchdog per market: cooldowns, the last trigger; and the recent triggers."""
     recent = journal.events_of_type(WATCHDOG_EVENTS, limit=50)
+    # Events carry the wall clock; charts and tables place them on the bar they fell in.
+    bar_times = journal.bar_times([r["ts"] for r in recent])
+    triggers = [
+        _event(r).model_copy(update={"bar_ts": bar})
+        for r, bar in zip(recent, bar_times, strict=True)
+    ]
+    timed = {t.id: t for t in triggers}
     state: dict[str, Any] = {}
     if services.account is not None:
         state = services.account.watchdog_state()
@@ -242,7 +279,7 @@ def watchdog(services: ServicesDep, journal: JournalDep) -> WatchdogOut:
                 market=market,
                 cooldown_until=cooldown.get("until"),
                 cooldown_detector=cooldown.get("detector"),
-                last_trigger=_event(last) if last else None,
+                last_trigger=timed[last["id"]] if last else None,
             )
         )
     return WatchdogOut(
@@ -252,5 +289,5 @@ def watchdog(services: ServicesDep, journal: JournalDep) -> WatchdogOut:
         exchange_healthy=state.get("exchange_healthy"),
         consecutive_failures=state.get("consecutive_failures"),
         markets=rows,
-        recent_triggers=[_event(r) for r in recent],
+        recent_triggers=triggers,
     )

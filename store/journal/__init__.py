@@ -10,6 +10,7 @@ Callers hold one `Journal`; its methods live in one module per table group:
 - `intents`: the live order manager's intents, journaled before an order is sent.
 - `control`: the operator's trading state (halt, resume, flatten) and the loss limits.
 - `prompts`: every saved prompt version.
+- `trades`: round trips read from the fills (entry, exit, P&L, why each closed), read-only.
 - `cache`: the LLM response cache.
 
 Beneath them: `database` (URL normalisation, the engine, migrations; `JournalUnavailable` when

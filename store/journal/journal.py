@@ -12,6 +12,7 @@ from store.journal.orders import OrdersAndFills
 from store.journal.positions import Positions
 from store.journal.prompts import PromptVersions
 from store.journal.runs import Runs
+from store.journal.trades import Trades
 
 __all__ = ["Journal"]
 
@@ -26,6 +27,7 @@ class Journal(
     TradingControls,
     PromptVersions,
     ResponseCacheTable,
+    Trades,
 ):
     """Record and query what the trader decided and did (sync, over a SQLAlchemy Engine).
 

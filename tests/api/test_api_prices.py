@@ -88,7 +88,7 @@ async def test_prices_without_data_are_an_empty_list(journal: Journal) -> None:
         )
 
     assert other.status_code == 200
-    assert other.json() == {"market": "KRW-XRP", "points": []}
+    assert other.json() == {"market": "KRW-XRP", "points": [], "bars": 0}
     assert later.status_code == 200
     assert later.json()["points"] == []
 
