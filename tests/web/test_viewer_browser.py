@@ -280,7 +280,7 @@ def test_viewer_streams_runs_edits_prompts_and_replays_in_a_browser(demo: DemoSe
             # 1. The live page: the graph from /api/graph, runs streaming in as the demo replays.
             demo.start()
             demo.wait_until_serving()
-            page.goto(demo.url + "/")
+            page.goto(demo.url + "/#/live")
             expect(page.get_by_test_id("connection")).to_have_class(re.compile(r"\bon\b"))
             BROWSER_WATCHING.set()
             # The bundled model set is unproven (its policy made no trade on its hold-out

@@ -5,10 +5,12 @@ import { ModelBanner } from "./components/ModelBanner";
 import { useGet, useHashRoute } from "./hooks";
 import { LangProvider, useLang } from "./i18n";
 import { ChartsPage } from "./pages/ChartsPage";
+import { HomePage } from "./pages/HomePage";
 import { LivePage } from "./pages/LivePage";
 import { PromptsPage } from "./pages/PromptsPage";
 import { RunPage } from "./pages/RunPage";
 import { RunsPage } from "./pages/RunsPage";
+import { TradesPage } from "./pages/TradesPage";
 import { StreamProvider, useStream } from "./stream";
 
 export function App() {
@@ -28,11 +30,15 @@ function Shell() {
   const info = useGet<Info>("/api/info");
   const [page, ...rest] = route;
   const tabs: [string, string][] = [
-    ["", t("live")],
+    ["", t("home")],
+    ["trades", t("trades")],
+    ["live", t("live")],
     ["runs", t("runs")],
     ["charts", t("charts")],
     ["prompts", t("prompts")],
   ];
+  const [menuOpen, setMenuOpen] = useState(false);
+  useEffect(() => setMenuOpen(false), [page]);
   const [notice, setNotice] = useState<{ kind: "ok" | "error"; text: string } | null>(null);
   useEffect(() => {
     if (notice?.kind !== "ok") return;
@@ -41,10 +47,20 @@ function Shell() {
   }, [notice]);
   return (
     <>
-      <header className="topbar">
+      <header className={`topbar${menuOpen ? " open" : ""}`}>
         <h1>
           <a href="#/">{t("title")}</a>
         </h1>
+        <button
+          type="button"
+          className="menu-toggle"
+          aria-expanded={menuOpen}
+          aria-label={t("menu")}
+          data-testid="menu"
+          onClick={() => setMenuOpen(!menuOpen)}
+        >
+          ☰
+        </button>
         <nav>
           {tabs.map(([key, label]) => (
             <a key={key} href={`#/${key}`} className={(page ?? "") === key ? "current" : ""}>
@@ -71,7 +87,9 @@ function Shell() {
         </div>
       )}
       <main>
-        {page === undefined && <LivePage />}
+        {page === undefined && <HomePage />}
+        {page === "live" && <LivePage />}
+        {page === "trades" && <TradesPage markets={info.data?.markets ?? []} />}
         {page === "runs" && rest.length === 0 && <RunsPage markets={info.data?.markets ?? []} />}
         {page === "runs" && rest.length > 0 && <RunPage runId={rest[0]} />}
         {page === "charts" && <ChartsPage markets={info.data?.markets ?? []} />}

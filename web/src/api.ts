@@ -73,6 +73,8 @@ export interface StoredEvent {
   ts: string;
   type: string;
   payload: Json;
+  /** The bar the event fell in (watchdog triggers; `ts` is the wall clock). */
+  bar_ts?: string | null;
 }
 
 export interface RunDetail extends RunSummary {
@@ -284,6 +286,10 @@ export interface EquityOut {
 export interface PricePoint {
   ts: string;
   close: string;
+  open?: string | null;
+  high?: string | null;
+  low?: string | null;
+  bars?: number;
 }
 
 export interface PriceOut {
@@ -394,4 +400,81 @@ export function query(params: Record<string, string | number | null | undefined>
   }
   const text = search.toString();
   return text ? `?${text}` : "";
+}
+
+export type ExitKind = "ml_exit" | "stop_loss" | "take_profit" | "watchdog" | "flatten" | "adopted" | "other";
+
+export interface Trade {
+  market: string;
+  status: "closed" | "open" | "unmatched";
+  entry_ts: string | null;
+  entry_kind: "entry" | "adopted" | null;
+  entry_price: string | null;
+  entry_run_id: string | null;
+  entry_order: string | null;
+  exit_ts: string | null;
+  exit_price: string | null;
+  exit_run_id: string | null;
+  exit_order: string | null;
+  exit_kind: ExitKind | null;
+  exit_detail: string | null;
+  closed_event_id: number | null;
+  volume: string;
+  volume_open: string;
+  cost: string;
+  fees: string;
+  realised_pnl: string;
+  return_pct: number | null;
+}
+
+export interface TradeList {
+  trades: Trade[];
+  total: number;
+  closed: number;
+  realised_pnl: string;
+  fees: string;
+}
+
+export interface Period {
+  start: string | null;
+  start_equity: string | null;
+  equity: string | null;
+  return_pct: number | null;
+  realised_pnl: string;
+  fees: string;
+  trades_closed: number;
+  wins: number;
+  win_rate_pct: number | null;
+  max_drawdown_pct: number;
+}
+
+export interface Summary {
+  session_id: string | null;
+  source: "engine" | "journal";
+  first_bar: string | null;
+  last_bar: string | null;
+  start_equity: string | null;
+  equity: string | null;
+  return_pct: number | null;
+  buy_and_hold_equity: string | null;
+  buy_and_hold_return_pct: number | null;
+  cash_return_pct: number;
+  vs_buy_and_hold_pct: number | null;
+  realised_pnl: string;
+  unrealised_pnl: string;
+  fees: string;
+  drawdown_pct: number;
+  open_positions: number;
+  since_start: Period;
+  today: Period;
+  today_date: string | null;
+  state: {
+    code: string;
+    effective_state: string;
+    entries_allowed: boolean;
+    reason: string;
+    model_proven: boolean | null;
+    model_verdict: string | null;
+  };
+  note: string;
 }

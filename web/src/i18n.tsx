@@ -152,6 +152,92 @@ const en = {
   unprovenOverridden: "Trading live anyway: the operator overrode the refusal (--allow-unproven-model).",
   unprovenPaper: "Paper trading goes on; live entries would be refused unless overridden (--allow-unproven-model).",
   holdOutResult: "hold-out result",
+  home: "Home",
+  trades: "Trades",
+  moneyTitle: "The money",
+  sinceStart: "since start",
+  today: "today",
+  equityLabel: "Equity",
+  startEquity: "start",
+  returnLabel: "Return",
+  vsBuyAndHold: "vs buy-and-hold",
+  vsCash: "vs cash",
+  realisedPnl: "Realised P&L",
+  unrealisedPnl: "Unrealised P&L",
+  feesLabel: "Fees",
+  drawdown: "Drawdown",
+  maxDrawdown: "max drawdown",
+  winRate: "Win rate",
+  tradesClosed: "closed trades",
+  wins: "won",
+  openPositions: "open positions",
+  lastBar: "last bar",
+  stateNow: "Trading state",
+  entriesAllowed: "entries allowed",
+  entriesNotAllowed: "no new entries",
+  fromJournal: "from the journal",
+  fromEngine: "from the running engine",
+  noEquityYet: "No run has recorded an equity yet.",
+  state_active: "Trading normally: entries and exits allowed.",
+  state_halted: "Halted by the operator: no order goes out except cancels.",
+  state_reducing: "Reducing: exits only, no new entries.",
+  state_daily_limit: "Daily loss limit reached: exits only until the next trading day (KST).",
+  state_monthly_cap: "Monthly loss cap reached: no new entries until next month or an operator's resume.",
+  state_unproven_model_blocked: "Unproven model trading live: entries are refused.",
+  state_unproven_model_paper: "Paper trading with an unproven model (live entries would be refused).",
+  entry: "Entry",
+  exit: "Exit",
+  entryPrice: "entry price",
+  exitPrice: "exit price",
+  size: "size",
+  cost: "cost",
+  pnl: "P&L",
+  exitReason: "exit reason",
+  status: "status",
+  exitKind: "Exit reason",
+  statusLabel: "Status",
+  exportCsv: "Export CSV",
+  noTrades: "No round trip matches.",
+  tradesTotal: "trips",
+  open: "open",
+  closed: "closed",
+  unmatched: "sell without a position",
+  exit_ml_exit: "policy exit",
+  exit_stop_loss: "stop-loss",
+  exit_take_profit: "take-profit",
+  exit_watchdog: "watchdog",
+  exit_flatten: "operator flatten",
+  exit_adopted: "adoption (no trade)",
+  exit_other: "other",
+  adoptedEntry: "adopted balance (lxa reconcile --adopt), not a trade",
+  openRunLink: "run",
+  eventLink: "event",
+  barTime: "bar",
+  source: "source",
+  exchangeOk: "exchange ok",
+  exchangeFailing: "exchange failing",
+  watchdogOn: "watchdog on",
+  watchdogOff: "watchdog off",
+  menu: "Menu",
+  rule_enter: "entry: expected return above costs",
+  rule_no_edge: "no edge after costs",
+  rule_min_hold: "minimum hold not reached",
+  rule_exit_signal: "exit signal",
+  rule_exit_time: "time stop",
+  rule_keep: "keep the position",
+  rule_blocked: "entries blocked",
+  rule_reentry_pause: "re-entry pause",
+  rule_turnover_budget: "daily entry budget used",
+  rule_max_positions: "too many open positions",
+  rule_no_signal: "no signal",
+  rule_agreed: "both reviewers agreed",
+  rule_groq_disagreed: "Groq check disagreed",
+  rule_ollama_disagreed: "Ollama check disagreed",
+  det_drop: "price drop",
+  det_volume_spike: "volume spike",
+  det_news: "negative news",
+  det_network: "exchange unreachable",
+  det_autoencoder: "anomaly (autoencoder)",
 };
 
 export type LabelKey = keyof typeof en;
@@ -247,7 +333,7 @@ const ko: Record<LabelKey, string> = {
   noOrders: "주문 없음.",
   replayWithEdit: "프롬프트를 고쳐 이 실행 다시 돌리기",
   priceChart: "가격과 진입·청산 지점",
-  equityChart: "자산 vs 단순 보유",
+  equityChart: "자산 대 단순 보유",
   watchdog: "워치독",
   triggers: "최근 발동",
   noTriggers: "워치독이 발동한 적 없습니다.",
@@ -306,6 +392,92 @@ const ko: Record<LabelKey, string> = {
   unprovenOverridden: "운영자의 재정의로 실거래를 계속합니다 (--allow-unproven-model).",
   unprovenPaper: "모의 거래는 계속됩니다. 실거래였다면 재정의 없이는 신규 진입이 거부됩니다 (--allow-unproven-model).",
   holdOutResult: "검증 구간 성과",
+  home: "홈",
+  trades: "거래 내역",
+  moneyTitle: "수익 현황",
+  sinceStart: "시작 이후",
+  today: "오늘",
+  equityLabel: "자산",
+  startEquity: "시작",
+  returnLabel: "수익률",
+  vsBuyAndHold: "단순 보유 대비",
+  vsCash: "현금 대비",
+  realisedPnl: "실현 손익",
+  unrealisedPnl: "미실현 손익",
+  feesLabel: "수수료",
+  drawdown: "낙폭",
+  maxDrawdown: "최대 낙폭",
+  winRate: "승률",
+  tradesClosed: "완료된 거래",
+  wins: "수익 거래",
+  openPositions: "보유 포지션",
+  lastBar: "마지막 봉",
+  stateNow: "거래 상태",
+  entriesAllowed: "신규 진입 가능",
+  entriesNotAllowed: "신규 진입 불가",
+  fromJournal: "저널 기준",
+  fromEngine: "실행 중인 엔진 기준",
+  noEquityYet: "아직 자산을 기록한 실행이 없습니다.",
+  state_active: "정상 거래 중: 진입과 청산 모두 가능합니다.",
+  state_halted: "운영자가 거래를 중지했습니다: 취소 외의 주문은 나가지 않습니다.",
+  state_reducing: "축소 중: 청산만 하고 신규 진입은 하지 않습니다.",
+  state_daily_limit: "일일 손실 한도 도달: 다음 거래일(KST)까지 청산만 합니다.",
+  state_monthly_cap: "월간 손실 한도 도달: 다음 달 또는 운영자의 재개 전까지 신규 진입을 하지 않습니다.",
+  state_unproven_model_blocked: "검증되지 않은 모델로 실거래 중: 신규 진입이 거부됩니다.",
+  state_unproven_model_paper: "검증되지 않은 모델로 모의 거래 중 (실거래였다면 신규 진입 거부).",
+  entry: "진입",
+  exit: "청산",
+  entryPrice: "진입가",
+  exitPrice: "청산가",
+  size: "수량",
+  cost: "매수 금액",
+  pnl: "손익",
+  exitReason: "청산 사유",
+  status: "상태",
+  exitKind: "청산 사유",
+  statusLabel: "상태",
+  exportCsv: "CSV 내보내기",
+  noTrades: "조건에 맞는 거래가 없습니다.",
+  tradesTotal: "건",
+  open: "보유 중",
+  closed: "완료",
+  unmatched: "포지션 없는 매도",
+  exit_ml_exit: "정책 청산",
+  exit_stop_loss: "손절",
+  exit_take_profit: "익절",
+  exit_watchdog: "워치독",
+  exit_flatten: "운영자 전량 매도",
+  exit_adopted: "잔고 편입 (거래 아님)",
+  exit_other: "기타",
+  adoptedEntry: "편입된 잔고 (lxa reconcile --adopt), 거래 아님",
+  openRunLink: "실행",
+  eventLink: "이벤트",
+  barTime: "봉",
+  source: "출처",
+  exchangeOk: "거래소 정상",
+  exchangeFailing: "거래소 장애",
+  watchdogOn: "워치독 켜짐",
+  watchdogOff: "워치독 꺼짐",
+  menu: "메뉴",
+  rule_enter: "진입: 기대수익이 비용보다 큼",
+  rule_no_edge: "비용 대비 우위 없음",
+  rule_min_hold: "최소 보유 시간 미달",
+  rule_exit_signal: "청산 신호",
+  rule_exit_time: "보유 시간 초과",
+  rule_keep: "포지션 유지",
+  rule_blocked: "진입 차단",
+  rule_reentry_pause: "재진입 대기",
+  rule_turnover_budget: "일일 진입 횟수 소진",
+  rule_max_positions: "최대 보유 포지션 수 도달",
+  rule_no_signal: "신호 없음",
+  rule_agreed: "두 검토자 모두 동의",
+  rule_groq_disagreed: "Groq 검토 반대",
+  rule_ollama_disagreed: "Ollama 검토 반대",
+  det_drop: "가격 급락",
+  det_volume_spike: "거래량 급증",
+  det_news: "부정적 뉴스",
+  det_network: "거래소 연결 불가",
+  det_autoencoder: "이상 징후 (오토인코더)",
 };
 
 const LABELS: Record<Lang, Record<LabelKey, string>> = { en, ko };
@@ -347,9 +519,44 @@ export function useLang(): LangContext {
   return useContext(Context);
 }
 
-/** Show a UTC time in Korea's time, the way the trader reads it. */
-export function kst(iso: string | null | undefined, lang: Lang): string {
-  if (!iso) return "-";
-  const locale = lang === "ko" ? "ko-KR" : "en-GB";
-  return new Date(iso).toLocaleString(locale, { timeZone: "Asia/Seoul", hour12: false });
+const KST_PARTS = new Intl.DateTimeFormat("en-CA", {
+  timeZone: "Asia/Seoul",
+  year: "numeric",
+  month: "2-digit",
+  day: "2-digit",
+  hour: "2-digit",
+  minute: "2-digit",
+  second: "2-digit",
+  hourCycle: "h23",
+});
+
+/** Show a UTC time in Korea's time as `YYYY-MM-DD HH:mm` (with `:ss` when asked), in both
+ * languages: the way the trader reads it, and the same in every table and chart. */
+export function kst(iso: string | number | null | undefined, _lang?: Lang, seconds = false): string {
+  if (iso === null || iso === undefined || iso === "") return "-";
+  const date = new Date(iso);
+  if (Number.isNaN(date.getTime())) return "-";
+  const parts: Record<string, string> = {};
+  for (const part of KST_PARTS.formatToParts(date)) parts[part.type] = part.value;
+  const text = `${parts.year}-${parts.month}-${parts.day} ${parts.hour}:${parts.minute}`;
+  return seconds ? `${text}:${parts.second}` : text;
+}
+
+/** A reason code in the current language (`rule_<code>`), else the code itself. */
+export function reasonLabel(t: (key: LabelKey) => string, code: string | null | undefined): string {
+  if (!code) return "-";
+  const key = `rule_${code}` as LabelKey;
+  return key in en ? t(key) : code;
+}
+
+/** A watchdog detector in the current language (`det_<name>`), else its name. */
+export function detectorLabel(t: (key: LabelKey) => string, name: string | null | undefined): string {
+  if (!name) return "-";
+  const key = `det_${name}` as LabelKey;
+  return key in en ? t(key) : name;
+}
+
+/** Whether a label key exists (for codes that come from the server). */
+export function hasLabel(key: string): key is LabelKey {
+  return key in en;
 }

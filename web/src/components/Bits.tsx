@@ -58,3 +58,32 @@ export function num(value: unknown, digits = 2): string {
     ? parsed.toLocaleString(undefined, { maximumFractionDigits: digits })
     : "-";
 }
+
+/** KRW rounded to the won, grouped: "1,234,567". */
+export function krw(value: unknown): string {
+  const parsed = typeof value === "string" ? Number(value) : value;
+  if (typeof parsed !== "number" || !Number.isFinite(parsed)) return "-";
+  return Math.round(parsed).toLocaleString("en-US");
+}
+
+/** Signed KRW: "+1,234" / "-1,234" / "0". */
+export function signedKrw(value: unknown): string {
+  const parsed = typeof value === "string" ? Number(value) : value;
+  if (typeof parsed !== "number" || !Number.isFinite(parsed)) return "-";
+  const rounded = Math.round(parsed);
+  return `${rounded > 0 ? "+" : ""}${rounded.toLocaleString("en-US")}`;
+}
+
+/** A percentage (already in %) with its sign: "+1.23%". */
+export function signedPct(value: number | null | undefined, digits = 2): string {
+  if (value === null || value === undefined || !Number.isFinite(value)) return "-";
+  const shown = Number(value.toFixed(digits));
+  return `${shown > 0 ? "+" : ""}${shown.toFixed(digits)}%`;
+}
+
+/** The colour class of a signed amount. */
+export function signClass(value: unknown): string {
+  const parsed = typeof value === "string" ? Number(value) : value;
+  if (typeof parsed !== "number" || !Number.isFinite(parsed) || parsed === 0) return "";
+  return parsed > 0 ? "ok" : "bad";
+}

@@ -40,7 +40,7 @@ export function Controls({ markets, canRun, onNotice }: Props) {
     try {
       const accepted = await api.post<RunAccepted>("/api/runs", market ? { market } : {});
       onNotice({ kind: "ok", text: `${t("started")} ${accepted.run_id}` });
-      window.location.hash = "#/";
+      window.location.hash = "#/live";
     } catch (error) {
       fail(error);
     } finally {

@@ -52,7 +52,7 @@ export function LineChart({
             ticks: {
               color: "#8b98a5",
               maxTicksLimit: 8,
-              callback: (value) => kst(new Date(Number(value)).toISOString(), lang).replace(/:\d\d$/, ""),
+              callback: (value) => kst(Number(value)),
             },
             grid: { color: "rgba(140,150,160,0.12)" },
           },
@@ -73,9 +73,15 @@ export function LineChart({
       chart.current = null;
     };
   }, [series, lang, xRange]);
+  // The time axis as drawn: the range asked for, else the data's own.
+  const xs = series.flatMap((item) => item.data.map((point) => point.x));
+  const xMin = xRange?.[0] ?? (xs.length ? Math.min(...xs) : null);
+  const xMax = xRange?.[1] ?? (xs.length ? Math.max(...xs) : null);
   return (
     <div
       className="chart"
+      data-x-min={xMin === null ? "" : new Date(xMin).toISOString()}
+      data-x-max={xMax === null ? "" : new Date(xMax).toISOString()}
       style={{ height }}
       data-testid={testId}
       data-points={series.reduce((total, item) => total + item.data.length, 0)}

@@ -3,7 +3,7 @@ import type { EquityOut, Fill, PriceOut, WatchdogOut } from "../api";
 import { ErrorText, Panel, num } from "../components/Bits";
 import { LineChart, type Series } from "../components/LineChart";
 import { runHref, useGet } from "../hooks";
-import { kst, useLang } from "../i18n";
+import { detectorLabel, kst, useLang } from "../i18n";
 import { useStreamEvents } from "../stream";
 
 const ms = (iso: string) => new Date(iso).getTime();
@@ -62,7 +62,11 @@ export function ChartsPage({ markets }: { markets: string[] }) {
       {
         type: "scatter",
         label: t("watchdog"),
-        data: triggers.map((trigger) => ({ x: ms(trigger.ts), y: equityAt(ms(trigger.ts)) })),
+        // On the bar the trigger fell in (`ts` is the wall clock: months later in a replay).
+        data: triggers.map((trigger) => {
+          const at = ms(trigger.bar_ts ?? trigger.ts);
+          return { x: at, y: equityAt(at) };
+        }),
         borderColor: "#f0a020",
         backgroundColor: "#f0a020",
         pointStyle: "crossRot",
@@ -121,7 +125,7 @@ export function ChartsPage({ markets }: { markets: string[] }) {
       <Panel title={t("equityChart")} wide testId="equity-chart">
         <ErrorText error={equity.error} />
         {equity.data?.note && <p className="muted small">{equity.data.note}</p>}
-        <LineChart series={equitySeries} />
+        <LineChart series={equitySeries} xRange={sessionRange} testId="equity-canvas" />
       </Panel>
       <Panel
         title={t("priceChart")}
@@ -144,15 +148,16 @@ export function ChartsPage({ markets }: { markets: string[] }) {
             {shownMarket} · {t("noCloses")}
           </p>
         )}
-        <LineChart series={priceSeries} height={220} xRange={sessionRange} />
+        <LineChart series={priceSeries} height={220} xRange={sessionRange} testId="price-canvas" />
       </Panel>
       <Panel title={t("watchdog")} wide testId="watchdog">
         <ErrorText error={watchdog.error} />
         {watchdog.data && (
           <>
             <p className="small">
-              {watchdog.data.enabled ? "✓" : "✕"} · source {watchdog.data.source}
-              {watchdog.data.exchange_healthy !== null && ` · exchange ${watchdog.data.exchange_healthy ? "ok" : "failing"}`}
+              {watchdog.data.enabled ? t("watchdogOn") : t("watchdogOff")} · {t("source")}:{" "}
+              {watchdog.data.source === "engine" ? t("fromEngine") : t("fromJournal")}
+              {watchdog.data.exchange_healthy !== null && ` · ${watchdog.data.exchange_healthy ? t("exchangeOk") : t("exchangeFailing")}`}
               {watchdog.data.consecutive_failures !== null && ` (${watchdog.data.consecutive_failures})`}
             </p>
             <ul className="small">
@@ -160,7 +165,7 @@ export function ChartsPage({ markets }: { markets: string[] }) {
                 .filter((row) => row.cooldown_until)
                 .map((row) => (
                   <li key={row.market}>
-                    {row.market}: {t("cooldown")} {kst(row.cooldown_until, lang)} ({row.cooldown_detector})
+                    {row.market}: {t("cooldown")} {kst(row.cooldown_until, lang)} ({detectorLabel(t, row.cooldown_detector)})
                   </li>
                 ))}
             </ul>
@@ -168,15 +173,24 @@ export function ChartsPage({ markets }: { markets: string[] }) {
             {watchdog.data.recent_triggers.length === 0 ? (
               <p className="muted">{t("noTriggers")}</p>
             ) : (
-              <table>
+              <table data-testid="triggers">
+                <thead>
+                  <tr>
+                    <th>{t("time")}</th>
+                    <th>{t("market")}</th>
+                    <th>{t("watchdog")}</th>
+                    <th className="num">{t("closePrice")}</th>
+                    <th />
+                  </tr>
+                </thead>
                 <tbody>
                   {watchdog.data.recent_triggers.map((trigger) => (
-                    <tr key={trigger.id}>
-                      <td>{kst(trigger.ts, lang)}</td>
+                    <tr key={trigger.id} data-bar={trigger.bar_ts ?? ""}>
+                      <td>{kst(trigger.bar_ts ?? trigger.ts, lang)}</td>
                       <td>{String(trigger.payload.market ?? "")}</td>
-                      <td>{String(trigger.payload.detector ?? trigger.type)}</td>
+                      <td>{detectorLabel(t, String(trigger.payload.detector ?? trigger.type))}</td>
                       <td className="num">{num(trigger.payload.price, 4)}</td>
-                      <td>{trigger.run_id ? <a href={runHref(trigger.run_id)}>run</a> : null}</td>
+                      <td>{trigger.run_id ? <a href={runHref(trigger.run_id)}>{t("openRunLink")}</a> : null}</td>
                     </tr>
                   ))}
                 </tbody>
