@@ -15,11 +15,13 @@ from api.deps import AccountSource, Replayer, Runner, Services
 from api.routes import (
     account,
     control,
+    docs,
     graph,
     health,
     model,
     money,
     prompts,
+    reviewers,
     runs,
     stream,
     web,
@@ -83,6 +85,7 @@ def create_app(
         version=API_VERSION,
         description="Graph runs, their live event stream, prompts and the trading controls. "
         "Changes need `Authorization: Bearer <token>`.",
+        docs_url=None,  # served from local files by api.routes.docs, not from a CDN
     )
     app.state.services = Services(
         journal=journal,
@@ -111,8 +114,10 @@ def create_app(
         control.router,
         model.router,
         graph.router,
+        reviewers.router,
     ):
         app.include_router(router)
+    docs.install(app)
     assets = resolved_web_dir / "assets"
     if assets.is_dir():
         app.mount("/assets", StaticFiles(directory=assets), name="assets")

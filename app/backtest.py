@@ -1,4 +1,4 @@
-"""`lxa backtest`: score a model on unseen candles and trade them with the LLM checks off.
+"""`lxa backtest`: score a model on unseen candles and trade them (LLM checks off unless asked).
 
 Two measurements of one model on candles it never trained on:
 
@@ -20,7 +20,7 @@ import gc
 import json
 import re
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from app.llm import Reviewers
+from app.llm import Reviewers, build_meter, build_reviewers
 from app.session import (
     collect_closes,
     describe_training,
@@ -46,6 +46,7 @@ from evaluation.trades import policy_summary, trade_list
 from exchange.feed import BarClose
 from exchange.rules import FEE_RATE
 from graph.review import ReviewRequest, TokenCallback, Verdict
+from llm.cost import CallMeter
 from llm.rule_based import RuleBasedSizer
 from ml.data import load_candles
 from ml.evaluate import (
@@ -63,12 +64,15 @@ from ml.features import (
 )
 from ml.predict import Predictor
 from ml.registry import latest_model_dir, read_meta
-from store.journal import Journal
+from store.journal import Journal, JournalResponseCache
+from store.reviewer_ledger import veto_ledger
 
 LLM_OFF = "llm-off (backtest)"
 VOL_REBALANCE_BARS = 60
 _MARKET_NAME = re.compile(r"^[A-Z0-9][A-Z0-9-]{1,30}$")
-ProgressCallback = Callable[[int, int], None]
+# (bars done, bars in all, the LLM calls so far: calls, cache_hits, cost_usd, tokens)
+ProgressCallback = Callable[[int, int, Mapping[str, Any]], None]
+REVIEWER_MODES = ("off", "llm", "cache-only")
 
 
 class BacktestError(RuntimeError):
@@ -109,6 +113,9 @@ class Simulation:
     holds: dict[str, int] = field(default_factory=dict)  # hold decisions by rule
     model_status: dict[str, Any] = field(default_factory=dict)
     params: dict[str, Any] = field(default_factory=dict)  # the policy's parameters
+    llm: dict[str, Any] = field(default_factory=dict)  # calls, cache hits, tokens, money
+    veto_ledger: dict[str, Any] = field(default_factory=dict)  # evaluation.veto_ledger
+    reviewer_names: dict[str, str] = field(default_factory=dict)
 
 
 def markets_in(candles: pd.DataFrame) -> list[str]:
@@ -140,23 +147,30 @@ def resolve_backtest_model(model_dir: Path | None) -> Path:
 
 
 def backtest_settings(
-    settings: Settings, *, report_dir: Path, markets: Sequence[str], model_dir: Path
+    settings: Settings,
+    *,
+    report_dir: Path,
+    markets: Sequence[str],
+    model_dir: Path,
+    keep_llm: bool = False,
 ) -> Settings:
-    """Point everything at the report directory and turn every outside service off."""
-    return settings.model_copy(
-        update={
-            "data_dir": report_dir,
-            "database_url": f"sqlite:///{(report_dir / 'journal.db').resolve()}",
-            "checkpoint_url": "memory",
-            "markets": list(markets),
-            "model_dir": model_dir,
-            "groq_api_key": None,
-            "ollama_host": None,
-            "sizing_provider": "rule-based",
-            "slack_webhook_url": None,
-            "telegram_bot_token": None,
-        }
-    )
+    """Point everything at the report directory and turn every outside service off.
+
+    `keep_llm` keeps the configured Groq and Ollama (`--reviewers llm` or `cache-only`).
+    """
+    update: dict[str, Any] = {
+        "data_dir": report_dir,
+        "database_url": f"sqlite:///{(report_dir / 'journal.db').resolve()}",
+        "checkpoint_url": "memory",
+        "markets": list(markets),
+        "model_dir": model_dir,
+        "sizing_provider": "rule-based",
+        "slack_webhook_url": None,
+        "telegram_bot_token": None,
+    }
+    if not keep_llm:
+        update.update(groq_api_key=None, ollama_host=None)
+    return settings.model_copy(update=update)
 
 
 def check_unseen(meta: dict[str, Any], first_ts: datetime) -> None:
@@ -179,8 +193,16 @@ async def simulate(
     report_dir: Path,
     minutes: int | None,
     on_progress: ProgressCallback | None = None,
+    reviewers_mode: str = "off",
+    llm_cache: Path | None = None,
 ) -> Simulation:
-    """Warm the real engine up, trade every later bar with the LLM checks off, track equity."""
+    """Warm the real engine up, trade every later bar, track equity.
+
+    `reviewers_mode`: "off" (both checks agree with every proposal), "llm" (the configured
+    Groq and Ollama clients, every answer stored in the response cache at `llm_cache` and
+    replayed from it on a rerun), "cache-only" (answers from the cache only; a miss stops the
+    backtest with `CacheMiss`). Sizing is the rule-based sizer in every mode.
+    """
     to_run = list(closes[WARMUP_BARS:])
     if minutes is not None:
         to_run = to_run[:minutes]
@@ -193,12 +215,59 @@ async def simulate(
         (report_dir / stale).unlink(missing_ok=True)
     session_id = new_session_id("backtest")
     started = time.perf_counter()
+    meter = build_meter(settings)
+    cache_journal = None
+    if reviewers_mode == "off":
+        reviewers = Reviewers(groq=AgreeReviewer(), ollama=AgreeReviewer(), sizer=RuleBasedSizer())
+    else:
+        reviewers, cache_journal = _llm_reviewers(settings, reviewers_mode, llm_cache, meter)
+    try:
+        return await _trade(
+            settings, closes, to_run, report_dir, session_id, started, reviewers, meter, on_progress
+        )
+    finally:
+        if cache_journal is not None:
+            cache_journal.close()
+
+
+def _llm_reviewers(
+    settings: Settings, mode: str, llm_cache: Path | None, meter: CallMeter
+) -> tuple[Reviewers, Journal]:
+    """The configured LLM checks over a response cache kept beside the data (not per report)."""
+    if mode not in REVIEWER_MODES:
+        raise BacktestError(f"--reviewers must be one of {', '.join(REVIEWER_MODES)}, not {mode!r}")
+    if settings.groq_api_key is None and settings.ollama_host is None:
+        raise BacktestError(
+            f"--reviewers {mode} needs LXA_GROQ_API_KEY or LXA_OLLAMA_HOST: with neither, only "
+            "the rule-based stand-ins would be measured"
+        )
+    path = llm_cache or settings.data_dir / "llm_cache.db"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    cache_journal = Journal.open(f"sqlite:///{path.resolve()}")
+    built = build_reviewers(
+        settings, JournalResponseCache(cache_journal), meter, offline=mode == "cache-only"
+    )
+    return Reviewers(groq=built.groq, ollama=built.ollama, sizer=RuleBasedSizer()), cache_journal
+
+
+async def _trade(
+    settings: Settings,
+    closes: Sequence[BarClose],
+    to_run: list[BarClose],
+    report_dir: Path,
+    session_id: str,
+    started: float,
+    reviewers: Reviewers,
+    meter: CallMeter,
+    on_progress: ProgressCallback | None,
+) -> Simulation:
     async with open_services(
         settings,
         session_id=session_id,
         account_path=report_dir / "paper_account.json",
         checkpointer_url="none",  # nothing resumes or forks a backtest's runs
-        reviewers=Reviewers(groq=AgreeReviewer(), ollama=AgreeReviewer(), sizer=RuleBasedSizer()),
+        reviewers=reviewers,
+        meter=meter,
     ) as services:
         engine = services.engine
         engine.warm_up(closes[:WARMUP_BARS])
@@ -215,7 +284,7 @@ async def simulate(
                 account = await services.exchange.get_account()
                 equity.append(float(account.equity(engine.closes)))
                 if on_progress is not None:
-                    on_progress(index, len(to_run))
+                    on_progress(index, len(to_run), meter.totals())
         finally:
             gc.unfreeze()
         summary = await summarize(
@@ -240,6 +309,11 @@ async def simulate(
         holds = journal.hold_reasons(engine.session_id)
         model_status = dict(engine.model_status)
         params = engine.context.policy.rules.to_json()
+        ledger = veto_ledger(
+            journal.list_decisions(limit=len(to_run) + 10, session_id=session_id),
+            horizon_minutes=int(params.get("horizon_minutes", 10)),
+            fee_rate=float(FEE_RATE),
+        )
     index = pd.DatetimeIndex([c.ts for c in to_run]).tz_convert("UTC")
     return Simulation(
         equity=pd.Series(equity, index=index),
@@ -251,6 +325,9 @@ async def simulate(
         holds=holds,
         model_status=model_status,
         params=params,
+        llm=meter.to_json(),
+        veto_ledger=ledger,
+        reviewer_names={"groq": reviewers.groq.name, "ollama": reviewers.ollama.name},
     )
 
 
@@ -284,8 +361,14 @@ async def run_backtest(
     since: datetime | None = None,
     until: datetime | None = None,
     on_progress: ProgressCallback | None = None,
+    reviewers_mode: str = "off",
+    llm_cache: Path | None = None,
 ) -> dict[str, Any]:
     """Run the backtest, write metrics.json, equity.png and report.html; return the metrics."""
+    if reviewers_mode not in REVIEWER_MODES:
+        raise BacktestError(
+            f"--reviewers must be one of {', '.join(REVIEWER_MODES)}, not {reviewers_mode!r}"
+        )
     candles = load_candles(list(candles_paths))
     if since is not None:
         candles = candles[candles["ts"] >= pd.Timestamp(since)]
@@ -297,12 +380,24 @@ async def run_backtest(
     meta = read_meta(model_path)
     check_unseen(meta, candles["ts"].min().to_pydatetime())
     report_dir.mkdir(parents=True, exist_ok=True)
+    # The answers' cache outlives the report: a rerun into another folder replays it.
+    llm_cache = llm_cache or settings.data_dir / "llm_cache.db"
     settings = backtest_settings(
-        settings, report_dir=report_dir, markets=markets, model_dir=model_path
+        settings,
+        report_dir=report_dir,
+        markets=markets,
+        model_dir=model_path,
+        keep_llm=reviewers_mode != "off",
     )
     closes = await collect_closes(candles)
     simulation = await simulate(
-        settings, closes, report_dir=report_dir, minutes=minutes, on_progress=on_progress
+        settings,
+        closes,
+        report_dir=report_dir,
+        minutes=minutes,
+        on_progress=on_progress,
+        reviewers_mode=reviewers_mode,
+        llm_cache=llm_cache,
     )
     predictor = Predictor.load(model_path)
     scored = score_bars(candles, predictor)
@@ -383,7 +478,14 @@ async def run_backtest(
         "protection_exits": summary["protection_exits"],
         "emergency_exits": summary["emergency_exits"],
         "holds": summary["holds"],
-        "reviewers": LLM_OFF,
+        "reviewers": (
+            LLM_OFF
+            if reviewers_mode == "off"
+            else " then ".join(simulation.reviewer_names[k] for k in ("groq", "ollama"))
+        ),
+        "reviewers_mode": reviewers_mode,
+        "llm": simulation.llm,
+        "veto_ledger": {k: v for k, v in simulation.veto_ledger.items() if k != "rows"},
         "sizer": "rule-based",
         "policy": {
             "params": simulation.params,
@@ -406,6 +508,9 @@ async def run_backtest(
     metrics = json_ready(metrics)
     (report_dir / "metrics.json").write_text(
         json.dumps(metrics, indent=2, sort_keys=True, allow_nan=False) + "\n"
+    )
+    (report_dir / "veto_ledger.json").write_text(
+        json.dumps(json_ready(simulation.veto_ledger), indent=1, allow_nan=False) + "\n"
     )
     png = plot_equity(
         simulation.equity,
@@ -452,9 +557,20 @@ def _fast_path(
 
 
 def _notes(metrics: dict[str, Any], simulation: Simulation) -> list[str]:
+    if metrics["reviewers_mode"] == "off":
+        reviewing = (
+            "LLM checks off: both reviewers are replaced by an agree-with-the-proposal stand-in "
+            f"({LLM_OFF})"
+        )
+    else:
+        llm = metrics["llm"]
+        reviewing = (
+            f"LLM checks {metrics['reviewers_mode']}: {metrics['reviewers']}; "
+            f"{llm['calls']} call(s) out, "
+            f"{llm['cache_hits']} answer(s) from the cache, ${llm['cost_usd']:.4f}"
+        )
     notes = [
-        "LLM checks off: both reviewers are replaced by an agree-with-the-proposal stand-in "
-        f"({LLM_OFF}); sizing is the rule-based sizer; fees, minimums, slippage, "
+        f"{reviewing}; sizing is the rule-based sizer; fees, minimums, slippage, "
         "stop-loss/take-profit, the watchdog and the risk limits are the trading code's own.",
         "AUCs use the batch path (regularize, compute_features, make_labels, Predictor) over "
         "real bars in the traded span; live features in the engine agree with it to "

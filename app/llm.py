@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from app.settings import Settings
 from graph.review import Reviewer, Sizer
 from llm.cache import ResponseCache
+from llm.cost import CallMeter
 from llm.provider import ChatProvider
 from llm.resilience import CircuitBreaker
 from llm.reviewers import REVIEW_VARIABLES, SIZING_VARIABLES, LLMReviewer, LLMSizer
@@ -24,7 +26,9 @@ class Reviewers:
     sizer: Sizer
 
 
-def groq_provider(settings: Settings, cache: ResponseCache | None) -> ChatProvider:
+def groq_provider(
+    settings: Settings, cache: ResponseCache | None, meter: CallMeter | None = None
+) -> ChatProvider:
     """Groq through `langchain-groq`, asked for a JSON object (JSON mode does not stream)."""
     from langchain_groq import ChatGroq
 
@@ -42,10 +46,12 @@ def groq_provider(settings: Settings, cache: ResponseCache | None) -> ChatProvid
         )
         return chat.bind(response_format={"type": "json_object"})
 
-    return _provider("groq", settings.groq_model, factory, False, settings, cache)
+    return _provider("groq", settings.groq_model, factory, False, settings, cache, meter)
 
 
-def ollama_provider(settings: Settings, cache: ResponseCache | None) -> ChatProvider:
+def ollama_provider(
+    settings: Settings, cache: ResponseCache | None, meter: CallMeter | None = None
+) -> ChatProvider:
     """Ollama through `langchain-ollama`, with the answer's JSON schema as `format`, streamed.
 
     The schema is the grammar-safe one (`llm.answers.answer_wire_schema`); `num_predict` caps
@@ -66,7 +72,7 @@ def ollama_provider(settings: Settings, cache: ResponseCache | None) -> ChatProv
             client_kwargs={"timeout": settings.llm_timeout_s},
         )
 
-    return _provider("ollama", settings.ollama_model, factory, True, settings, cache)
+    return _provider("ollama", settings.ollama_model, factory, True, settings, cache, meter)
 
 
 def _provider(
@@ -76,6 +82,7 @@ def _provider(
     stream: bool,
     settings: Settings,
     cache: ResponseCache | None,
+    meter: CallMeter | None,
 ) -> ChatProvider:
     return ChatProvider(
         name=name,
@@ -89,10 +96,27 @@ def _provider(
             reset_after_s=settings.llm_breaker_reset_s,
         ),
         cache=cache,
+        meter=meter,
     )
 
 
-def build_reviewers(settings: Settings, cache: ResponseCache | None) -> Reviewers:
+def build_meter(settings: Settings, on_spent: Callable[[str], None] | None = None) -> CallMeter:
+    """The meter of this process's LLM calls: the price table and the daily budget."""
+    return CallMeter(
+        prices=dict(settings.llm_prices),
+        daily_budget_usd=settings.llm_daily_budget_usd,
+        daily_budget_tokens=settings.llm_daily_budget_tokens,
+        on_spent=on_spent,
+    )
+
+
+def build_reviewers(
+    settings: Settings,
+    cache: ResponseCache | None,
+    meter: CallMeter | None = None,
+    *,
+    offline: bool = False,
+) -> Reviewers:
     """Use Groq and Ollama where configured, the labelled rule-based stand-ins elsewhere.
 
     The prompt files are validated first: the service refuses to start with a prompt that
@@ -107,8 +131,11 @@ def build_reviewers(settings: Settings, cache: ResponseCache | None) -> Reviewer
             "sizing": set(SIZING_VARIABLES),
         },
     )
-    groq = groq_provider(settings, cache) if settings.groq_api_key is not None else None
-    ollama = ollama_provider(settings, cache) if settings.ollama_host is not None else None
+    groq = groq_provider(settings, cache, meter) if settings.groq_api_key is not None else None
+    ollama = ollama_provider(settings, cache, meter) if settings.ollama_host is not None else None
+    for provider in (groq, ollama):
+        if provider is not None:
+            provider.offline = offline
     sizer: Sizer = RuleBasedSizer()
     if settings.sizing_provider == "groq" and groq is not None:
         sizer = LLMSizer(groq, prompts)

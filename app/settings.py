@@ -10,6 +10,8 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from llm.cost import DEFAULT_PRICES
+
 ENV_PREFIX = "LXA_"
 DEFAULT_MARKETS = ("KRW-BTC", "KRW-ETH", "KRW-XRP", "KRW-SOL")
 CHECKPOINT_SCHEMES = ("memory", "sqlite", "postgresql", "postgres", "postgresql+psycopg")
@@ -200,6 +202,20 @@ class Settings(BaseSettings):
         "call is cut and, once the retries are spent, the check holds.",
     )
     llm_max_retries: int = Field(default=2, ge=0, le=10)
+    llm_prices: dict[str, tuple[float, float]] = Field(
+        default_factory=lambda: dict(DEFAULT_PRICES),
+        description="USD per million (input, output) tokens per model, as JSON, e.g. "
+        '{"llama-3.1-8b-instant": [0.05, 0.08]}; a model not listed (a local Ollama) costs 0.',
+    )
+    llm_daily_budget_usd: float | None = Field(
+        default=None,
+        ge=0.0,
+        description="Money the LLM calls may spend per KST day; once spent the reviewers hold "
+        "(recorded) until midnight in Seoul, with an alert.",
+    )
+    llm_daily_budget_tokens: int | None = Field(
+        default=None, ge=0, description="Tokens the LLM calls may use per KST day (as above)."
+    )
     llm_breaker_failures: int = Field(default=3, ge=1, le=100)
     llm_breaker_reset_s: float = Field(default=60.0, gt=0.0, le=86400.0)
     prompts_dir: Path | None = Field(

@@ -17,7 +17,7 @@ from app.alerting import start_alerts
 from app.engine import Engine
 from app.engine.ledger import JournaledExchange, Ledger
 from app.engine.venue import Outbox
-from app.llm import Reviewers, build_reviewers
+from app.llm import Reviewers, build_meter, build_reviewers
 from app.settings import Settings, SettingsError
 from exchange.orders import OrderManager
 from exchange.paper import PaperExchange, SlippageModel
@@ -30,6 +30,7 @@ from exchange.watchdog import Watchdog, WatchdogConfig
 from graph.builder import build_graph
 from graph.checkpoint import open_checkpointer
 from graph.context import Context, TradingPolicy
+from llm.cost import CallMeter
 from ml.anomaly import AnomalyModel, BarAnomalyScorer
 from ml.predict import Predictor
 from ml.registry import META_FILE, latest_model_dir
@@ -37,6 +38,7 @@ from policy.evidence import model_evidence
 from policy.params import PolicyParams, PolicyParamsError
 from store.bus import EventBus, InProcessBus
 from store.journal import Journal, JournalResponseCache
+from store.reviewer_ledger import horizon_of, veto_ledger
 from store.rows import TradingControlRow
 from store.trading_view import trading_view
 
@@ -145,6 +147,7 @@ class Services:
     bus: EventBus
     exchange: PaperExchange | UpbitExchange  # the venue: paper, or Upbit when LXA_LIVE
     predictor: Predictor
+    meter: CallMeter  # the LLM calls' tokens, money and latency
 
 
 @asynccontextmanager
@@ -157,6 +160,7 @@ async def open_services(
     checkpointer_url: str | None = None,
     bus: EventBus | None = None,
     reviewers: Reviewers | None = None,
+    meter: CallMeter | None = None,
 ) -> AsyncIterator[Services]:
     """Open the journal, account, model and checkpointer, and build the engine.
 
@@ -208,7 +212,8 @@ async def open_services(
         )
         journaled = JournaledExchange(guarded, ledger)
         async with open_checkpointer(checkpointer_url or settings.checkpointer_url) as saver:
-            reviewers = reviewers or build_reviewers(settings, JournalResponseCache(journal))
+            meter = meter or build_meter(settings, on_spent=_alert_budget(alerts))
+            reviewers = reviewers or build_reviewers(settings, JournalResponseCache(journal), meter)
             context = Context(
                 signal_model=predictor,
                 exchange=journaled,
@@ -232,7 +237,7 @@ async def open_services(
             )
             engine.announce_model(model_status(settings, predictor.meta))
             try:
-                yield Services(settings, engine, journal, event_bus, exchange, predictor)
+                yield Services(settings, engine, journal, event_bus, exchange, predictor, meter)
             except Exception as exc:  # a fatal stop: say so where the trader looks
                 if alerts is not None:
                     alerts.publish(
@@ -335,6 +340,16 @@ async def reconcile_upbit(settings: Settings, *, adopt: bool) -> ReconcileReport
         journal.close()
 
 
+def _alert_budget(alerts: AlertDispatcher | None) -> Callable[[str], None]:
+    """Alert once a day when the LLM budget is spent (the reviewers hold until midnight KST)."""
+
+    def spent(reason: str) -> None:
+        if alerts is not None:
+            alerts.publish(Alert(kind="error", title="LLM budget spent", text=reason))
+
+    return spent
+
+
 def _halt_on_block(
     journal: Journal, guard: RiskGuard, alerts: AlertDispatcher | None
 ) -> Callable[[str], None]:
@@ -414,6 +429,15 @@ def write_trading_control(
     """Set the journal's trading state (the running engine picks it up); return the new row."""
     with Journal.open(settings.journal_url) as journal:
         return journal.write_trading_control(state, reason, flatten=flatten, by=by)
+
+
+def read_reviewer_ledger(
+    settings: Settings, *, since: datetime | None = None, session_id: str | None = None
+) -> dict[str, Any]:
+    """The veto ledger of the journal's runs (`lxa report reviewers`, `GET /api/reviewers`)."""
+    with Journal.open(settings.journal_url) as journal:
+        decisions = journal.list_decisions(limit=10**7, since=since, session_id=session_id)
+    return veto_ledger(decisions, horizon_minutes=horizon_of(decisions), fee_rate=float(FEE_RATE))
 
 
 def read_trading_view(settings: Settings) -> dict[str, Any]:

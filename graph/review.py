@@ -16,6 +16,13 @@ Action = Literal["buy", "sell", "hold"]
 TokenCallback = Callable[[str], None]  # receives LLM text as it streams
 
 
+class ReviewAborted(Exception):
+    """A review that must stop the run instead of holding (a cache-only backtest's miss).
+
+    Every other failure of a reviewer is a recorded hold; this one is raised through the graph.
+    """
+
+
 @dataclass(frozen=True, slots=True)
 class ReviewRequest:
     """What a reviewer is shown: the ML proposal and the numbers behind it."""

@@ -17,8 +17,10 @@ from typing import Any
 from langchain_core.messages import BaseMessage, HumanMessage, SystemMessage
 from pydantic import BaseModel
 
+from graph.review import ReviewAborted
 from llm.answers import answer_wire_schema
 from llm.cache import ResponseCache, cache_key
+from llm.cost import BudgetSpent, CallMeter
 from llm.parsing import LLMOutputError
 from llm.resilience import CircuitBreaker, is_retryable, retry_after_s
 from prompts.loader import RenderedPrompt
@@ -46,10 +48,15 @@ class LLMCall:
     attempts: int = 0
     cached: bool = False
     error: str | None = None
+    cost_usd: float | None = None  # from the meter's price table; 0 when cached
 
     def to_json(self) -> dict[str, Any]:
         """Return the call as plain JSON values."""
         return asdict(self)
+
+
+class CacheMiss(ReviewAborted):
+    """Cache-only mode (`--reviewers cache-only`) found no stored answer: nothing is called."""
 
 
 class ProviderError(RuntimeError):
@@ -74,6 +81,8 @@ class ChatProvider:
     max_backoff_s: float = 20.0
     breaker: CircuitBreaker = field(default_factory=CircuitBreaker)
     cache: ResponseCache | None = None
+    meter: CallMeter | None = None  # tokens, money, latency, the daily budget
+    offline: bool = False  # cache-only: a miss raises `CacheMiss` instead of calling out
     sleep: Callable[[float], Any] = asyncio.sleep
     _runnables: dict[str, Any] = field(default_factory=dict, init=False, repr=False)
 
@@ -109,9 +118,22 @@ class ChatProvider:
             call.input_tokens = hit.get("input_tokens")
             call.output_tokens = hit.get("output_tokens")
             call.cached = True
+            call.cost_usd = 0.0
+            self._count(call)
             if on_token is not None and call.raw:
                 on_token(call.raw)
             return call
+        if self.offline:
+            raise CacheMiss(
+                f"{self.label}: no cached answer for prompt {rendered.ref} and input "
+                f"{rendered.input_sha256[:12]} (cache-only: nothing is called)"
+            )
+        if self.meter is not None:
+            try:
+                self.meter.check()
+            except BudgetSpent as exc:
+                call.error = str(exc)
+                raise ProviderError(str(exc), call) from None
         messages: list[BaseMessage] = [
             SystemMessage(rendered.system),
             HumanMessage(rendered.user),
@@ -142,6 +164,7 @@ class ChatProvider:
                 continue
             self.breaker.record_success()
             call.latency_ms = round((time.perf_counter() - started) * 1000, 3)
+            self._count(call)
             if self.cache is not None:
                 self.cache.put(
                     key,
@@ -158,7 +181,22 @@ class ChatProvider:
             return call
         call.latency_ms = round((time.perf_counter() - started) * 1000, 3)
         call.error = last_error
+        self._count(call)
         raise ProviderError(last_error, call)
+
+    def _count(self, call: LLMCall) -> None:
+        """Give the call its cost and count it on the meter (if there is one)."""
+        if self.meter is None:
+            return
+        call.cost_usd = self.meter.record(
+            self.name,
+            self.model,
+            input_tokens=call.input_tokens,
+            output_tokens=call.output_tokens,
+            latency_ms=call.latency_ms,
+            cached=call.cached,
+            failed=call.error is not None,
+        )
 
     async def _call_once(
         self,

@@ -8,7 +8,7 @@ from typing import Any
 
 from langgraph.config import get_stream_writer
 
-from graph.review import Reviewer, ReviewRequest, TokenCallback, Verdict
+from graph.review import ReviewAborted, Reviewer, ReviewRequest, TokenCallback, Verdict
 from graph.state import TradeState, VerdictView
 
 
@@ -62,6 +62,8 @@ async def run_check(role: str, reviewer: Reviewer, state: TradeState) -> dict[st
     view: VerdictView
     try:
         verdict = await reviewer.review(request, on_token=token_emitter(role))
+    except ReviewAborted:  # cache-only: a miss stops the backtest, it is not a verdict
+        raise
     except Exception as exc:  # a failed check is a hold, never a crash or an approval
         verdict = Verdict(
             verdict="hold",

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -35,14 +36,27 @@ def backtest(
     as_json: Annotated[
         bool, typer.Option("--json", help="Print metrics.json on stdout, nothing else.")
     ] = False,
+    reviewers: Annotated[
+        str,
+        typer.Option(
+            help="off: both checks agree with every proposal; llm: the configured Groq and "
+            "Ollama, every answer cached; cache-only: cached answers only, a miss stops."
+        ),
+    ] = "off",
+    llm_cache: Annotated[
+        Path | None,
+        typer.Option(help="The LLM answers' cache (SQLite; default: DATA_DIR/llm_cache.db)."),
+    ] = None,
 ) -> None:
-    """Score the model on unseen candles and trade them with the LLM checks off.
+    """Score the model on unseen candles and trade them, the LLM checks off unless asked.
 
     The real engine runs (paper account, fees and minimums, rule-based sizing, stop-loss and
-    take-profit, watchdog, risk limits); both reviewers agree with every ML proposal.
+    take-profit, watchdog, risk limits); with --reviewers off both checks agree with every ML
+    proposal, with llm or cache-only the same compiled graph asks the configured models.
     """
     from app.backtest import BacktestError, run_backtest
     from app.wiring import ModelNotFoundError
+    from llm.provider import CacheMiss
     from ml.data import CandleFileError
     from prompts.loader import PromptError
 
@@ -50,10 +64,16 @@ def backtest(
     with progress("backtest", quiet=as_json) as bar:
         task = bar.add_task("backtest", total=None, last="")
 
-        def on_progress(done: int, total: int) -> None:
-            bar.update(task, completed=done, total=total)
+        def on_progress(done: int, total: int, llm: Mapping[str, Any]) -> None:
+            last = ""
+            if reviewers != "off":
+                last = (
+                    f"LLM calls {llm['calls']}, cache hits {llm['cache_hits']}, "
+                    f"${llm['cost_usd']:.4f}"
+                )
+            bar.update(task, completed=done, total=total, last=last)
 
-        refused = (BacktestError, PromptError, ModelNotFoundError, FileNotFoundError)
+        refused = (BacktestError, PromptError, ModelNotFoundError, FileNotFoundError, CacheMiss)
         with exits_on(CandleFileError, code=2), exits_on(*refused, code=1):
             metrics = asyncio.run(
                 run_backtest(
@@ -65,6 +85,8 @@ def backtest(
                     since=utc(since),
                     until=utc(until),
                     on_progress=on_progress,
+                    reviewers_mode=reviewers,
+                    llm_cache=llm_cache,
                 )
             )
     if as_json:

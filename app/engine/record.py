@@ -37,6 +37,7 @@ def llm_call_row(run_id: str, node: str, view: Mapping[str, Any]) -> LlmCallRow:
     response = {k: v for k, v in view.items() if k != "call"}
     response["raw"] = call.get("raw")
     response["thinking"] = call.get("thinking")
+    response["cost_usd"] = call.get("cost_usd")
     # The journal's provider, model and latency columns are NOT NULL, and a missing value
     # there would refuse the whole run. Views name their reviewer and measure their latency
     # (the sizing node's refusals too); one that does not (a checkpoint from an older

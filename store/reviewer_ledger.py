@@ -1,0 +1,180 @@
+"""The veto ledger: what each reviewer's verdicts were worth, in money, after the fact.
+
+A view of the journal's runs, like `store.trading_view`: the API, `lxa report reviewers` and
+the backtest report all build it here.
+
+For every proposal a reviewer saw (the ML's buy or sell that the policy put forward), the
+ledger keeps the reviewer's verdict and what following the proposal would have returned over
+the label horizon: for a buy, the close `horizon` minutes later over the close at the bar,
+less the round-trip fee; for a sell, minus that move (what selling avoided or gave up). The
+closes come from the runs themselves (each decision journals every market's close), so the
+same ledger is built for a backtest, a paper run or a live one from the journal alone.
+
+Per reviewer: how often it was asked and vetoed, the mean net return of the proposals it
+vetoed against those it let through (each with a 95% confidence interval, normal
+approximation), and the difference. A reviewer earns its place when what it vetoed did worse
+than what it let through. The Ollama check sees only what Groq let through (the graph asks
+them in turn), so its figures are conditional on Groq's.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+REVIEWERS = ("groq", "ollama")
+
+
+@dataclass(frozen=True)
+class LedgerRow:
+    """One proposal the reviewers saw, their verdicts and what following it returned."""
+
+    run_id: str
+    bar_ts: str
+    market: str
+    action: str  # the ML's proposal: "buy" or "sell"
+    groq: str | None  # the verdict ("buy", "sell", "hold"), None when not asked
+    ollama: str | None
+    decided: str  # what the run did in the end
+    forward_return: float | None  # close at bar + horizon over close at bar, minus 1
+    net_return: float | None  # of following the proposal, net of the round-trip fee
+
+    def to_json(self) -> dict[str, Any]:
+        """The row as plain JSON values."""
+        return asdict(self)
+
+
+def _ts(value: Any) -> datetime:
+    return value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
+
+
+def _verdict(verdicts: Mapping[str, Any] | None, name: str) -> str | None:
+    view = (verdicts or {}).get(name)
+    if not isinstance(view, Mapping):
+        return None
+    verdict = view.get("verdict")
+    return str(verdict) if verdict is not None else None
+
+
+def ledger_rows(
+    decisions: Iterable[Mapping[str, Any]], *, horizon_minutes: int, fee_rate: float
+) -> list[LedgerRow]:
+    """The ledger of every proposal a reviewer saw, oldest first (see the module docstring)."""
+    ordered = sorted(decisions, key=lambda d: _ts(d["bar_ts"]))
+    closes: dict[str, dict[datetime, float]] = {}
+    for decision in ordered:
+        at = _ts(decision["bar_ts"])
+        for market, close in (
+            ((decision.get("nodes") or {}).get("input") or {}).get("closes", {}).items()
+        ):
+            if close is not None:
+                closes.setdefault(market, {})[at] = float(close)
+    horizon = timedelta(minutes=horizon_minutes)
+    rows = []
+    for decision in ordered:
+        nodes = decision.get("nodes") or {}
+        proposal = (nodes.get("ml_signal") or {}).get("proposal") or {}
+        action, market = proposal.get("action"), proposal.get("market")
+        verdicts = decision.get("verdicts") or {}
+        groq, ollama = _verdict(verdicts, "groq"), _verdict(verdicts, "ollama")
+        if action not in ("buy", "sell") or market is None or (groq is None and ollama is None):
+            continue
+        at = _ts(decision["bar_ts"])
+        series = closes.get(market, {})
+        now, later = series.get(at), series.get(at + horizon)
+        forward = net = None
+        if now and later:
+            forward = later / now - 1
+            net = forward - 2 * fee_rate if action == "buy" else -forward
+        rows.append(
+            LedgerRow(
+                run_id=str(decision["run_id"]),
+                bar_ts=at.isoformat(),
+                market=market,
+                action=action,
+                groq=groq,
+                ollama=ollama,
+                decided=str(decision.get("action")),
+                forward_return=forward,
+                net_return=net,
+            )
+        )
+    return rows
+
+
+def _mean_ci(values: list[float]) -> dict[str, Any]:
+    """Count, mean and a 95% confidence interval (normal approximation; None below two)."""
+    n = len(values)
+    if n == 0:
+        return {"n": 0, "mean": None, "ci95": None}
+    mean = sum(values) / n
+    if n < 2:
+        return {"n": n, "mean": mean, "ci95": None}
+    sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
+    half = 1.96 * sd / math.sqrt(n)
+    return {"n": n, "mean": mean, "ci95": [mean - half, mean + half]}
+
+
+def reviewer_summary(rows: list[LedgerRow], name: str) -> dict[str, Any]:
+    """How often `name` was asked and vetoed, and what its vetoed and passed proposals did."""
+    asked = [r for r in rows if getattr(r, name) is not None]
+    vetoed = [r for r in asked if getattr(r, name) != r.action]
+    passed = [r for r in asked if getattr(r, name) == r.action]
+    vetoed_net = _mean_ci([r.net_return for r in vetoed if r.net_return is not None])
+    passed_net = _mean_ci([r.net_return for r in passed if r.net_return is not None])
+    edge = None
+    if vetoed_net["mean"] is not None and passed_net["mean"] is not None:
+        edge = passed_net["mean"] - vetoed_net["mean"]
+    return {
+        "asked": len(asked),
+        "vetoed": len(vetoed),
+        "veto_rate": len(vetoed) / len(asked) if asked else None,
+        "vetoed_net_return": vetoed_net,
+        "passed_net_return": passed_net,
+        # > 0: what it let through did better than what it stopped (it earned its place)
+        "passed_minus_vetoed": edge,
+    }
+
+
+def agreement_table(rows: list[LedgerRow]) -> dict[str, int]:
+    """Counts of (Groq, Ollama) outcomes on the ML's proposals: agreed, vetoed, not asked."""
+
+    def outcome(verdict: str | None, action: str) -> str:
+        if verdict is None:
+            return "not asked"
+        return "agreed" if verdict == action else "vetoed"
+
+    table: dict[str, int] = {}
+    for row in rows:
+        key = f"groq {outcome(row.groq, row.action)} / ollama {outcome(row.ollama, row.action)}"
+        table[key] = table.get(key, 0) + 1
+    return dict(sorted(table.items()))
+
+
+def veto_ledger(
+    decisions: Iterable[Mapping[str, Any]], *, horizon_minutes: int, fee_rate: float
+) -> dict[str, Any]:
+    """The whole ledger as JSON: its rows, each reviewer's summary and the agreement table."""
+    rows = ledger_rows(decisions, horizon_minutes=horizon_minutes, fee_rate=fee_rate)
+    return {
+        "horizon_minutes": horizon_minutes,
+        "round_trip_fee": 2 * fee_rate,
+        "proposals": len(rows),
+        "with_outcome": sum(1 for r in rows if r.net_return is not None),
+        "reviewers": {name: reviewer_summary(rows, name) for name in REVIEWERS},
+        "agreement": agreement_table(rows),
+        "rows": [r.to_json() for r in rows],
+    }
+
+
+def horizon_of(decisions: Iterable[Mapping[str, Any]], default: int = 10) -> int:
+    """The label horizon the policy judged with (each proposal records its parameters)."""
+    for decision in decisions:
+        proposal = ((decision.get("nodes") or {}).get("ml_signal") or {}).get("proposal") or {}
+        horizon = ((proposal.get("policy") or {}).get("params") or {}).get("horizon_minutes")
+        if horizon:
+            return int(horizon)
+    return default

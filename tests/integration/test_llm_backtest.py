@@ -1,0 +1,168 @@
+"""`lxa backtest --reviewers llm|cache-only` through the real Groq and Ollama clients.
+
+The local servers (llm_servers.py) answer from a fixed policy; the ledger must show exactly
+the effect built into each, a cached rerun must call nothing and decide the same, and
+cache-only must stop on a miss. The candles are the bundled real ones; the policy is set to
+enter on any forecast so the reviewers have proposals to judge.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import random
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from llm_servers import GroqServer, OllamaServer, Text
+
+from api.app import create_app
+from app.backtest import run_backtest
+from app.settings import Settings
+from app.wiring import BUNDLED_CANDLES
+from llm.provider import CacheMiss
+from store.bus import InProcessBus
+from store.journal import Journal
+
+MINUTES = 40
+
+
+def verdict(action: str) -> Text:
+    body = {"verdict": action, "confidence": 0.9, "reasoning": "fixed policy", "risks": []}
+    return Text(json.dumps(body), prompt_tokens=1000, completion_tokens=50)
+
+
+def proposed(request_json: dict[str, Any]) -> str:
+    """The action the prompt proposes (the review prompts show it as `action`)."""
+    user = " ".join(str(m.get("content", "")) for m in request_json.get("messages", []))
+    return "sell" if "Proposed action: sell" in user else "buy"
+
+
+def settings_for(tmp_path: Path, groq: GroqServer, ollama: OllamaServer) -> Settings:
+    return Settings(
+        _env_file=None,  # type: ignore[call-arg]
+        data_dir=tmp_path / "data",
+        groq_api_key="test-key",  # type: ignore[arg-type]
+        groq_base_url=groq.base_url,
+        ollama_host=ollama.base_url,
+        llm_timeout_s=5.0,
+        llm_max_retries=0,
+        policy_entry_margin_bps=-1000.0,  # enter on any forecast: proposals to review
+        policy_max_entries_per_day=1440,
+        policy_reentry_pause_minutes=0,
+    )
+
+
+def backtest(settings: Settings, report: Path, mode: str) -> dict[str, Any]:
+    return asyncio.run(
+        run_backtest(
+            settings,
+            candles_paths=[BUNDLED_CANDLES],
+            report_dir=report,
+            minutes=MINUTES,
+            reviewers_mode=mode,
+        )
+    )
+
+
+def decisions(report: Path) -> list[tuple[str, str, str | None]]:
+    with Journal.open(f"sqlite:///{report / 'journal.db'}") as journal:
+        rows = journal.list_decisions(limit=10_000)
+    return sorted((str(r["bar_ts"]), r["action"], r["market"]) for r in rows)
+
+
+def test_a_groq_that_vetoes_everything_stops_every_trade_and_the_ledger_says_so(
+    tmp_path: Path,
+) -> None:
+    with GroqServer(default=lambda _: verdict("hold")) as groq, OllamaServer() as ollama:
+        metrics = backtest(settings_for(tmp_path, groq, ollama), tmp_path / "r", "llm")
+        asked = len(groq.chat_requests)
+
+    ledger = metrics["veto_ledger"]
+    assert metrics["buys"] == 0 and metrics["n_trades"] == 0
+    assert ledger["proposals"] == asked > 0
+    assert ledger["reviewers"]["groq"]["veto_rate"] == 1.0
+    assert ledger["reviewers"]["ollama"]["asked"] == 0  # Groq stopped them all first
+    assert metrics["llm"]["providers"]["groq"]["calls"] == asked
+    # 1,000 input and 50 output tokens a call at the table's price for the model
+    assert metrics["llm"]["cost_usd"] == pytest.approx(asked * (1000 * 0.05 + 50 * 0.08) / 1e6)
+
+
+def test_random_ollama_vetoes_show_in_the_ledger_and_a_cached_rerun_calls_nothing(
+    tmp_path: Path,
+) -> None:
+    rng = random.Random(3)
+    vetoes: list[bool] = []
+
+    def ollama_answer(request_json: dict[str, Any]) -> Text:
+        veto = rng.random() < 0.5
+        vetoes.append(veto)
+        return verdict("hold" if veto else proposed(request_json))
+
+    def groq_answer(request_json: dict[str, Any]) -> Text:
+        return verdict(proposed(request_json))
+
+    with GroqServer(default=groq_answer) as groq, OllamaServer(default=ollama_answer) as ollama:
+        settings = settings_for(tmp_path, groq, ollama)
+        first = backtest(settings, tmp_path / "first", "llm")
+        calls_after_first = len(groq.chat_requests) + len(ollama.chat_requests)
+        again = backtest(settings, tmp_path / "again", "cache-only")
+        calls_after_again = len(groq.chat_requests) + len(ollama.chat_requests)
+
+    ledger = first["veto_ledger"]["reviewers"]
+    assert ledger["groq"]["vetoed"] == 0
+    assert ledger["ollama"]["asked"] == len(vetoes) > 0
+    assert ledger["ollama"]["vetoed"] == sum(vetoes)
+    assert calls_after_again == calls_after_first  # the rerun called nothing
+    assert again["llm"]["calls"] == 0 and again["llm"]["cache_hits"] == calls_after_first
+    assert decisions(tmp_path / "again") == decisions(tmp_path / "first")
+    assert again["veto_ledger"]["reviewers"] == first["veto_ledger"]["reviewers"]
+
+    # The same ledger from the journal, as `lxa report reviewers` and the API give it.
+    journal_url = f"sqlite:///{tmp_path / 'first' / 'journal.db'}"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LXA_")}
+    env.update(LXA_DATA_DIR=str(tmp_path / "cli"), LXA_DATABASE_URL=journal_url)
+    printed = subprocess.run(
+        [sys.executable, "-m", "app.cli", "report", "reviewers", "--json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert printed.returncode == 0, printed.stderr
+    assert json.loads(printed.stdout)["reviewers"] == first["veto_ledger"]["reviewers"]
+    with Journal.open(journal_url) as journal:
+        app = create_app(journal=journal, bus=InProcessBus())
+        with TestClient(app) as client:
+            served = client.get("/api/reviewers").json()
+    assert served["reviewers"] == first["veto_ledger"]["reviewers"]
+    assert served["agreement"] == first["veto_ledger"]["agreement"]
+
+
+def test_cache_only_stops_on_a_miss_and_calls_nothing(tmp_path: Path) -> None:
+    with GroqServer(default=lambda _: verdict("buy")) as groq, OllamaServer() as ollama:
+        with pytest.raises(CacheMiss, match="no cached answer"):
+            backtest(settings_for(tmp_path, groq, ollama), tmp_path / "r", "cache-only")
+        assert groq.chat_requests == [] and ollama.chat_requests == []
+
+
+def test_a_spent_budget_stops_the_calls_and_the_runs_hold(tmp_path: Path) -> None:
+    with GroqServer(default=lambda r: verdict(proposed(r))) as groq, OllamaServer() as ollama:
+        settings = settings_for(tmp_path, groq, ollama).model_copy(
+            update={"llm_daily_budget_usd": 0.00001}  # less than one call of 1,050 tokens
+        )
+        metrics = backtest(settings, tmp_path / "r", "llm")
+        asked = len(groq.chat_requests)
+
+    groq_ledger = metrics["veto_ledger"]["reviewers"]["groq"]
+    assert asked == 1  # the first call spends it; none goes out after
+    assert groq_ledger["asked"] > 1 and groq_ledger["vetoed"] == groq_ledger["asked"] - 1
+    with Journal.open(f"sqlite:///{tmp_path / 'r' / 'journal.db'}") as journal:
+        runs = [journal.get_decision(d["run_id"]) for d in journal.list_decisions(limit=1000)]
+        errors = [c["error"] for run in runs for c in run["llm_calls"] if c["error"]]
+    assert errors and all("budget" in e for e in errors)
