@@ -36,7 +36,11 @@ def demo(
         typer.Option(min=0.0, help="Seconds between bars (default 0.05 when serving, else 0)."),
     ] = None,
 ) -> None:
-    """Paper-trade the bundled real Upbit candles (3 days the bundled model never saw)."""
+    """Paper-trade the bundled real Upbit candles (3 days the bundled model never saw).
+
+    With the viewer (the default), the API and viewer stay up after the replay until Ctrl-C
+    or SIGTERM; `--no-serve` ends with the replay.
+    """
     from app.session import ReplayError, demo_settings
     from app.wiring import BUNDLED_CANDLES, with_default_model
 
@@ -54,6 +58,9 @@ def demo(
         serve=serve,
         as_json=as_json,
         label="demo",
+        # The viewer stays up after the replay until Ctrl-C or SIGTERM, terminal or not (a
+        # demo started in the background kept nothing to look at once the replay ended).
+        keep_serving=serve_until_stopped,
     )
 
 

@@ -325,3 +325,22 @@ def test_every_page_fits_a_phone_and_reads_in_korean(served: Served, artifacts: 
         expect(page.get_by_role("link", name="거래 내역")).to_be_visible()
         page.screenshot(path=str(artifacts / "phone-ko-menu.png"))
         assert errors == []
+
+
+def test_docs_render_with_the_network_blocked(served: Served, artifacts: Path) -> None:
+    from playwright.sync_api import expect
+
+    outside: list[str] = []
+
+    def block(route: Any) -> None:
+        outside.append(route.request.url)
+        route.abort()
+
+    for page, errors in _browse(DESKTOP):
+        page.route(re.compile(r"^https?://(?!127\.0\.0\.1[:/])"), block)
+        page.goto(served.url + "/docs")
+        expect(page.locator(".swagger-ui .info .title")).to_contain_text("AutoTrader-LXA")
+        expect(page.locator(".opblock-summary-path").first).to_be_visible()
+        page.screenshot(path=str(artifacts / "desktop-docs.png"))
+        assert outside == []
+        assert errors == []
