@@ -195,13 +195,16 @@ async def simulate(
     on_progress: ProgressCallback | None = None,
     reviewers_mode: str = "off",
     llm_cache: Path | None = None,
+    reviewers: Reviewers | None = None,
+    meter: CallMeter | None = None,
 ) -> Simulation:
     """Warm the real engine up, trade every later bar, track equity.
 
     `reviewers_mode`: "off" (both checks agree with every proposal), "llm" (the configured
     Groq and Ollama clients, every answer stored in the response cache at `llm_cache` and
     replayed from it on a rerun), "cache-only" (answers from the cache only; a miss stops the
-    backtest with `CacheMiss`). Sizing is the rule-based sizer in every mode.
+    backtest with `CacheMiss`). Sizing is the rule-based sizer in every mode. `reviewers`
+    (with the `meter` they count on) replaces the mode (the ablation's variants).
     """
     to_run = list(closes[WARMUP_BARS:])
     if minutes is not None:
@@ -215,12 +218,12 @@ async def simulate(
         (report_dir / stale).unlink(missing_ok=True)
     session_id = new_session_id("backtest")
     started = time.perf_counter()
-    meter = build_meter(settings)
+    meter = meter or build_meter(settings)
     cache_journal = None
-    if reviewers_mode == "off":
+    if reviewers is None and reviewers_mode == "off":
         reviewers = Reviewers(groq=AgreeReviewer(), ollama=AgreeReviewer(), sizer=RuleBasedSizer())
-    else:
-        reviewers, cache_journal = _llm_reviewers(settings, reviewers_mode, llm_cache, meter)
+    elif reviewers is None:
+        reviewers, cache_journal = llm_reviewers(settings, reviewers_mode, llm_cache, meter)
     try:
         return await _trade(
             settings, closes, to_run, report_dir, session_id, started, reviewers, meter, on_progress
@@ -230,7 +233,7 @@ async def simulate(
             cache_journal.close()
 
 
-def _llm_reviewers(
+def llm_reviewers(
     settings: Settings, mode: str, llm_cache: Path | None, meter: CallMeter
 ) -> tuple[Reviewers, Journal]:
     """The configured LLM checks over a response cache kept beside the data (not per report)."""
@@ -351,6 +354,47 @@ def _closes_matrix(scored: pd.DataFrame, column: str, index: pd.DatetimeIndex) -
     return wide.reindex(wide.index.union(index)).ffill().reindex(index)
 
 
+@dataclass(frozen=True)
+class PreparedBacktest:
+    """Unseen candles and the settings that point a backtest at its report directory."""
+
+    candles: pd.DataFrame
+    markets: list[str]
+    model_path: Path
+    meta: dict[str, Any]
+    settings: Settings
+    llm_cache: Path  # the answers' cache, beside the data: it outlives the report
+
+
+def prepare_backtest(
+    settings: Settings,
+    *,
+    candles_paths: Sequence[Path],
+    report_dir: Path,
+    model_dir: Path | None,
+    since: datetime | None,
+    until: datetime | None,
+    keep_llm: bool,
+) -> PreparedBacktest:
+    """Load and cut the candles, refuse ones the model trained on, make the report folder."""
+    candles = load_candles(list(candles_paths))
+    if since is not None:
+        candles = candles[candles["ts"] >= pd.Timestamp(since)]
+    if until is not None:
+        candles = candles[candles["ts"] < pd.Timestamp(until)]
+    candles = candles.reset_index(drop=True)
+    markets = markets_in(candles)
+    model_path = resolve_backtest_model(model_dir)
+    meta = read_meta(model_path)
+    check_unseen(meta, candles["ts"].min().to_pydatetime())
+    report_dir.mkdir(parents=True, exist_ok=True)
+    llm_cache = settings.data_dir / "llm_cache.db"
+    settings = backtest_settings(
+        settings, report_dir=report_dir, markets=markets, model_dir=model_path, keep_llm=keep_llm
+    )
+    return PreparedBacktest(candles, markets, model_path, meta, settings, llm_cache)
+
+
 async def run_backtest(
     settings: Settings,
     *,
@@ -369,26 +413,18 @@ async def run_backtest(
         raise BacktestError(
             f"--reviewers must be one of {', '.join(REVIEWER_MODES)}, not {reviewers_mode!r}"
         )
-    candles = load_candles(list(candles_paths))
-    if since is not None:
-        candles = candles[candles["ts"] >= pd.Timestamp(since)]
-    if until is not None:
-        candles = candles[candles["ts"] < pd.Timestamp(until)]
-    candles = candles.reset_index(drop=True)
-    markets = markets_in(candles)
-    model_path = resolve_backtest_model(model_dir)
-    meta = read_meta(model_path)
-    check_unseen(meta, candles["ts"].min().to_pydatetime())
-    report_dir.mkdir(parents=True, exist_ok=True)
-    # The answers' cache outlives the report: a rerun into another folder replays it.
-    llm_cache = llm_cache or settings.data_dir / "llm_cache.db"
-    settings = backtest_settings(
+    prepared = prepare_backtest(
         settings,
+        candles_paths=candles_paths,
         report_dir=report_dir,
-        markets=markets,
-        model_dir=model_path,
+        model_dir=model_dir,
+        since=since,
+        until=until,
         keep_llm=reviewers_mode != "off",
     )
+    candles, markets, model_path = prepared.candles, prepared.markets, prepared.model_path
+    meta, settings = prepared.meta, prepared.settings
+    llm_cache = llm_cache or prepared.llm_cache
     closes = await collect_closes(candles)
     simulation = await simulate(
         settings,

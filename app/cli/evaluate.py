@@ -10,7 +10,7 @@ from typing import Annotated, Any
 
 import typer
 
-from app.cli.common import exits_on, load, out, print_json_line, progress, utc
+from app.cli.common import exits_on, fail, load, out, print_json_line, progress, utc
 from app.cli.tables import print_backtest
 
 
@@ -47,6 +47,15 @@ def backtest(
         Path | None,
         typer.Option(help="The LLM answers' cache (SQLite; default: DATA_DIR/llm_cache.db)."),
     ] = None,
+    ablation: Annotated[
+        bool,
+        typer.Option(
+            "--ablation",
+            help="Replay once per variant (ML alone, Groq only, Ollama only, both, a random "
+            "veto at both's rate over --seeds seeds) and write ablation.json side by side.",
+        ),
+    ] = False,
+    seeds: Annotated[int, typer.Option(min=1, max=200, help="Random-veto seeds.")] = 20,
 ) -> None:
     """Score the model on unseen candles and trade them, the LLM checks off unless asked.
 
@@ -61,6 +70,20 @@ def backtest(
     from prompts.loader import PromptError
 
     settings = load()
+    if ablation:
+        _ablation(
+            settings,
+            candles,
+            report,
+            model,
+            minutes,
+            (utc(since), utc(until)),
+            reviewers,
+            llm_cache,
+            seeds,
+            as_json,
+        )
+        return
     with progress("backtest", quiet=as_json) as bar:
         task = bar.add_task("backtest", total=None, last="")
 
@@ -131,3 +154,76 @@ def lookahead(
             out.print(line, markup=False, highlight=False, soft_wrap=True)
     if not result.ok:
         raise typer.Exit(1)
+
+
+def _ablation(
+    settings: Any,
+    candles: list[Path],
+    report: Path,
+    model: Path | None,
+    minutes: int | None,
+    window: tuple[datetime | None, datetime | None],
+    reviewers: str,
+    llm_cache: Path | None,
+    seeds: int,
+    as_json: bool,
+) -> None:
+    """`lxa backtest --ablation`: the variants side by side (app.ablation)."""
+    from app.ablation import run_ablation
+    from app.backtest import BacktestError
+    from app.wiring import ModelNotFoundError
+    from llm.provider import CacheMiss
+    from ml.data import CandleFileError
+
+    if reviewers == "off":
+        fail(
+            "--ablation needs --reviewers llm or cache-only: with the checks off nothing differs", 2
+        )
+    with progress("ablation", quiet=as_json) as bar:
+        task = bar.add_task("ablation", total=None, last="")
+
+        def on_progress(variant: str, done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total, last=variant)
+
+        refused = (BacktestError, ModelNotFoundError, FileNotFoundError, CacheMiss)
+        with exits_on(CandleFileError, code=2), exits_on(*refused, code=1):
+            result = asyncio.run(
+                run_ablation(
+                    settings,
+                    candles_paths=candles,
+                    report_dir=report,
+                    model_dir=model,
+                    minutes=minutes,
+                    since=window[0],
+                    until=window[1],
+                    reviewers_mode=reviewers,
+                    llm_cache=llm_cache,
+                    seeds=seeds,
+                    on_progress=on_progress,
+                )
+            )
+    if as_json:
+        print_json_line(result)
+        return
+    out.print(
+        f"{'variant':<14}{'return':>10}{'max DD':>9}{'trips':>7}{'fees KRW':>11}{'vetoed':>8}"
+    )
+    for name, row in result["variants"].items():
+        vetoed = row["veto_rate"]
+        out.print(
+            f"{name:<14}{row['total_return'] * 100:>9.3f}%{row['max_drawdown'] * 100:>8.3f}%"
+            f"{row['round_trips']:>7}{row['fees_krw']:>11.0f}"
+            + (f"{vetoed * 100:>7.1f}%" if vetoed is not None else f"{'':>8}")
+        )
+    coin = result["random_veto"]
+    ret = coin["total_return"]
+    out.print(
+        f"random veto at {coin['rate'] * 100:.1f}% over {coin['seeds']} seeds: return "
+        f"{ret['mean'] * 100:.3f}% (sd {ret['sd'] * 100:.3f}%, {ret['min'] * 100:.3f}% to "
+        f"{ret['max'] * 100:.3f}%)"
+    )
+    llm = result["llm"]
+    out.print(
+        f"LLM: {llm['calls']} call(s) out, {llm['cache_hits']} from the cache, "
+        f"${llm['cost_usd']:.4f}; written to {report / 'ablation.json'}"
+    )

@@ -22,6 +22,7 @@ from fastapi.testclient import TestClient
 from llm_servers import GroqServer, OllamaServer, Text
 
 from api.app import create_app
+from app.ablation import run_ablation
 from app.backtest import run_backtest
 from app.settings import Settings
 from app.wiring import BUNDLED_CANDLES
@@ -166,3 +167,33 @@ def test_a_spent_budget_stops_the_calls_and_the_runs_hold(tmp_path: Path) -> Non
         runs = [journal.get_decision(d["run_id"]) for d in journal.list_decisions(limit=1000)]
         errors = [c["error"] for run in runs for c in run["llm_calls"] if c["error"]]
     assert errors and all("budget" in e for e in errors)
+
+
+def test_the_ablation_shows_the_effect_built_into_each_reviewer(tmp_path: Path) -> None:
+    # Groq agrees with everything, Ollama vetoes everything.
+    with (
+        GroqServer(default=lambda r: verdict(proposed(r))) as groq,
+        OllamaServer(default=lambda _: verdict("hold")) as ollama,
+    ):
+        report = asyncio.run(
+            run_ablation(
+                settings_for(tmp_path, groq, ollama),
+                candles_paths=[BUNDLED_CANDLES],
+                report_dir=tmp_path / "ablation",
+                minutes=MINUTES,
+                seeds=3,
+            )
+        )
+
+    variants = report["variants"]
+    alone = variants["ml_alone"]
+    assert alone["entries"] > 0 and alone["veto_rate"] == 0.0
+    assert variants["groq_only"]["total_return"] == alone["total_return"]  # it never vetoes
+    assert variants["groq_only"]["round_trips"] == alone["round_trips"]
+    for name in ("ollama_only", "both"):
+        assert variants[name]["entries"] == 0 and variants[name]["veto_rate"] == 1.0
+        assert variants[name]["total_return"] == 0.0
+    coin = report["random_veto"]
+    assert coin["rate"] == 1.0 and coin["seeds"] == 3
+    assert coin["total_return"] == {"mean": 0.0, "sd": 0.0, "min": 0.0, "max": 0.0}
+    assert (tmp_path / "ablation" / "ablation.json").exists()

@@ -1,0 +1,216 @@
+"""`lxa backtest --ablation`: what each LLM check adds, on the same candles and the same ML.
+
+The real engine replays the same unseen candles once per variant, with the same model, policy
+and sizing; only the reviewers change:
+
+- `ml_alone`: both checks agree with every proposal (the policy decides alone);
+- `groq_only`, `ollama_only`: one configured LLM check, the other agreeing;
+- `both`: the plan, Groq then Ollama;
+- `random_veto`: a seeded coin vetoes each proposal at the rate `both` vetoed (20 seeds by
+  default), so a check that only trades less is told apart from one that picks well.
+
+Every LLM answer goes through the response cache (`--reviewers llm` calls only what it lacks;
+`cache-only` calls nothing and stops on a miss). Return, drawdown, round trips, entries and
+fees for each variant go side by side into `ablation.json`, with the spread of the random
+vetoes.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import statistics
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from app.backtest import (
+    AgreeReviewer,
+    Simulation,
+    llm_reviewers,
+    prepare_backtest,
+    simulate,
+)
+from app.llm import Reviewers, build_meter
+from app.session import collect_closes
+from app.settings import Settings
+from evaluation.policy_result import json_ready
+from graph.review import ReviewRequest, TokenCallback, Verdict
+from llm.rule_based import RuleBasedSizer
+from ml.evaluate import fold_fills, max_drawdown
+
+VARIANTS = ("ml_alone", "groq_only", "ollama_only", "both")
+AblationProgress = Callable[[str, int, int], None]  # (variant, bars done, bars in all)
+
+
+@dataclass
+class RandomVetoReviewer:
+    """Vetoes each proposal with probability `rate` (seeded), agrees otherwise."""
+
+    rate: float
+    seed: int
+    rng: random.Random = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.rng = random.Random(self.seed)
+
+    @property
+    def name(self) -> str:
+        """How its verdicts are labelled in the journal."""
+        return f"random-veto {self.rate:.3f} (seed {self.seed})"
+
+    async def review(
+        self, request: ReviewRequest, on_token: TokenCallback | None = None
+    ) -> Verdict:
+        """Hold with probability `rate`, else repeat the proposed action."""
+        veto = self.rng.random() < self.rate
+        return Verdict(
+            verdict="hold" if veto else request.action,
+            confidence=0.5,
+            reasoning="a seeded coin (the ablation's baseline), not a review",
+            reviewer=self.name,
+        )
+
+
+def variant_figures(simulation: Simulation) -> dict[str, Any]:
+    """Return, drawdown, round trips, entries and fees of one replay."""
+    curve = np.concatenate([[simulation.initial_krw], simulation.equity.to_numpy()])
+    books = fold_fills(simulation.fills)
+    ledger = simulation.veto_ledger
+    proposals = ledger.get("proposals", 0)
+    passed = ledger.get("agreement", {}).get("groq agreed / ollama agreed", 0)
+    return {
+        "total_return": float(curve[-1] / simulation.initial_krw - 1),
+        "max_drawdown": max_drawdown(curve),
+        "round_trips": sum(len(book.round_trips) for book in books.values()),
+        "entries": simulation.summary.get("buys", 0),
+        "fees_krw": round(sum(book.fees_krw for book in books.values()), 2),
+        "proposals_reviewed": proposals,
+        "veto_rate": (1 - passed / proposals) if proposals else None,
+    }
+
+
+def spread(rows: Sequence[dict[str, Any]], key: str) -> dict[str, float | None]:
+    """Mean, standard deviation, min and max of `key` over the random-veto seeds."""
+    values = [float(r[key]) for r in rows if r.get(key) is not None]
+    if not values:
+        return {"mean": None, "sd": None, "min": None, "max": None}
+    return {
+        "mean": statistics.fmean(values),
+        "sd": statistics.stdev(values) if len(values) > 1 else 0.0,
+        "min": min(values),
+        "max": max(values),
+    }
+
+
+async def run_ablation(
+    settings: Settings,
+    *,
+    candles_paths: Sequence[Path],
+    report_dir: Path,
+    model_dir: Path | None = None,
+    minutes: int | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    reviewers_mode: str = "llm",
+    llm_cache: Path | None = None,
+    seeds: int = 20,
+    on_progress: AblationProgress | None = None,
+) -> dict[str, Any]:
+    """Replay the candles once per variant and write `ablation.json`; return it."""
+    prepared = prepare_backtest(
+        settings,
+        candles_paths=candles_paths,
+        report_dir=report_dir,
+        model_dir=model_dir,
+        since=since,
+        until=until,
+        keep_llm=True,
+    )
+    settings = prepared.settings
+    closes = await collect_closes(prepared.candles)
+    meter = build_meter(settings)
+    configured, cache_journal = llm_reviewers(
+        settings, reviewers_mode, llm_cache or prepared.llm_cache, meter
+    )
+    agree, sizer = AgreeReviewer(), RuleBasedSizer()
+    plans = {
+        "ml_alone": Reviewers(agree, agree, sizer),
+        "groq_only": Reviewers(configured.groq, agree, sizer),
+        "ollama_only": Reviewers(agree, configured.ollama, sizer),
+        "both": Reviewers(configured.groq, configured.ollama, sizer),
+    }
+    results: dict[str, Any] = {}
+    try:
+        for name, reviewers in plans.items():
+            results[name] = variant_figures(
+                await _replay(name, settings, closes, report_dir, minutes, reviewers, on_progress)
+            )
+        rate = results["both"]["veto_rate"] or 0.0
+        random_rows = []
+        for seed in range(seeds):
+            coin = RandomVetoReviewer(rate, seed)
+            name = f"random_veto_{seed}"
+            simulation = await _replay(
+                name,
+                settings,
+                closes,
+                report_dir,
+                minutes,
+                Reviewers(coin, agree, sizer),
+                on_progress,
+            )
+            random_rows.append(variant_figures(simulation))
+    finally:
+        cache_journal.close()
+    report = {
+        "variants": results,
+        "random_veto": {
+            "rate": rate,
+            "seeds": seeds,
+            **{
+                key: spread(random_rows, key)
+                for key in ("total_return", "max_drawdown", "round_trips", "fees_krw")
+            },
+        },
+        "reviewers": {"groq": configured.groq.name, "ollama": configured.ollama.name},
+        "reviewers_mode": reviewers_mode,
+        "llm": meter.to_json(),
+        "bars": minutes,
+    }
+    report = json_ready(report)
+    (report_dir / "ablation.json").write_text(json.dumps(report, indent=2) + "\n")
+    return report
+
+
+async def _replay(
+    name: str,
+    settings: Settings,
+    closes: Sequence[Any],
+    report_dir: Path,
+    minutes: int | None,
+    reviewers: Reviewers,
+    on_progress: AblationProgress | None,
+) -> Simulation:
+    folder = report_dir / name
+    folder.mkdir(parents=True, exist_ok=True)
+    variant = settings.model_copy(
+        update={"database_url": f"sqlite:///{(folder / 'journal.db').resolve()}"}
+    )
+
+    def progress(done: int, total: int, _llm: Any) -> None:
+        if on_progress is not None:
+            on_progress(name, done, total)
+
+    return await simulate(
+        variant,
+        closes,
+        report_dir=folder,
+        minutes=minutes,
+        on_progress=progress,
+        reviewers=reviewers,
+    )
