@@ -42,6 +42,7 @@ from evaluation.policy_result import json_ready
 from graph.review import ReviewRequest, TokenCallback, Verdict
 from llm.rule_based import RuleBasedSizer
 from ml.evaluate import fold_fills, max_drawdown
+from prompts.loader import Blind
 
 VARIANTS = ("ml_alone", "groq_only", "ollama_only", "both")
 AblationProgress = Callable[[str, int, int], None]  # (variant, bars done, bars in all)
@@ -119,9 +120,14 @@ async def run_ablation(
     reviewers_mode: str = "llm",
     llm_cache: Path | None = None,
     seeds: int = 20,
+    blind: bool = False,
     on_progress: AblationProgress | None = None,
 ) -> dict[str, Any]:
-    """Replay the candles once per variant and write `ablation.json`; return it."""
+    """Replay the candles once per variant and write `ablation.json`; return it.
+
+    `blind` adds `both_blind`: the plan with the prompts stripped of what identifies the
+    period (`prompts.loader.Blind`), to put against `both` (named).
+    """
     prepared = prepare_backtest(
         settings,
         candles_paths=candles_paths,
@@ -144,6 +150,17 @@ async def run_ablation(
         "ollama_only": Reviewers(agree, configured.ollama, sizer),
         "both": Reviewers(configured.groq, configured.ollama, sizer),
     }
+    journals = [cache_journal]
+    if blind:
+        hidden, hidden_journal = llm_reviewers(
+            settings,
+            reviewers_mode,
+            llm_cache or prepared.llm_cache,
+            meter,
+            Blind(tuple(prepared.markets)),
+        )
+        journals.append(hidden_journal)
+        plans["both_blind"] = Reviewers(hidden.groq, hidden.ollama, sizer)
     results: dict[str, Any] = {}
     try:
         for name, reviewers in plans.items():
@@ -166,7 +183,8 @@ async def run_ablation(
             )
             random_rows.append(variant_figures(simulation))
     finally:
-        cache_journal.close()
+        for journal in journals:
+            journal.close()
     report = {
         "variants": results,
         "random_veto": {
@@ -179,6 +197,7 @@ async def run_ablation(
         },
         "reviewers": {"groq": configured.groq.name, "ollama": configured.ollama.name},
         "reviewers_mode": reviewers_mode,
+        "blind": blind,
         "llm": meter.to_json(),
         "bars": minutes,
     }

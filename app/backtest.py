@@ -64,6 +64,7 @@ from ml.features import (
 )
 from ml.predict import Predictor
 from ml.registry import latest_model_dir, read_meta
+from prompts.loader import Blind
 from store.journal import Journal, JournalResponseCache
 from store.reviewer_ledger import veto_ledger
 
@@ -197,6 +198,7 @@ async def simulate(
     llm_cache: Path | None = None,
     reviewers: Reviewers | None = None,
     meter: CallMeter | None = None,
+    blind: Blind | None = None,
 ) -> Simulation:
     """Warm the real engine up, trade every later bar, track equity.
 
@@ -223,7 +225,7 @@ async def simulate(
     if reviewers is None and reviewers_mode == "off":
         reviewers = Reviewers(groq=AgreeReviewer(), ollama=AgreeReviewer(), sizer=RuleBasedSizer())
     elif reviewers is None:
-        reviewers, cache_journal = llm_reviewers(settings, reviewers_mode, llm_cache, meter)
+        reviewers, cache_journal = llm_reviewers(settings, reviewers_mode, llm_cache, meter, blind)
     try:
         return await _trade(
             settings, closes, to_run, report_dir, session_id, started, reviewers, meter, on_progress
@@ -234,7 +236,11 @@ async def simulate(
 
 
 def llm_reviewers(
-    settings: Settings, mode: str, llm_cache: Path | None, meter: CallMeter
+    settings: Settings,
+    mode: str,
+    llm_cache: Path | None,
+    meter: CallMeter,
+    blind: Blind | None = None,
 ) -> tuple[Reviewers, Journal]:
     """The configured LLM checks over a response cache kept beside the data (not per report)."""
     if mode not in REVIEWER_MODES:
@@ -248,7 +254,11 @@ def llm_reviewers(
     path.parent.mkdir(parents=True, exist_ok=True)
     cache_journal = Journal.open(f"sqlite:///{path.resolve()}")
     built = build_reviewers(
-        settings, JournalResponseCache(cache_journal), meter, offline=mode == "cache-only"
+        settings,
+        JournalResponseCache(cache_journal),
+        meter,
+        offline=mode == "cache-only",
+        blind=blind,
     )
     return Reviewers(groq=built.groq, ollama=built.ollama, sizer=RuleBasedSizer()), cache_journal
 
@@ -407,8 +417,12 @@ async def run_backtest(
     on_progress: ProgressCallback | None = None,
     reviewers_mode: str = "off",
     llm_cache: Path | None = None,
+    blind: bool = False,
 ) -> dict[str, Any]:
-    """Run the backtest, write metrics.json, equity.png and report.html; return the metrics."""
+    """Run the backtest, write metrics.json, equity.png and report.html; return the metrics.
+
+    `blind` hides from the LLM prompts what identifies the period (`prompts.loader.Blind`).
+    """
     if reviewers_mode not in REVIEWER_MODES:
         raise BacktestError(
             f"--reviewers must be one of {', '.join(REVIEWER_MODES)}, not {reviewers_mode!r}"
@@ -434,6 +448,7 @@ async def run_backtest(
         on_progress=on_progress,
         reviewers_mode=reviewers_mode,
         llm_cache=llm_cache,
+        blind=Blind(tuple(markets)) if blind else None,
     )
     predictor = Predictor.load(model_path)
     scored = score_bars(candles, predictor)
@@ -520,6 +535,7 @@ async def run_backtest(
             else " then ".join(simulation.reviewer_names[k] for k in ("groq", "ollama"))
         ),
         "reviewers_mode": reviewers_mode,
+        "blind": blind,
         "llm": simulation.llm,
         "veto_ledger": {k: v for k, v in simulation.veto_ledger.items() if k != "rows"},
         "sizer": "rule-based",

@@ -14,7 +14,7 @@ from llm.provider import ChatProvider
 from llm.resilience import CircuitBreaker
 from llm.reviewers import REVIEW_VARIABLES, SIZING_VARIABLES, LLMReviewer, LLMSizer
 from llm.rule_based import RuleBasedMoodReviewer, RuleBasedSizer, RuleBasedTechnicalReviewer
-from prompts.loader import DEFAULT_PROMPTS_DIR, PromptLibrary
+from prompts.loader import DEFAULT_PROMPTS_DIR, Blind, PromptLibrary
 
 
 @dataclass(frozen=True)
@@ -116,6 +116,7 @@ def build_reviewers(
     meter: CallMeter | None = None,
     *,
     offline: bool = False,
+    blind: Blind | None = None,
 ) -> Reviewers:
     """Use Groq and Ollama where configured, the labelled rule-based stand-ins elsewhere.
 
@@ -138,13 +139,15 @@ def build_reviewers(
             provider.offline = offline
     sizer: Sizer = RuleBasedSizer()
     if settings.sizing_provider == "groq" and groq is not None:
-        sizer = LLMSizer(groq, prompts)
+        sizer = LLMSizer(groq, prompts, blind)
     elif settings.sizing_provider == "ollama" and ollama is not None:
-        sizer = LLMSizer(ollama, prompts)
+        sizer = LLMSizer(ollama, prompts, blind)
     return Reviewers(
-        groq=LLMReviewer("groq_check", groq, prompts) if groq else RuleBasedMoodReviewer(),
+        groq=(LLMReviewer("groq_check", groq, prompts, blind) if groq else RuleBasedMoodReviewer()),
         ollama=(
-            LLMReviewer("ollama_check", ollama, prompts) if ollama else RuleBasedTechnicalReviewer()
+            LLMReviewer("ollama_check", ollama, prompts, blind)
+            if ollama
+            else RuleBasedTechnicalReviewer()
         ),
         sizer=sizer,
     )

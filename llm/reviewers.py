@@ -16,7 +16,7 @@ from graph.review import ReviewRequest, SizingProposal, SizingRequest, TokenCall
 from llm.answers import SizingAnswer, VerdictAnswer
 from llm.parsing import LLMOutputError, extract_json, split_thinking
 from llm.provider import ChatProvider, LLMCall, ProviderError
-from prompts.loader import PromptError, PromptLibrary
+from prompts.loader import Blind, PromptError, PromptLibrary
 
 REVIEW_VARIABLES = frozenset(
     {
@@ -89,6 +89,7 @@ class LLMReviewer:
     role: Literal["groq_check", "ollama_check"]
     provider: ChatProvider
     prompts: PromptLibrary
+    blind: Blind | None = None  # hide what identifies the period (a blind backtest)
 
     @property
     def name(self) -> str:
@@ -100,7 +101,7 @@ class LLMReviewer:
     ) -> Verdict:
         """Render the prompt, ask the model, and read its verdict; any failure is a hold."""
         try:
-            rendered = self.prompts.get(self.role).render(review_values(request))
+            rendered = self.prompts.get(self.role).render(review_values(request), self.blind)
         except PromptError as exc:
             return _hold(self.name, f"prompt unusable: {exc}", f"prompt: {exc}", None)
         try:
@@ -131,6 +132,7 @@ class LLMSizer:
 
     provider: ChatProvider
     prompts: PromptLibrary
+    blind: Blind | None = None
 
     @property
     def name(self) -> str:
@@ -143,7 +145,7 @@ class LLMSizer:
         """Ask the model for the sizing JSON; an unusable answer is a NaN proposal (a hold)."""
         call: LLMCall | None = None
         try:
-            rendered = self.prompts.get("sizing").render(sizing_values(request))
+            rendered = self.prompts.get("sizing").render(sizing_values(request), self.blind)
             call = await self.provider.complete(rendered, SizingAnswer, on_token)
             thinking, answer = split_thinking(call.raw)
             call.thinking = "\n".join(t for t in (call.thinking, thinking) if t)

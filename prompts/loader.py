@@ -41,7 +41,13 @@ DEFAULT_PROMPTS_DIR = Path(__file__).resolve().parent
 SYSTEM_HEADING = "# system"
 USER_HEADING = "# user"
 FRONT_MATTER_FENCE = "---"
-FRONT_MATTER_KEYS = ("name", "description", "variables")
+FRONT_MATTER_KEYS = ("name", "description", "variables", "identifying")
+# How a blind run (`--blind`) hides what an identifying variable would tell of the period:
+# market -> a neutral label, time -> "hidden", prices -> an index (the last close = 100),
+# position -> its prices as that index, account -> cash and equity only, text -> dropped,
+# model -> "model".
+IDENTIFYING_KINDS = ("market", "time", "prices", "position", "account", "text", "model")
+_PRICE_KEYS = ("avg_buy_price", "stop_loss_price", "take_profit_price", "price", "close")
 MISSING = "n/a"  # how the number filters render None / NaN
 
 _NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_\-]*$")
@@ -145,6 +151,68 @@ _GLOBAL_NAMES = frozenset(_ENVIRONMENT.globals)  # range, dict, namespace, ...: 
 # --------------------------------------------------------------------------- the prompt
 
 
+@dataclass(frozen=True)
+class Blind:
+    """Hides what identifies the replayed period (`lxa backtest --blind`).
+
+    Each market gets a neutral label (COIN-A, COIN-B, ... in the order given), prices become an
+    index on which the reviewed market's last close is 100, times and the model id are hidden,
+    news is dropped and the account keeps only its cash and equity. Returns, volatilities and
+    the other features are unitless and stay as they are.
+    """
+
+    markets: tuple[str, ...]
+
+    def label(self, market: Any) -> str:
+        """The neutral label of `market`."""
+        if market in self.markets:
+            return f"COIN-{chr(ord('A') + self.markets.index(market))}"
+        return "COIN-?"
+
+    def apply(self, identifying: Mapping[str, str], values: Mapping[str, Any]) -> dict[str, Any]:
+        """The values with every identifying variable hidden as its kind says."""
+        reference = _reference_price(identifying, values)
+        out = dict(values)
+        for name, kind in identifying.items():
+            value = values.get(name)
+            if kind == "market":
+                out[name] = self.label(value)
+            elif kind in ("time", "model"):
+                out[name] = "hidden" if kind == "time" else "model"
+            elif kind == "text":
+                out[name] = []
+            elif kind == "prices":
+                out[name] = _index(value, reference)
+            elif kind == "position" and isinstance(value, Mapping):
+                out[name] = {
+                    k: _index(v, reference) if k in _PRICE_KEYS else v for k, v in value.items()
+                }
+            elif kind == "account" and isinstance(value, Mapping):
+                out[name] = {k: v for k, v in value.items() if k in ("krw", "equity")}
+        return out
+
+
+def _reference_price(identifying: Mapping[str, str], values: Mapping[str, Any]) -> float | None:
+    """The last of the first price list (the recent closes), the index's 100."""
+    for name, kind in identifying.items():
+        value = values.get(name)
+        if kind == "prices" and isinstance(value, list | tuple) and value:
+            last = _finite_or_none(value[-1])
+            if last:
+                return last
+    return None
+
+
+def _index(value: Any, reference: float | None) -> Any:
+    """A price (or a list of them) as an index on which `reference` is 100."""
+    if isinstance(value, list | tuple):
+        return [_index(v, reference) for v in value]
+    number = _finite_or_none(value)
+    if number is None or not reference:
+        return None if number is not None else value
+    return round(number / reference * 100, 4)
+
+
 @dataclass(frozen=True, slots=True)
 class RenderedPrompt:
     """The two messages one LLM call sends, and where they came from."""
@@ -173,6 +241,7 @@ class Prompt:
     system_template: str  # Jinja source of the system message
     user_template: str  # Jinja source of the user message
     sha256: str  # hex digest of the whole file's bytes
+    identifying: dict[str, str] = field(default_factory=dict)  # variable -> IDENTIFYING_KINDS
     system_first_line: int = 1  # file line of the first template line (for error messages)
     user_first_line: int = 1
     _compiled: dict[str, Template] = field(
@@ -188,8 +257,11 @@ class Prompt:
         """Return `name@sha256[:8]`, what every LLM call records."""
         return f"{self.name}@{self.sha256[:8]}"
 
-    def render(self, values: Mapping[str, Any]) -> RenderedPrompt:
-        """Render both messages; a missing or unknown variable raises `PromptError`."""
+    def render(self, values: Mapping[str, Any], blind: Blind | None = None) -> RenderedPrompt:
+        """Render both messages; a missing or unknown variable raises `PromptError`.
+
+        With `blind`, the variables the file declares identifying are hidden first (`Blind`).
+        """
         declared = set(self.variables)
         missing = sorted(declared - set(values))
         if missing:
@@ -203,7 +275,7 @@ class Prompt:
                 f"{self.path}: unknown variable {_quoted(unknown)} passed "
                 f"(declared: {', '.join(sorted(declared))})"
             )
-        context = dict(values)
+        context = dict(values) if blind is None else blind.apply(self.identifying, values)
         rendered: dict[str, str] = {}
         for section, _source, first_line in self._sections():
             try:
@@ -283,7 +355,9 @@ def parse_prompt(data: bytes, path: Path) -> Prompt:
         closing = next(i for i in range(1, len(lines)) if lines[i].rstrip() == FRONT_MATTER_FENCE)
     except StopIteration:
         raise PromptError(f"{path}: front matter is not closed by a '---' line") from None
-    name, description, variables = _parse_front_matter(path, "\n".join(lines[1:closing]))
+    name, description, variables, identifying = _parse_front_matter(
+        path, "\n".join(lines[1:closing])
+    )
     if name != path.stem:
         raise PromptError(
             f"{path}: front matter name {name!r} does not match the file name "
@@ -300,6 +374,7 @@ def parse_prompt(data: bytes, path: Path) -> Prompt:
         system_template=system_template,
         user_template=user_template,
         sha256=hashlib.sha256(data).hexdigest(),
+        identifying=identifying,
         system_first_line=system_first_line,
         user_first_line=user_first_line,
     )
@@ -307,7 +382,7 @@ def parse_prompt(data: bytes, path: Path) -> Prompt:
     return prompt
 
 
-def _parse_front_matter(path: Path, source: str) -> tuple[str, str, dict[str, str]]:
+def _parse_front_matter(path: Path, source: str) -> tuple[str, str, dict[str, str], dict[str, str]]:
     try:
         meta_data = yaml.safe_load(source)
     except yaml.YAMLError as exc:
@@ -341,7 +416,20 @@ def _parse_front_matter(path: Path, source: str) -> tuple[str, str, dict[str, st
         if not isinstance(meaning, str) or not meaning.strip():
             raise PromptError(f"{path}: variable {key!r} needs a one-line description")
         variables[key] = meaning.strip()
-    return name, description.strip(), variables
+    raw_identifying = meta_data.get("identifying") or {}
+    if not isinstance(raw_identifying, dict):
+        raise PromptError(f"{path}: front matter 'identifying' must map variable names to kinds")
+    identifying: dict[str, str] = {}
+    for key, kind in raw_identifying.items():
+        if key not in variables:
+            raise PromptError(f"{path}: identifying variable {key!r} is not declared")
+        if kind not in IDENTIFYING_KINDS:
+            raise PromptError(
+                f"{path}: identifying variable {key!r} has kind {kind!r} "
+                f"(one of: {', '.join(IDENTIFYING_KINDS)})"
+            )
+        identifying[str(key)] = str(kind)
+    return name, description.strip(), variables, identifying
 
 
 def _split_body(path: Path, lines: list[str], start: int) -> tuple[str, int, str, int]:

@@ -56,6 +56,14 @@ def backtest(
         ),
     ] = False,
     seeds: Annotated[int, typer.Option(min=1, max=200, help="Random-veto seeds.")] = 20,
+    blind: Annotated[
+        bool,
+        typer.Option(
+            "--blind",
+            help="Hide from the LLM prompts what identifies the period (coins as COIN-A.., "
+            "prices as an index, no dates, no news); with --ablation, blind against named.",
+        ),
+    ] = False,
 ) -> None:
     """Score the model on unseen candles and trade them, the LLM checks off unless asked.
 
@@ -81,6 +89,7 @@ def backtest(
             reviewers,
             llm_cache,
             seeds,
+            blind,
             as_json,
         )
         return
@@ -110,6 +119,7 @@ def backtest(
                     on_progress=on_progress,
                     reviewers_mode=reviewers,
                     llm_cache=llm_cache,
+                    blind=blind,
                 )
             )
     if as_json:
@@ -166,6 +176,7 @@ def _ablation(
     reviewers: str,
     llm_cache: Path | None,
     seeds: int,
+    blind: bool,
     as_json: bool,
 ) -> None:
     """`lxa backtest --ablation`: the variants side by side (app.ablation)."""
@@ -199,6 +210,7 @@ def _ablation(
                     reviewers_mode=reviewers,
                     llm_cache=llm_cache,
                     seeds=seeds,
+                    blind=blind,
                     on_progress=on_progress,
                 )
             )

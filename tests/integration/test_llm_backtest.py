@@ -12,11 +12,13 @@ import asyncio
 import json
 import os
 import random
+import re
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
 from llm_servers import GroqServer, OllamaServer, Text
@@ -197,3 +199,37 @@ def test_the_ablation_shows_the_effect_built_into_each_reviewer(tmp_path: Path) 
     assert coin["rate"] == 1.0 and coin["seeds"] == 3
     assert coin["total_return"] == {"mean": 0.0, "sd": 0.0, "min": 0.0, "max": 0.0}
     assert (tmp_path / "ablation" / "ablation.json").exists()
+
+
+def test_a_blind_run_shows_no_market_name_price_or_date_from_the_candles(tmp_path: Path) -> None:
+    with (
+        GroqServer(default=lambda r: verdict(proposed(r))) as groq,
+        OllamaServer(default=lambda r: verdict(proposed(r))) as ollama,
+    ):
+        metrics = asyncio.run(
+            run_backtest(
+                settings_for(tmp_path, groq, ollama),
+                candles_paths=[BUNDLED_CANDLES],
+                report_dir=tmp_path / "blind",
+                minutes=MINUTES,
+                reviewers_mode="llm",
+                blind=True,
+            )
+        )
+        sent = [
+            str(m.get("content", ""))
+            for request in [*groq.chat_requests, *ollama.chat_requests]
+            for m in request.json.get("messages", [])
+        ]
+
+    assert metrics["blind"] is True and len(sent) >= 4  # system and user messages
+    candles = pd.read_parquet(BUNDLED_CANDLES)
+    prices = {float(p) for p in candles[["open", "high", "low", "close"]].to_numpy().ravel()}
+    text = "\n".join(sent)
+    for name in ("KRW-", "BTC", "ETH", "XRP", "SOL", "비트코인", "이더리움"):
+        assert name not in text, name
+    assert not re.search(r"20\d\d-\d\d-\d\d", text), "a date reached a blind prompt"
+    numbers = {float(n.replace(",", "")) for n in re.findall(r"\d[\d,]*\.?\d*", text)}
+    leaked = sorted(p for p in prices if p >= 10 and p in numbers)
+    assert leaked == [], f"prices from the candles in blind prompts: {leaked[:5]}"
+    assert re.search(r"COIN-[A-D]\b", text)  # the neutral label stands in
