@@ -66,7 +66,7 @@ from ml.predict import Predictor
 from ml.registry import latest_model_dir, read_meta
 from prompts.loader import Blind
 from store.journal import Journal, JournalResponseCache
-from store.reviewer_ledger import veto_ledger
+from store.reviewer_ledger import call_costs, veto_ledger
 
 LLM_OFF = "llm-off (backtest)"
 VOL_REBALANCE_BARS = 60
@@ -327,6 +327,7 @@ async def _trade(
             horizon_minutes=int(params.get("horizon_minutes", 10)),
             fee_rate=float(FEE_RATE),
         )
+        ledger["costs"] = call_costs(journal.list_llm_calls(session_id=session_id))
     index = pd.DatetimeIndex([c.ts for c in to_run]).tz_convert("UTC")
     return Simulation(
         equity=pd.Series(equity, index=index),

@@ -38,7 +38,7 @@ from policy.evidence import model_evidence
 from policy.params import PolicyParams, PolicyParamsError
 from store.bus import EventBus, InProcessBus
 from store.journal import Journal, JournalResponseCache
-from store.reviewer_ledger import horizon_of, veto_ledger
+from store.reviewer_ledger import call_costs, horizon_of, veto_ledger
 from store.rows import TradingControlRow
 from store.trading_view import trading_view
 
@@ -437,7 +437,10 @@ def read_reviewer_ledger(
     """The veto ledger of the journal's runs (`lxa report reviewers`, `GET /api/reviewers`)."""
     with Journal.open(settings.journal_url) as journal:
         decisions = journal.list_decisions(limit=10**7, since=since, session_id=session_id)
-    return veto_ledger(decisions, horizon_minutes=horizon_of(decisions), fee_rate=float(FEE_RATE))
+        calls = journal.list_llm_calls(since=since, session_id=session_id)
+    ledger = veto_ledger(decisions, horizon_minutes=horizon_of(decisions), fee_rate=float(FEE_RATE))
+    ledger["costs"] = call_costs(calls)
+    return ledger
 
 
 def read_trading_view(settings: Settings) -> dict[str, Any]:

@@ -22,7 +22,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 REVIEWERS = ("groq", "ollama")
@@ -178,3 +178,62 @@ def horizon_of(decisions: Iterable[Mapping[str, Any]], default: int = 10) -> int
         if horizon:
             return int(horizon)
     return default
+
+
+BAR_MS = 60_000.0  # the one-minute bar every decision must fit in
+
+
+def _kst_day(value: Any) -> str:
+    return (_ts(value).astimezone(UTC) + timedelta(hours=9)).date().isoformat()
+
+
+def _quantile(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))]
+
+
+def _call_figures(calls: list[Mapping[str, Any]], decisions: int) -> dict[str, Any]:
+    """Tokens, money and latency of some calls (cached answers cost nothing and take ~0 ms)."""
+    out = [c for c in calls if not c.get("cached")]
+    latencies = [float(c["latency_ms"]) for c in out if c.get("latency_ms") is not None]
+    tokens = sum((c.get("input_tokens") or 0) + (c.get("output_tokens") or 0) for c in out)
+    cost = sum(float(((c.get("response") or {}).get("cost_usd")) or 0.0) for c in out)
+    p99 = _quantile(latencies, 0.99)
+    return {
+        "calls": len(out),
+        "cache_hits": len(calls) - len(out),
+        "errors": sum(1 for c in calls if c.get("error")),
+        "tokens": tokens,
+        "cost_usd": round(cost, 6),
+        "tokens_per_decision": tokens / decisions if decisions else None,
+        "cost_usd_per_decision": cost / decisions if decisions else None,
+        "latency_p50_ms": _quantile(latencies, 0.5),
+        "latency_p99_ms": p99,
+        "p99_share_of_bar": p99 / BAR_MS if p99 is not None else None,
+    }
+
+
+def call_costs(calls: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
+    """Per node (groq_check, ollama_check, sizing) and per KST day: tokens, money, latency.
+
+    `calls` are the journal's LLM call rows with their run's `bar_ts` (`list_llm_calls`);
+    answers no model gave (rule-based stand-ins, the backtest's agree stand-in: no prompt was
+    rendered, so no `prompt_ref`) are left out.
+    """
+    real = [c for c in calls if c.get("prompt_ref")]
+    runs = {c["run_id"] for c in real}
+    by_node: dict[str, list[Mapping[str, Any]]] = {}
+    by_day: dict[str, list[Mapping[str, Any]]] = {}
+    for call in real:
+        by_node.setdefault(str(call["node"]), []).append(call)
+        by_day.setdefault(_kst_day(call["bar_ts"]), []).append(call)
+    return {
+        "decisions_with_calls": len(runs),
+        "nodes": {node: _call_figures(rows, len(runs)) for node, rows in sorted(by_node.items())},
+        "days": {
+            day: _call_figures(rows, len({c["run_id"] for c in rows}))
+            for day, rows in sorted(by_day.items())
+        },
+    }

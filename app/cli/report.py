@@ -60,3 +60,23 @@ def reviewers(
         out.print(f"  passed - vetoed: {_pct(figures['passed_minus_vetoed'])}")
     for outcome, count in ledger["agreement"].items():
         out.print(f"  {count:6d}  {outcome}")
+    costs = ledger["costs"]
+    out.print(f"LLM calls over {costs['decisions_with_calls']} decision(s), per node:")
+    for label, figures in costs["nodes"].items():
+        out.print(_cost_line(label, figures))
+    out.print("per KST day:")
+    for label, figures in costs["days"].items():
+        out.print(_cost_line(label, figures))
+
+
+def _cost_line(label: str, figures: dict[str, Any]) -> str:
+    p50, p99 = figures["latency_p50_ms"], figures["latency_p99_ms"]
+    latency = ""
+    if p50 is not None and p99 is not None:
+        latency = (
+            f"  p50 {p50:.0f} ms, p99 {p99:.0f} ms ({figures['p99_share_of_bar']:.1%} of a bar)"
+        )
+    return (
+        f"  {label:<13} calls {figures['calls']:>6}  cached {figures['cache_hits']:>6}  "
+        f"tokens {figures['tokens']:>9}  ${figures['cost_usd']:.4f}" + latency
+    )

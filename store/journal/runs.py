@@ -76,6 +76,22 @@ class Runs(JournalTables):
                 _insert_llm_call(connection, call)
             return insert_events(connection, event_rows)
 
+    def list_llm_calls(
+        self, *, since: datetime | None = None, session_id: str | None = None
+    ) -> list[dict[str, Any]]:
+        """LLM calls (and rule-based answers) with their run's bar time, oldest first."""
+        stmt = (
+            sa.select(llm_calls, decisions.c.bar_ts, decisions.c.session_id)
+            .join(decisions, decisions.c.run_id == llm_calls.c.run_id)
+            .order_by(decisions.c.bar_ts, llm_calls.c.id)
+        )
+        if since is not None:
+            stmt = stmt.where(decisions.c.bar_ts >= since)
+        if session_id is not None:
+            stmt = stmt.where(decisions.c.session_id == session_id)
+        with self.engine.connect() as connection:
+            return as_dicts(connection.execute(stmt))
+
     def get_decision(self, run_id: str) -> dict[str, Any] | None:
         """Return one decision with its `llm_calls`, `orders` and `events` lists, or None."""
         with self.engine.connect() as connection:

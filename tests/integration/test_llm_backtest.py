@@ -94,6 +94,14 @@ def test_a_groq_that_vetoes_everything_stops_every_trade_and_the_ledger_says_so(
     assert metrics["llm"]["providers"]["groq"]["calls"] == asked
     # 1,000 input and 50 output tokens a call at the table's price for the model
     assert metrics["llm"]["cost_usd"] == pytest.approx(asked * (1000 * 0.05 + 50 * 0.08) / 1e6)
+    # the same from the journal's calls: per node and per day, against the one-minute bar
+    groq_calls = ledger["costs"]["nodes"]["groq_check"]
+    assert (groq_calls["calls"], groq_calls["tokens"]) == (asked, asked * 1050)
+    assert groq_calls["cost_usd"] == pytest.approx(metrics["llm"]["cost_usd"])
+    assert groq_calls["tokens_per_decision"] == 1050
+    assert 0 < groq_calls["latency_p50_ms"] <= groq_calls["latency_p99_ms"] < 60_000
+    assert sum(day["calls"] for day in ledger["costs"]["days"].values()) == asked
+    assert "ollama_check" not in ledger["costs"]["nodes"]  # never asked
 
 
 def test_random_ollama_vetoes_show_in_the_ledger_and_a_cached_rerun_calls_nothing(
