@@ -82,6 +82,13 @@ def _hold(reviewer: str, reasoning: str, error: str, call: LLMCall | None) -> Ve
     )
 
 
+def read_verdict(call: LLMCall) -> VerdictAnswer:
+    """The verdict in a call's answer (its thinking moved aside); raises on a bad answer."""
+    thinking, answer = split_thinking(call.raw)
+    call.thinking = "\n".join(t for t in (call.thinking, thinking) if t)
+    return VerdictAnswer.model_validate(extract_json(answer))
+
+
 @dataclass
 class LLMReviewer:
     """A review check answered by an LLM through a prompt file."""
@@ -108,10 +115,8 @@ class LLMReviewer:
             call = await self.provider.complete(rendered, VerdictAnswer, on_token)
         except ProviderError as exc:
             return _hold(self.name, f"{self.provider.name} unavailable: {exc}", str(exc), exc.call)
-        thinking, answer = split_thinking(call.raw)
-        call.thinking = "\n".join(t for t in (call.thinking, thinking) if t)
         try:
-            parsed = VerdictAnswer.model_validate(extract_json(answer))
+            parsed = read_verdict(call)
         except (LLMOutputError, ValidationError) as exc:
             reason = _brief(exc)
             call.error = f"unparseable answer: {reason}"

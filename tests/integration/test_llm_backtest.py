@@ -26,6 +26,7 @@ from llm_servers import GroqServer, OllamaServer, Text
 from api.app import create_app
 from app.ablation import run_ablation
 from app.backtest import run_backtest
+from app.determinism import repeat_reviews
 from app.settings import Settings
 from app.wiring import BUNDLED_CANDLES
 from llm.provider import CacheMiss
@@ -241,3 +242,30 @@ def test_a_blind_run_shows_no_market_name_price_or_date_from_the_candles(tmp_pat
     leaked = sorted(p for p in prices if p >= 10 and p in numbers)
     assert leaked == [], f"prices from the candles in blind prompts: {leaked[:5]}"
     assert re.search(r"COIN-[A-D]\b", text)  # the neutral label stands in
+
+
+def test_repeating_recorded_questions_finds_the_check_that_flips(tmp_path: Path) -> None:
+    rng = random.Random(5)
+
+    def coin(request_json: dict[str, Any]) -> Text:
+        return verdict(proposed(request_json) if rng.random() < 0.5 else "hold")
+
+    with (
+        GroqServer(default=lambda r: verdict(proposed(r))) as groq,
+        OllamaServer(default=coin) as ollama,
+    ):
+        settings = settings_for(tmp_path, groq, ollama)
+        backtest(settings, tmp_path / "r", "llm")
+        journal_url = f"sqlite:///{tmp_path / 'r' / 'journal.db'}"
+        before = len(groq.chat_requests)
+        report = asyncio.run(
+            repeat_reviews(
+                settings.model_copy(update={"database_url": journal_url}), times=4, sample=5
+            )
+        )
+        asked_again = len(groq.chat_requests) - before
+
+    steady, flaky = report["checks"]["groq_check"], report["checks"]["ollama_check"]
+    assert asked_again == steady["samples"] * 4  # past the cache, every time
+    assert steady["flip_rate"] == 0.0 and steady["changed_from_journal_rate"] == 0.0
+    assert flaky["samples"] > 0 and flaky["flip_rate"] > 0
