@@ -35,7 +35,7 @@ ARTIFACTS = Path(__file__).resolve().parent / "artifacts" / "money"
 MINUTES = 300  # the first stop-loss of this policy comes 112 bars in
 DESKTOP = {"width": 1440, "height": 900}
 PHONE = {"width": 390, "height": 844}
-PAGES = ["", "trades", "live", "runs", "charts", "prompts"]
+PAGES = ["", "trades", "live", "runs", "charts", "prompts", "reviewers"]
 # English labels that must not be left in the Korean view of the pages below.
 ENGLISH_LABELS = [
     "Home",
@@ -64,6 +64,22 @@ ENGLISH_LABELS = [
     "Recent triggers",
     "source",
     "Paper trading",
+]
+# Reason codes and reviewer words that must not be left in the Korean runs and reviewers pages.
+ENGLISH_CODES = [
+    "agreed",
+    "no_signal",
+    "no_edge",
+    "exit_signal",
+    "min_hold",
+    "ollama_disagreed",
+    "groq_disagreed",
+    "veto rate",
+    "vetoed",
+    "let through",
+    "not asked",
+    "Reviewers",
+    "bar close",
 ]
 
 # Elements that stick out of the viewport and are not inside a panel that scrolls them.
@@ -289,6 +305,44 @@ def test_home_and_trades_show_the_journals_money_at_desktop_size(
             "data-line-points", str(MINUTES)
         )
         page.screenshot(path=str(artifacts / "desktop-charts.png"), full_page=True)
+
+        # The veto ledger: each reviewer's veto rate and returns, the agreement table, and
+        # a plain warning that rule-based stand-ins answered (no LLM is configured here).
+        ledger = page.request.get(served.url + "/api/reviewers").json()
+        assert ledger["reviewers"]["groq"]["asked"] > 0
+        page.get_by_role("link", name="Reviewers", exact=True).click()
+        expect(page.get_by_test_id("reviewers-intro")).to_contain_text("earns its place")
+        expect(page.get_by_test_id("reviewers-rule-based")).to_be_visible()
+        for name, figures in ledger["reviewers"].items():
+            rate = figures["veto_rate"]
+            shown = "-" if rate is None else f"{rate * 100:.1f}%"
+            expect(page.get_by_test_id(f"veto-rate-{name}")).to_have_text(shown)
+            expect(page.get_by_test_id(f"vetoed-{name}")).to_contain_text(
+                f"n={figures['vetoed_net_return']['n']}"
+            )
+        expect(page.locator("[data-testid=agreement-table] tbody tr")).to_have_count(
+            len(ledger["agreement"])
+        )
+        page.screenshot(path=str(artifacts / "desktop-reviewers.png"), full_page=True)
+
+        # Honest prompt editing: the rule-based reviewers read no prompt, so a proposal they
+        # reviewed offers no replay and says what it would take.
+        runs = page.request.get(served.url + "/api/runs?action=buy&limit=1").json()["runs"]
+        assert runs and runs[0]["reviewer_labels"]["groq_check"] == "rule-based"
+        run_id = runs[0]["run_id"]
+        page.goto(f"{served.url}/#/runs/{run_id}")
+        expect(page.get_by_test_id("run-id")).to_have_text(run_id)
+        expect(page.get_by_test_id("replay-link")).to_have_count(0)
+        expect(page.get_by_test_id("replay-why")).to_contain_text("No LLM ran")
+        expect(page.get_by_test_id("confidence").first).to_have_text("100%")
+        page.goto(f"{served.url}/#/prompts/groq_check/{run_id}")
+        note = page.get_by_test_id("prompt-reviewer")
+        expect(note).to_have_attribute("data-reviewer-kind", "rule-based")
+        expect(note).to_contain_text("LXA_GROQ_API_KEY")
+        expect(page.get_by_test_id("replay-run")).to_have_value(run_id)
+        expect(page.get_by_test_id("replay-why")).to_contain_text("LXA_OLLAMA_HOST")
+        expect(page.get_by_test_id("replay-button")).to_be_disabled()
+        page.screenshot(path=str(artifacts / "desktop-prompt-rule-based.png"), full_page=True)
         assert errors == []
 
 
@@ -316,9 +370,10 @@ def test_every_page_fits_a_phone_and_reads_in_korean(served: Served, artifacts: 
                 page.screenshot(
                     path=str(artifacts / f"phone-{lang}-{name or 'home'}.png"), full_page=True
                 )
-                if lang == "ko" and name in ("", "trades", "charts"):
+                if lang == "ko" and name in ("", "trades", "charts", "runs", "reviewers"):
                     text = page.locator("body").inner_text()
-                    left = [w for w in ENGLISH_LABELS if re.search(rf"\b{re.escape(w)}\b", text)]
+                    words = ENGLISH_LABELS + ENGLISH_CODES
+                    left = [w for w in words if re.search(rf"\b{re.escape(w)}\b", text)]
                     assert left == [], (name, left)
         # The menu opens the tabs on a phone.
         page.get_by_test_id("menu").click()

@@ -352,6 +352,10 @@ def test_viewer_streams_runs_edits_prompts_and_replays_in_a_browser(demo: DemoSe
             assert found_id, notice.inner_text()
             manual_id = found_id.group(0)
             expect(page.get_by_test_id("current-run-link")).to_have_text(manual_id)
+            # The notice links the started run.
+            notice_link = page.get_by_test_id("notice-run")
+            expect(notice_link).to_have_text(manual_id)
+            expect(notice_link).to_have_attribute("href", f"#/runs/{manual_id}")
             expect(page.get_by_test_id("live-decision")).not_to_contain_text("running")
             ml_node = page.locator("[data-testid=live-graph] g.node[data-node=ml_signal]")
             expect(ml_node).to_have_attribute("data-status", "done")
@@ -400,6 +404,7 @@ def test_viewer_streams_runs_edits_prompts_and_replays_in_a_browser(demo: DemoSe
             reasoning = page.get_by_test_id("reasoning")
             expect(reasoning).to_contain_text("agree with buy")
             expect(reasoning.locator(".verdict")).to_have_count(2)
+            expect(reasoning.get_by_test_id("confidence").first).to_have_text("70%")
             expect(page.get_by_test_id("prompt-refs")).to_contain_text(re.compile(r"groq_check@"))
             shot("run-page")
 
@@ -407,6 +412,11 @@ def test_viewer_streams_runs_edits_prompts_and_replays_in_a_browser(demo: DemoSe
             page.get_by_test_id("replay-link").click()
             editor = page.get_by_test_id("prompt-text")
             expect(editor).to_have_value(re.compile(r"\{\{ market \}\}"))
+            # An LLM answers this check here: the page says so, and the edit will be used.
+            expect(page.get_by_test_id("prompt-reviewer")).to_have_attribute(
+                "data-reviewer-kind", "llm"
+            )
+            expect(page.get_by_test_id("replay-why")).to_have_count(0)
             original = editor.input_value()
             editor.fill(original.replace("{{ market }} (Upbit", "{{ markt }} (Upbit", 1))
             page.get_by_test_id("prompt-save").click()

@@ -1,13 +1,14 @@
 import { useEffect, useState } from "react";
 import type { Info } from "./api";
-import { Controls } from "./components/Controls";
+import { Controls, type Notice } from "./components/Controls";
 import { ModelBanner } from "./components/ModelBanner";
-import { useGet, useHashRoute } from "./hooks";
+import { runHref, useGet, useHashRoute } from "./hooks";
 import { LangProvider, useLang } from "./i18n";
 import { ChartsPage } from "./pages/ChartsPage";
 import { HomePage } from "./pages/HomePage";
 import { LivePage } from "./pages/LivePage";
 import { PromptsPage } from "./pages/PromptsPage";
+import { ReviewersPage } from "./pages/ReviewersPage";
 import { RunPage } from "./pages/RunPage";
 import { RunsPage } from "./pages/RunsPage";
 import { TradesPage } from "./pages/TradesPage";
@@ -36,10 +37,11 @@ function Shell() {
     ["runs", t("runs")],
     ["charts", t("charts")],
     ["prompts", t("prompts")],
+    ["reviewers", t("reviewers")],
   ];
   const [menuOpen, setMenuOpen] = useState(false);
   useEffect(() => setMenuOpen(false), [page]);
-  const [notice, setNotice] = useState<{ kind: "ok" | "error"; text: string } | null>(null);
+  const [notice, setNotice] = useState<Notice | null>(null);
   useEffect(() => {
     if (notice?.kind !== "ok") return;
     const timer = window.setTimeout(() => setNotice(null), 10_000);
@@ -81,6 +83,14 @@ function Shell() {
       {notice && (
         <div className={`notice ${notice.kind}`} role="status" data-testid="notice">
           {notice.text}
+          {notice.runId && (
+            <>
+              {" "}
+              <a href={runHref(notice.runId)} data-testid="notice-run">
+                {notice.runId}
+              </a>
+            </>
+          )}
           <button type="button" className="link" onClick={() => setNotice(null)} aria-label="close">
             ×
           </button>
@@ -93,6 +103,7 @@ function Shell() {
         {page === "runs" && rest.length === 0 && <RunsPage markets={info.data?.markets ?? []} />}
         {page === "runs" && rest.length > 0 && <RunPage runId={rest[0]} />}
         {page === "charts" && <ChartsPage markets={info.data?.markets ?? []} />}
+        {page === "reviewers" && <ReviewersPage session={info.data?.session_id ?? null} />}
         {page === "prompts" && <PromptsPage name={rest[0] ?? null} runId={rest[1] ?? null} />}
       </main>
     </>

@@ -478,3 +478,56 @@ export interface Summary {
   };
   note: string;
 }
+
+export interface MeanCi {
+  n: number;
+  mean: number | null;
+  ci95: [number, number] | null;
+}
+
+export interface ReviewerFigures {
+  asked: number;
+  vetoed: number;
+  veto_rate: number | null;
+  vetoed_net_return: MeanCi;
+  passed_net_return: MeanCi;
+  passed_minus_vetoed: number | null;
+}
+
+/** GET /api/reviewers: the veto ledger (store/reviewer_ledger.py). */
+export interface ReviewerLedger {
+  horizon_minutes: number;
+  round_trip_fee: number;
+  proposals: number;
+  with_outcome: number;
+  reviewers: Record<string, ReviewerFigures>;
+  agreement: Record<string, number>;
+  /** Who answered each reviewer: label (rule-based or provider:model) -> runs. */
+  labels?: Record<string, Record<string, number>>;
+}
+
+export interface NodeInUse {
+  reviewer: string | null;
+  /** false: a rule-based stand-in (its prompt is not read); null: no run asked it yet. */
+  llm: boolean | null;
+  run_id: string | null;
+  bar_ts: string | null;
+  setting: string;
+}
+
+/** GET /api/reviewers/in-use: who answered each LLM node in the latest run that asked it. */
+export interface ReviewersInUse {
+  session_id: string | null;
+  runs_scanned: number;
+  nodes: Record<string, NodeInUse>;
+}
+
+/** An LLM names itself provider:model; rule-based, deterministic and llm-off do not. */
+export function isLlmLabel(label: string | null | undefined): boolean {
+  return typeof label === "string" && label.includes(":");
+}
+
+/** Whether an LLM answered any review or the sizing of this run. */
+export function llmRan(labels: Record<string, string | null> | null | undefined): boolean {
+  return Object.values(labels ?? {}).some((label) => isLlmLabel(label));
+}

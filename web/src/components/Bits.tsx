@@ -1,5 +1,6 @@
 import type { ReactNode } from "react";
 import { useLang, type LabelKey } from "../i18n";
+import { serverText } from "../serverText";
 
 /** An action (buy / sell / hold) in its colour and the current language. */
 export function ActionLabel({ action }: { action: string | null | undefined }) {
@@ -39,11 +40,11 @@ export function Json({ value }: { value: unknown }) {
 }
 
 export function ErrorText({ error }: { error: string | null }) {
-  const { t } = useLang();
+  const { t, lang } = useLang();
   if (!error) return null;
   return (
     <p className="error" role="alert">
-      {t("error")}: {error}
+      {t("error")}: {serverText(t, lang, error)}
     </p>
   );
 }

@@ -2,13 +2,21 @@ import { useMemo, useState } from "react";
 import { api, getToken, setToken, type RunAccepted, type TradingState } from "../api";
 import { useGet } from "../hooks";
 import { useLang, type LabelKey } from "../i18n";
+import { serverText } from "../serverText";
 import { capLevel, effectiveReason, effectiveState, formatChange, monthlyBanner, throttle } from "../riskState";
 import { useStreamEvents } from "../stream";
 
 interface Props {
   markets: string[];
   canRun: boolean;
-  onNotice: (notice: { kind: "ok" | "error"; text: string } | null) => void;
+  onNotice: (notice: Notice | null) => void;
+}
+
+/** A message under the header; `runId` (a run just started) is shown as a link to it. */
+export interface Notice {
+  kind: "ok" | "error";
+  text: string;
+  runId?: string;
 }
 
 type Pending = { kind: "halt" | "resume" } | null;
@@ -16,7 +24,7 @@ type Pending = { kind: "halt" | "resume" } | null;
 /** The trading state and the monthly loss cap, the token field, re-evaluate now, and halt /
  * resume with a confirmation step. */
 export function Controls({ markets, canRun, onNotice }: Props) {
-  const { t } = useLang();
+  const { t, lang } = useLang();
   const state = useGet<TradingState>("/api/trading-state");
   const [tokenDraft, setTokenDraft] = useState(getToken());
   const [market, setMarket] = useState("");
@@ -33,13 +41,13 @@ export function Controls({ markets, canRun, onNotice }: Props) {
   });
 
   const fail = (error: unknown) =>
-    onNotice({ kind: "error", text: `${t("error")}: ${error instanceof Error ? error.message : String(error)}` });
+    onNotice({ kind: "error", text: `${t("error")}: ${serverText(t, lang, error instanceof Error ? error.message : String(error))}` });
 
   const evaluate = async () => {
     setBusy(true);
     try {
       const accepted = await api.post<RunAccepted>("/api/runs", market ? { market } : {});
-      onNotice({ kind: "ok", text: `${t("started")} ${accepted.run_id}` });
+      onNotice({ kind: "ok", text: t("started"), runId: accepted.run_id });
       window.location.hash = "#/live";
     } catch (error) {
       fail(error);

@@ -1,6 +1,7 @@
 import type { ModelStatus } from "../api";
 import { useGet } from "../hooks";
 import { useLang, type LabelKey } from "../i18n";
+import { modelVerdict } from "../serverText";
 import { formatReturn, unprovenConsequence, type UnprovenConsequence } from "../riskState";
 import { useStreamEvents } from "../stream";
 
@@ -12,7 +13,7 @@ const CONSEQUENCE: Record<UnprovenConsequence, LabelKey> = {
 
 /** A warning while the engine trades with a model set whose policy has shown no edge. */
 export function ModelBanner() {
-  const { t } = useLang();
+  const { t, lang } = useLang();
   // 404 until an engine started on this journal: nothing to show then.
   const status = useGet<ModelStatus>("/api/model");
   useStreamEvents((event) => {
@@ -28,7 +29,7 @@ export function ModelBanner() {
       data-testid="model-warning"
       data-consequence={consequence}
     >
-      <strong>⚠ {t("unprovenModel")}</strong> <code>{model.model_id ?? "?"}</code>: {model.verdict}.{" "}
+      <strong>⚠ {t("unprovenModel")}</strong> <code>{model.model_id ?? "?"}</code>: {modelVerdict(t, lang, model.verdict)}.{" "}
       {t(CONSEQUENCE[consequence])}
       {model.evaluation_return !== null && (
         <span className="muted">

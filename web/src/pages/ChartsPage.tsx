@@ -1,9 +1,10 @@
 import { useMemo, useState } from "react";
 import type { EquityOut, Fill, PriceOut, WatchdogOut } from "../api";
-import { ErrorText, Panel, num } from "../components/Bits";
+import { ErrorText, Panel } from "../components/Bits";
 import { LineChart, type Series } from "../components/LineChart";
 import { runHref, useGet } from "../hooks";
 import { detectorLabel, kst, useLang } from "../i18n";
+import { tickPrice } from "../ticks";
 import { useStreamEvents } from "../stream";
 
 const ms = (iso: string) => new Date(iso).getTime();
@@ -189,7 +190,7 @@ export function ChartsPage({ markets }: { markets: string[] }) {
                       <td>{kst(trigger.bar_ts ?? trigger.ts, lang)}</td>
                       <td>{String(trigger.payload.market ?? "")}</td>
                       <td>{detectorLabel(t, String(trigger.payload.detector ?? trigger.type))}</td>
-                      <td className="num">{num(trigger.payload.price, 4)}</td>
+                      <td className="num">{tickPrice(trigger.payload.price)}</td>
                       <td>{trigger.run_id ? <a href={runHref(trigger.run_id)}>{t("openRunLink")}</a> : null}</td>
                     </tr>
                   ))}

@@ -2,7 +2,9 @@ import type { GraphOut, Position } from "../api";
 import { ActionLabel, ErrorText, Panel, num } from "../components/Bits";
 import { GraphView } from "../components/GraphView";
 import { runHref, useGet } from "../hooks";
-import { kst, useLang } from "../i18n";
+import { kst, reasonLabel, useLang } from "../i18n";
+import { tickPrice } from "../ticks";
+import { triggerLabel } from "./RunsPage";
 import { useStream, useStreamEvents } from "../stream";
 
 const LLM_NODES = ["groq_check", "ollama_check", "sizing"];
@@ -39,7 +41,7 @@ export function LivePage() {
               </a>
               <br />
               <span className="muted">
-                {t("time")}: {kst(live.barTs, lang)} · {t("trigger")}: {live.trigger ?? "-"}
+                {t("time")}: {kst(live.barTs, lang)} · {t("trigger")}: {live.trigger ? triggerLabel(t, live.trigger) : "-"}
               </span>
             </p>
             {live.verdicts.length > 0 && (
@@ -61,7 +63,7 @@ export function LivePage() {
               {live.decision ? (
                 <>
                   <ActionLabel action={live.decision.action} /> {live.decision.market ?? ""}{" "}
-                  <span className="muted">— {live.decision.reason}</span>
+                  <span className="muted" data-reason={live.decision.reason}>— {reasonLabel(t, live.decision.reason)}</span>
                   {live.durationMs !== null && <span className="muted"> · {Math.round(live.durationMs)} ms</span>}
                 </>
               ) : (
@@ -72,7 +74,7 @@ export function LivePage() {
               <div className="order" data-testid="live-order">
                 <span className="muted">{t("order")}:</span> <code>{String(live.order.identifier ?? "")}</code>{" "}
                 {String(live.order.state ?? "sending")}
-                {live.order.avg_price ? ` @ ${num(live.order.avg_price, 4)}` : ""}
+                {live.order.avg_price ? ` @ ${tickPrice(live.order.avg_price)}` : ""}
               </div>
             )}
             {live.fills.length > 0 && (
@@ -80,7 +82,7 @@ export function LivePage() {
                 <span className="muted">{t("fills")}:</span>{" "}
                 {live.fills.map((fill, index) => (
                   <span key={index} className="chip">
-                    {String(fill.market)} {String(fill.side)} {num(fill.volume, 8)} @ {num(fill.price, 4)}
+                    {String(fill.market)} <ActionLabel action={fill.side === "bid" ? "buy" : fill.side === "ask" ? "sell" : String(fill.side)} /> {num(fill.volume, 8)} @ {tickPrice(fill.price)}
                   </span>
                 ))}
               </div>
@@ -137,12 +139,12 @@ export function LivePage() {
             <thead>
               <tr>
                 <th>{t("market")}</th>
-                <th className="num">volume</th>
-                <th className="num">avg buy</th>
-                <th className="num">mark</th>
-                <th className="num">P/L</th>
-                <th className="num">stop-loss</th>
-                <th className="num">take-profit</th>
+                <th className="num">{t("volume")}</th>
+                <th className="num">{t("avgBuy")}</th>
+                <th className="num">{t("mark")}</th>
+                <th className="num">{t("pl")}</th>
+                <th className="num">{t("stopLoss")}</th>
+                <th className="num">{t("takeProfit")}</th>
                 <th>{t("run")}</th>
               </tr>
             </thead>
@@ -151,16 +153,16 @@ export function LivePage() {
                 <tr key={position.market}>
                   <td>{position.market}</td>
                   <td className="num">{num(position.volume, 8)}</td>
-                  <td className="num">{num(position.avg_buy_price, 4)}</td>
-                  <td className="num">{num(position.mark_price, 4)}</td>
+                  <td className="num">{tickPrice(position.avg_buy_price)}</td>
+                  <td className="num">{tickPrice(position.mark_price)}</td>
                   {/* unrealized_pct is already in percent */}
                   <td className={`num ${(position.unrealized_pct ?? 0) >= 0 ? "ok" : "bad"}`}>
                     {position.unrealized_pct === null || position.unrealized_pct === undefined
                       ? "-"
                       : `${position.unrealized_pct.toFixed(2)}%`}
                   </td>
-                  <td className="num">{num(position.stop_loss_price, 4)}</td>
-                  <td className="num">{num(position.take_profit_price, 4)}</td>
+                  <td className="num">{tickPrice(position.stop_loss_price)}</td>
+                  <td className="num">{tickPrice(position.take_profit_price)}</td>
                   <td className="small">{position.run_id ? <a href={runHref(position.run_id)}>{t("openRun")}</a> : "-"}</td>
                 </tr>
               ))}

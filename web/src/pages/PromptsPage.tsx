@@ -8,10 +8,14 @@ import {
   type PromptVersion,
   type ReplayOut,
   type ReplayOutcome,
+  type ReviewersInUse,
+  type RunDetail,
+  llmRan,
 } from "../api";
 import { ActionLabel, ErrorText, Panel, num, pct } from "../components/Bits";
 import { runHref, useGet } from "../hooks";
-import { kst, useLang } from "../i18n";
+import { fill, kst, reasonLabel, useLang, type LabelKey } from "../i18n";
+import { serverText } from "../serverText";
 import { useStreamEvents } from "../stream";
 
 /** A unified diff, one coloured line per change. */
@@ -62,10 +66,17 @@ export function PromptsPage({ name, runId }: { name: string | null; runId: strin
   const [replayError, setReplayError] = useState<string | null>(null);
   const [replaying, setReplaying] = useState(false);
   const [groqModel, setGroqModel] = useState("");
+  const inUse = useGet<ReviewersInUse>("/api/reviewers/in-use");
+  const replayTarget = replayRun.trim();
+  const target = useGet<RunDetail>(replayTarget ? `/api/runs/${encodeURIComponent(replayTarget)}` : null);
+  const targetRun = target.data && target.data.run_id === replayTarget ? target.data : null;
+  const node = current ? inUse.data?.nodes[current] : undefined;
+  const replayBlock = replayBlocker(t, targetRun, target.error !== null && replayTarget !== "");
   const [ollamaModel, setOllamaModel] = useState("");
 
   useStreamEvents((event) => {
     // Another tab or the CLI saved a prompt: refresh the list and this prompt's versions.
+    if (event.type === "run_finished") inUse.reload();
     if (event.type !== "prompt_saved") return;
     list.reload();
     if (event.name === current) versions.reload();
@@ -107,7 +118,7 @@ export function PromptsPage({ name, runId }: { name: string | null; runId: strin
       list.reload();
     } catch (error) {
       const status = error instanceof ApiError ? ` (${error.status})` : "";
-      setResult({ kind: "refused", text: `${error instanceof Error ? error.message : String(error)}${status}` });
+      setResult({ kind: "refused", text: `${serverText(t, lang, error instanceof Error ? error.message : String(error))}${status}` });
       void runCheck();
     } finally {
       setBusy(false);
@@ -139,7 +150,7 @@ export function PromptsPage({ name, runId }: { name: string | null; runId: strin
       if (ollamaModel.trim()) body.ollama_model = ollamaModel.trim();
       setReplay(await api.post<ReplayOut>(`/api/runs/${encodeURIComponent(replayRun.trim())}/replay`, body));
     } catch (error) {
-      setReplayError(error instanceof Error ? error.message : String(error));
+      setReplayError(serverText(t, lang, error instanceof Error ? error.message : String(error)));
     } finally {
       setReplaying(false);
     }
@@ -172,6 +183,7 @@ export function PromptsPage({ name, runId }: { name: string | null; runId: strin
               <p className="small muted">
                 <code>{prompt.data.ref ?? "-"}</code> — {prompt.data.description}
               </p>
+              {node && current && <NodeInUseNote node={current} inUse={node} />}
               <details className="small">
                 <summary>
                   {t("variables")} ({Object.keys(prompt.data.variables).length})
@@ -239,7 +251,14 @@ export function PromptsPage({ name, runId }: { name: string | null; runId: strin
               {t("pickRun")}{" "}
               <input className="grow" value={replayRun} onChange={(event) => setReplayRun(event.target.value)} data-testid="replay-run" />
             </label>
-            <button type="button" className="primary" onClick={startReplay} disabled={replaying || !replayRun.trim()} data-testid="replay-button">
+            <button
+              type="button"
+              className="primary"
+              onClick={startReplay}
+              disabled={replaying || !replayTarget || replayBlock !== null}
+              title={replayBlock ?? undefined}
+              data-testid="replay-button"
+            >
               {replaying ? t("replaying") : t("replay")}
             </button>
           </div>
@@ -254,6 +273,16 @@ export function PromptsPage({ name, runId }: { name: string | null; runId: strin
             </label>
             <span className="muted">{edited ? t("replayUsesEdit") : t("replayUsesSaved")}</span>
           </div>
+          {replayBlock && (
+            <p className="small warn" data-testid="replay-why">
+              {replayBlock} {t("replayBlockedHint")}
+            </p>
+          )}
+          {!replayBlock && node?.llm === false && current && (
+            <p className="small warn" data-testid="replay-rule-based">
+              {nodeNote(t, current, node)}
+            </p>
+          )}
           <ErrorText error={replayError} />
           {replay && (
             <div data-testid="replay-result">
@@ -301,18 +330,47 @@ export function PromptsPage({ name, runId }: { name: string | null; runId: strin
   );
 }
 
+/** Why replaying `run` cannot change anything, or null when it can (an LLM reviewed it). */
+function replayBlocker(t: (key: LabelKey) => string, run: RunDetail | null, missing: boolean): string | null {
+  if (missing) return t("replayNotLoaded");
+  if (!run) return null;
+  if (llmRan(run.reviewer_labels)) return null;
+  const signal = run.nodes?.ml_signal as { proposal?: { action?: string } } | undefined;
+  if ((signal?.proposal?.action ?? "hold") === "hold") return t("replayNoProposal");
+  return fill(t("replayNoLlm"), { settings: "LXA_GROQ_API_KEY, LXA_OLLAMA_HOST" });
+}
+
+/** What answers this prompt's node, in words: an LLM, a rule-based stand-in, or not known. */
+function nodeNote(t: (key: LabelKey) => string, name: string, node: ReviewersInUse["nodes"][string]): string {
+  if (node.llm === true) return fill(t("llmPrompt"), { node: name, reviewer: node.reviewer ?? "-" });
+  if (node.llm === false) {
+    return fill(t("ruleBasedPrompt"), { node: name, reviewer: node.reviewer ?? "-", run: node.run_id ?? "-", setting: node.setting });
+  }
+  return fill(t("notAskedPrompt"), { node: name, setting: node.setting });
+}
+
+function NodeInUseNote({ node, inUse }: { node: string; inUse: ReviewersInUse["nodes"][string] }) {
+  const { t } = useLang();
+  const kind = inUse.llm === true ? "llm" : inUse.llm === false ? "rule-based" : "unknown";
+  return (
+    <p className={`small ${inUse.llm === true ? "ok-box" : "warn"}`} data-testid="prompt-reviewer" data-reviewer-kind={kind}>
+      {nodeNote(t, node, inUse)}
+    </p>
+  );
+}
+
 function Outcome({ title, outcome, testId }: { title: string; outcome: ReplayOutcome; testId: string }) {
   const { t } = useLang();
   return (
     <div className="outcome" data-testid={testId}>
       <h3>{title}</h3>
       <p className="big">
-        <ActionLabel action={outcome.action} /> {outcome.market ?? ""} <span className="muted">— {outcome.reason}</span>
+        <ActionLabel action={outcome.action} /> {outcome.market ?? ""} <span className="muted">— {reasonLabel(t, outcome.reason)}</span>
       </p>
       <p className="small">
         {outcome.would_trade ? t("wouldTrade") : t("wouldNotTrade")}
         {outcome.order && outcome.order.requested_krw ? ` · ${num(outcome.order.requested_krw, 0)} KRW` : ""}
-        {outcome.sizing?.investment_ratio !== undefined ? ` · ratio ${pct(outcome.sizing.investment_ratio)}` : ""}
+        {outcome.sizing?.investment_ratio !== undefined ? ` · ${t("ratio")} ${pct(outcome.sizing.investment_ratio)}` : ""}
       </p>
       {(["groq", "ollama"] as const).map((key) =>
         outcome[key] ? (

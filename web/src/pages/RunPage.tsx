@@ -1,8 +1,11 @@
-import type { GraphOut, LlmCall, RunDetail, Verdict } from "../api";
+import { llmRan, type GraphOut, type LlmCall, type RunDetail, type Verdict } from "../api";
 import { ActionLabel, ErrorText, Json, Panel, num, pct } from "../components/Bits";
 import { GraphView } from "../components/GraphView";
 import { useGet } from "../hooks";
-import { kst, useLang } from "../i18n";
+import { fill, kst, reasonLabel, useLang } from "../i18n";
+import { blockedOf, blockedText } from "../serverText";
+import { tickPrice } from "../ticks";
+import { triggerLabel } from "./RunsPage";
 import type { NodeStatus } from "../liveRun";
 import { useStreamEvents } from "../stream";
 
@@ -62,6 +65,8 @@ export function RunPage({ runId }: { runId: string }) {
   const refs: Record<string, string | null> = { ...(detail.prompt_refs ?? {}) };
   for (const call of detail.llm_calls) if (!(call.node in refs)) refs[call.node] = call.prompt_ref;
   const promptNodes = Object.entries(refs).filter(([, ref]) => ref);
+  const replayable = llmRan(detail.reviewer_labels);
+  const blocked = blockedOf(detail);
   const nodeNames = graph.data?.nodes ?? Object.keys(detail.nodes).filter((name) => name !== "input");
   return (
     <div className="grid" data-testid="run-page">
@@ -81,20 +86,34 @@ export function RunPage({ runId }: { runId: string }) {
           <dl>
             <dt>{t("decision")}</dt>
             <dd data-testid="run-decision">
-              <ActionLabel action={detail.action} /> {detail.market ?? ""} <span className="muted">— {detail.reason}</span>
+              <ActionLabel action={detail.action} /> {detail.market ?? ""}{" "}
+              <span className="muted" data-reason={detail.reason}>
+                — {reasonLabel(t, detail.reason)}
+              </span>
+              {detail.reason === "blocked" && (
+                <div className="small warn" data-testid="run-blocked">
+                  {t("blockedWhy")}: {blocked.market ?? "-"} — {blockedText(t, lang, blocked.why)}
+                </div>
+              )}
             </dd>
             <dt>{t("time")}</dt>
             <dd>{kst(detail.bar_ts, lang)}</dd>
             <dt>{t("trigger")}</dt>
-            <dd>{detail.trigger}</dd>
+            <dd>{triggerLabel(t, detail.trigger)}</dd>
             <dt>{t("durationMs")}</dt>
             <dd>{Math.round(detail.duration_ms)}</dd>
             <dt>{t("session")}</dt>
             <dd className="small">{detail.session_id}</dd>
           </dl>
-          <a className="button" href={`#/prompts/groq_check/${encodeURIComponent(detail.run_id)}`} data-testid="replay-link">
-            {t("replayWithEdit")}
-          </a>
+          {replayable ? (
+            <a className="button" href={`#/prompts/groq_check/${encodeURIComponent(detail.run_id)}`} data-testid="replay-link">
+              {t("replayWithEdit")}
+            </a>
+          ) : (
+            <p className="small muted" data-testid="replay-why">
+              {replayWhy(t, detail)} {t("replayBlockedHint")}
+            </p>
+          )}
         </div>
         {graph.data && <GraphView graph={graph.data} status={status} reasons={reasons} />}
       </Panel>
@@ -108,8 +127,8 @@ export function RunPage({ runId }: { runId: string }) {
       <Panel title={t("clamps")} testId="clamps">
         {detail.sizing ? (
           <p className="small">
-            ratio {pct(detail.sizing.investment_ratio)} · stop-loss {num(detail.sizing.stop_loss_pct)}% · take-profit{" "}
-            {num(detail.sizing.take_profit_pct)}%{detail.sizing.refused ? ` · refused: ${detail.sizing.refused}` : ""}
+            {t("ratio")} {pct(detail.sizing.investment_ratio)} · {t("stopLoss")} {num(detail.sizing.stop_loss_pct)}% · {t("takeProfit")}{" "}
+            {num(detail.sizing.take_profit_pct)}%{detail.sizing.refused ? ` · ${t("sizingRefused")}: ${reasonLabel(t, detail.sizing.refused)}` : ""}
             <br />
             <span className="muted">{detail.sizing.reasoning}</span>
           </p>
@@ -159,14 +178,14 @@ export function RunPage({ runId }: { runId: string }) {
           <table>
             <thead>
               <tr>
-                <th>identifier</th>
+                <th>{t("orderIdentifier")}</th>
                 <th>{t("market")}</th>
-                <th>side</th>
-                <th>type</th>
-                <th>state</th>
-                <th className="num">price / KRW</th>
-                <th className="num">executed</th>
-                <th className="num">fee</th>
+                <th>{t("side")}</th>
+                <th>{t("orderType")}</th>
+                <th>{t("orderState")}</th>
+                <th className="num">{t("priceKrw")}</th>
+                <th className="num">{t("executed")}</th>
+                <th className="num">{t("fee")}</th>
               </tr>
             </thead>
             <tbody>
@@ -181,7 +200,7 @@ export function RunPage({ runId }: { runId: string }) {
                   </td>
                   <td>{order.ord_type}</td>
                   <td>{order.state}</td>
-                  <td className="num">{num(order.price, 4)}</td>
+                  <td className="num">{order.ord_type === "price" ? num(order.price, 0) : tickPrice(order.price)}</td>
                   <td className="num">{num(order.executed_volume, 8)}</td>
                   <td className="num">{num(order.paid_fee, 2)}</td>
                 </tr>
@@ -194,7 +213,7 @@ export function RunPage({ runId }: { runId: string }) {
             {t("fills")}:{" "}
             {(detail.fills ?? []).map((fill) => (
               <span className="chip" key={fill.id}>
-                {fill.market} {fill.side} {num(fill.volume, 8)} @ {num(fill.price, 4)}
+                {fill.market} <ActionLabel action={fill.side === "bid" ? "buy" : "sell"} /> {num(fill.volume, 8)} @ {tickPrice(fill.price)}
               </span>
             ))}
           </p>
@@ -246,6 +265,13 @@ export function RunPage({ runId }: { runId: string }) {
   );
 }
 
+/** Why replaying this run with an edited prompt cannot change its outcome. */
+function replayWhy(t: ReturnType<typeof useLang>["t"], detail: RunDetail): string {
+  const signal = detail.nodes?.ml_signal as { proposal?: { action?: string } } | undefined;
+  if ((signal?.proposal?.action ?? "hold") === "hold") return t("replayNoProposal");
+  return fill(t("replayNoLlm"), { settings: "LXA_GROQ_API_KEY, LXA_OLLAMA_HOST" });
+}
+
 function VerdictBlock({
   node,
   verdict,
@@ -273,7 +299,7 @@ function VerdictBlock({
             <ActionLabel action={verdict.verdict} /> — {verdict.agrees ? t("agrees") : t("disagrees")}
             <span className="muted">
               {" "}
-              · {t("confidence")} {num(verdict.confidence, 2)}
+              · {t("confidence")} <span data-testid="confidence">{pct(verdict.confidence, 0)}</span>
             </span>
           </p>
           <p className="reasoning">{verdict.error ? `⚠ ${verdict.error}` : verdict.reasoning}</p>

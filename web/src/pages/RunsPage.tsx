@@ -2,7 +2,8 @@ import { useState } from "react";
 import { query, type RunList } from "../api";
 import { ActionLabel, ErrorText, Panel } from "../components/Bits";
 import { runHref, useGet } from "../hooks";
-import { kst, useLang } from "../i18n";
+import type { LabelKey } from "../i18n";
+import { kst, reasonLabel, useLang } from "../i18n";
 import { useStreamEvents } from "../stream";
 
 const PAGE = 25;
@@ -126,8 +127,11 @@ export function RunsPage({ markets }: { markets: string[] }) {
                 <ActionLabel action={run.action} />
               </td>
               <td>{run.market ?? "-"}</td>
-              <td className="wrap">{run.reason}</td>
-              <td>{run.trigger}</td>
+              <td className="wrap" data-reason={run.reason}>
+                {reasonLabel(t, run.reason)}
+                {run.reason === "blocked" && run.market ? `: ${run.market}` : ""}
+              </td>
+              <td>{triggerLabel(t, run.trigger)}</td>
               <td className="small muted">
                 {Object.values(run.reviewer_labels ?? {})
                   .filter(Boolean)
@@ -152,4 +156,11 @@ export function RunsPage({ markets }: { markets: string[] }) {
       </div>
     </Panel>
   );
+}
+
+/** A run's trigger in the viewer's language: a bar close or a manual re-evaluation. */
+export function triggerLabel(t: (key: LabelKey) => string, trigger: string): string {
+  if (trigger === "manual") return t("manualRun");
+  if (trigger === "bar") return t("barRun");
+  return trigger;
 }

@@ -3,6 +3,7 @@ import { query, type Trade, type TradeList } from "../api";
 import { ErrorText, Panel, krw, num, signClass, signedKrw, signedPct } from "../components/Bits";
 import { runHref, useGet } from "../hooks";
 import { detectorLabel, hasLabel, kst, reasonLabel, useLang, type LabelKey } from "../i18n";
+import { tickPrice } from "../ticks";
 import { useStreamEvents } from "../stream";
 import { kstDayStart } from "./RunsPage";
 
@@ -160,7 +161,7 @@ export function TradesPage({ markets }: { markets: string[] }) {
                     kst(trade.entry_ts, lang)
                   )}
                 </td>
-                <td className="num">{num(trade.entry_price, 4)}</td>
+                <td className="num">{tickPrice(trade.entry_price)}</td>
                 <td>
                   {trade.exit_run_id ? (
                     <a href={runHref(trade.exit_run_id)}>{kst(trade.exit_ts, lang)}</a>
@@ -168,7 +169,7 @@ export function TradesPage({ markets }: { markets: string[] }) {
                     <span title={trade.exit_order ?? ""}>{kst(trade.exit_ts, lang)}</span>
                   )}
                 </td>
-                <td className="num">{num(trade.exit_price, 4)}</td>
+                <td className="num">{tickPrice(trade.exit_price)}</td>
                 <td className="num">{num(trade.volume, 8)}</td>
                 <td className="num">{krw(trade.fees)}</td>
                 <td className={`num ${signClass(trade.realised_pnl)}`}>{signedKrw(trade.realised_pnl)}</td>
