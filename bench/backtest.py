@@ -115,7 +115,7 @@ def time_engine(
     """Run `app.backtest.simulate` once; time its bar loop and the whole call."""
     marks: list[tuple[float, float]] = []  # (wall, CPU) at the end of each bar
 
-    def progress(index: int, total: int) -> None:
+    def progress(index: int, total: int, _llm: Any) -> None:
         marks.append((time.perf_counter(), time.process_time()))
 
     with tempfile.TemporaryDirectory(prefix="lxa-bench-backtest-") as tmp:
