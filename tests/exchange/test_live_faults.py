@@ -13,12 +13,13 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
-from fake_upbit import ACCESS_KEY, SECRET_KEY, FakeUpbit
+from fake_upbit import FakeUpbit
+from test_upbit_live_wiring import live_settings
 
 from app.engine import Protection
 from app.session import collect_closes
 from app.settings import Settings
-from app.wiring import BUNDLED_CANDLES, BUNDLED_MODELS, open_services
+from app.wiring import BUNDLED_CANDLES, open_services
 from exchange.feed import BarClose
 from exchange.orders import OrderManager
 from exchange.reconcile import reconcile
@@ -27,7 +28,6 @@ from exchange.types import OrderRequest, OrderType, Side
 from exchange.upbit import UpbitExchange
 from ml.data import load_candles
 from ml.features import WARMUP_BARS
-from ml.registry import latest_model_dir
 
 BTC = "KRW-BTC"
 
@@ -58,19 +58,9 @@ def fake(closes: list[BarClose]) -> Iterator[FakeUpbit]:
 
 
 def settings_for(tmp_path: Path, fake: FakeUpbit) -> Settings:
-    return Settings(
-        _env_file=None,  # type: ignore[call-arg]
-        data_dir=tmp_path / "data",
-        checkpoint_url="memory",
-        model_dir=latest_model_dir(BUNDLED_MODELS),
-        markets=[BTC],
-        live=True,
-        upbit_access_key=ACCESS_KEY,
-        upbit_secret_key=SECRET_KEY,
-        upbit_rest_url=fake.base_url,
-        upbit_timeout_s=2.0,
-        outage_reducing_after_s=0.0,
-        order_lane=False,
+    """Live settings over the fake (test_upbit_live_wiring's), reducing at the first failure."""
+    return live_settings(tmp_path, fake.base_url).model_copy(
+        update={"outage_reducing_after_s": 0.0, "order_lane": False}
     )
 
 
