@@ -68,6 +68,17 @@ class TradingControl:
         guard: RiskGuard = self.exchange.guard
         return guard
 
+    def halt_blocked(self, reason: str) -> None:
+        """Upbit blocked this client (418): halt, save it in the journal, alert; once."""
+        if self.guard.manual_state is TradingState.HALTED:
+            return
+        self.guard.set_state(TradingState.HALTED, reason)
+        self.outbox.deferred.run(
+            "trading control",
+            lambda: self.journal.write_trading_control("halted", reason, by="engine"),
+        )
+        self.outbox.alert("halt", "Upbit blocked this client (418)", reason)
+
     def cool_down(self, markets: list[str], until: datetime, detector: str) -> None:
         """No entry into `markets` before `until` (a watchdog trigger's cooldown)."""
         for market in markets:

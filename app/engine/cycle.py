@@ -35,6 +35,7 @@ from app.engine.runs import GraphRuns
 from app.engine.venue import AlertSink, Outbox, TradingVenue, log, ms, now
 from exchange.bars import LiveBarClose
 from exchange.feed import BarClose, bar_to_ticks
+from exchange.ratelimit import ExchangeBlocked
 from exchange.risk import GuardedExchange, RiskGuard
 from exchange.types import AccountSnapshot, Bar
 from exchange.watchdog import Trigger, Watchdog
@@ -285,6 +286,9 @@ class Engine:
         """Await `work`; return its result, or the transient fault it raised (others raise)."""
         try:
             return await work
+        except ExchangeBlocked as exc:  # fatal: halted and saved before the service stops
+            self.control.halt_blocked(str(exc))
+            raise
         except Exception as exc:
             if not is_transient(exc):
                 raise

@@ -22,6 +22,7 @@ from app.settings import Settings
 from app.wiring import BUNDLED_CANDLES, open_services
 from exchange.feed import BarClose
 from exchange.orders import OrderManager
+from exchange.ratelimit import ExchangeBlocked
 from exchange.reconcile import reconcile
 from exchange.risk import TradingState
 from exchange.types import OrderRequest, OrderType, Side
@@ -135,3 +136,17 @@ async def test_upbit_unreachable_for_several_bars_reduces_then_recovers_with_one
     assert not back.reason.startswith("exchange_unavailable")
     assert runs == 1  # the three failing bars started no run
     assert len(outages) == 1 and outages[0]["payload"]["source"] == "exchange"
+
+
+async def test_a_418_at_a_bar_halts_in_the_journal_alerts_and_stops_the_engine(
+    fake: FakeUpbit, tmp_path: Path, closes: list[BarClose]
+) -> None:
+    settings = settings_for(tmp_path, fake)
+    async with open_services(settings, session_id="b", account_path=tmp_path / "a.json") as s:
+        s.engine.warm_up(closes[:WARMUP_BARS])
+        fake.blocked = True
+        with pytest.raises(ExchangeBlocked):
+            await s.engine.on_bar_close(closes[WARMUP_BARS])
+        control = s.journal.read_trading_control()
+
+    assert control["state"] == "halted" and "418" in control["reason"]
