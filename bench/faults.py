@@ -6,7 +6,8 @@ each intent first, the ledger writing fills with their position) against the fak
 (``tests/exchange/fake_upbit.py``, JWT checked, running in this process's thread), then buys
 and sells KRW-BTC in a loop through the engine's journaled exchange. This process kills it with
 SIGKILL after a random time (seeded), at whatever point of the order and fill path it is in,
-and starts it again; a start that refuses to trade (reconciliation differences) or never gets
+and starts it again (each driver is forked from a zygote that imported the service once, so a
+restart costs the start-up, not three seconds of imports); a start that refuses to trade (reconciliation differences) or never gets
 ready counts as a failed restart. Every ``--fault-every`` cycles, the fake answers the next
 order with a delay past the client's timeout (a timeout after acceptance), or 500s, for
 that cycle.
@@ -19,7 +20,9 @@ At the end one more start reconciles, and the journal is compared with the fake 
 * ``fills_missing``: the exchange's trades with no fill in the journal (by trade uuid);
 * ``position_mismatches``: markets where the journal's position, or what its fills add up
   to, differs from the exchange's balance;
-* ``restarts_failed``: starts that refused to trade or never got ready.
+* ``restarts_failed``: starts that refused to trade or never got ready;
+* ``orders_adopted_at_start``, ``fills_settled_at_start``: what the restarts' reconciliations
+  found and repaired (proof the kills landed inside the path).
 
 Synthetic prices: the fake's orderbook is fixed; this measures bookkeeping, not trading.
 Run from the project root: ``.venv/bin/python bench/faults.py [--kills 25] [--json]``.
@@ -29,7 +32,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
+import os
 import random
 import signal
 import subprocess
@@ -49,6 +54,7 @@ PRICE = Decimal(50_000_000)
 READY = "driver-ready"
 REFUSED_EXIT = 3
 FINAL = "final"
+DONE = "driver-done"
 
 
 def _settings(rest_url: str, data_dir: Path, journal_url: str | None) -> Any:
@@ -89,6 +95,7 @@ async def drive(rest_url: str, data_dir: Path, journal_url: str | None, tag: str
         async with services as s:
             print(READY, flush=True)
             if tag == FINAL:  # the last start only reconciles, then stops cleanly
+                print(DONE, flush=True)
                 return
             engine = s.engine
             k = 0
@@ -122,34 +129,106 @@ async def drive(rest_url: str, data_dir: Path, journal_url: str | None, tag: str
         sys.exit(REFUSED_EXIT)
 
 
-def _start(
-    rest_url: str, data_dir: Path, journal_url: str | None, tag: str, log: Path
-) -> subprocess.Popen[bytes]:
-    command = [
-        sys.executable,
-        str(Path(__file__).resolve()),
-        "--drive",
-        rest_url,
-        str(data_dir),
-        tag,
-    ]
-    if journal_url:
-        command += ["--journal-url", journal_url]
-    with log.open("wb") as out:
-        return subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT)
+class Zygote:
+    """A process that imports the service once and forks a driver per start (`--zygote`).
+
+    Each driver is still its own process, killed with SIGKILL wherever it is; only the three
+    seconds of imports a fresh interpreter would spend are shared. Children are reaped by the
+    zygote at once (SIGCHLD ignored), so a dead driver's pid disappears.
+    """
+
+    def __init__(self) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, str(Path(__file__).resolve()), "--zygote"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            cwd=ROOT,
+        )
+        assert self.process.stdout is not None
+        if self.process.stdout.readline().strip() != "zygote-ready":
+            raise RuntimeError("the crash loop's zygote did not start")
+
+    def spawn(
+        self, rest_url: str, data_dir: Path, journal_url: str | None, tag: str, log: Path
+    ) -> int:
+        """Fork a driver; return its pid."""
+        assert self.process.stdin is not None and self.process.stdout is not None
+        words = [rest_url, str(data_dir), tag, str(log), journal_url or "-"]
+        self.process.stdin.write("\t".join(words) + "\n")
+        self.process.stdin.flush()
+        return int(self.process.stdout.readline())
+
+    def close(self) -> None:
+        """Stop the zygote."""
+        if self.process.stdin is not None:
+            self.process.stdin.close()
+        self.process.wait(timeout=10)
 
 
-def _wait_ready(process: subprocess.Popen[bytes], log: Path, timeout_s: float) -> tuple[bool, str]:
-    """Watch the child's output until it is ready, exits or the time is up."""
+def serve_zygote() -> None:
+    """The zygote (`--zygote`): import once, then fork a driver per line read on stdin."""
+    import app.wiring  # noqa: F401 - the imports every driver shares
+    from app.engine import Protection  # noqa: F401
+
+    signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # children are reaped at once
+    print("zygote-ready", flush=True)
+    for line in sys.stdin:
+        rest_url, data_dir, tag, log, journal_url = line.rstrip("\n").split("\t")
+        pid = os.fork()
+        if pid == 0:  # the driver
+            signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+            fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+            os.dup2(fd, 1)
+            os.dup2(fd, 2)
+            sys.stdout = os.fdopen(1, "w", buffering=1)
+            sys.stderr = sys.stdout
+            code = 0
+            try:
+                asyncio.run(
+                    drive(
+                        rest_url, Path(data_dir), None if journal_url == "-" else journal_url, tag
+                    )
+                )
+            except SystemExit as exc:
+                code = int(exc.code or 0)
+            except BaseException:
+                import traceback
+
+                traceback.print_exc()
+                code = 1
+            sys.stdout.flush()
+            os._exit(code)
+        print(pid, flush=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def _wait_ready(pid: int, log: Path, timeout_s: float) -> tuple[bool, str]:
+    """Watch the driver's output until it is ready, exits or the time is up."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        seen = log.read_text(errors="replace")
+        seen = log.read_text(errors="replace") if log.exists() else ""
         if READY in seen:
             return True, seen
-        if process.poll() is not None:
-            return False, log.read_text(errors="replace")
+        if not _alive(pid):
+            return False, log.read_text(errors="replace") if log.exists() else ""
         time.sleep(0.05)
-    return False, log.read_text(errors="replace")
+    return False, log.read_text(errors="replace") if log.exists() else ""
+
+
+def _kill(pid: int) -> None:
+    """SIGKILL the driver and wait until it is gone."""
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGKILL)
+    while _alive(pid):
+        time.sleep(0.01)
 
 
 def crash_loop(
@@ -167,6 +246,7 @@ def crash_loop(
     rng = random.Random(seed)
     failed: list[str] = []
     started = time.perf_counter()
+    zygote = Zygote()
     with tempfile.TemporaryDirectory() as tmp, FakeUpbit(krw=Decimal(10_000_000)) as fake:
         fake.penalty_s = 0.0
         fake.set_price(BTC, PRICE)
@@ -179,22 +259,25 @@ def crash_loop(
                     fake.fail_next(3, status=500, method="POST", path="/v1/orders")
             log = Path(tmp) / f"driver-{k}.log"
             tag = FINAL if k == kills else f"c{k}"
-            process = _start(fake.base_url, data_dir, journal_url, tag, log)
-            ready, output = _wait_ready(process, log, ready_timeout_s)
+            pid = zygote.spawn(fake.base_url, data_dir, journal_url, tag, log)
+            ready, output = _wait_ready(pid, log, ready_timeout_s)
             if not ready:
                 failed.append(f"start {k}: {output.strip()[-500:]}")
-                process.kill()
-                process.wait()
+                _kill(pid)
                 fake.clear_faults()
                 continue
             if k == kills:  # the last start reconciles and stops by itself
-                if process.wait(timeout=60) != 0:
+                deadline = time.monotonic() + 60
+                while _alive(pid) and time.monotonic() < deadline:
+                    time.sleep(0.05)
+                if DONE not in log.read_text(errors="replace"):
                     failed.append(f"final start: {log.read_text(errors='replace')[-500:]}")
+                _kill(pid)
                 break
             time.sleep(rng.uniform(0.1, 1.5))
-            process.send_signal(signal.SIGKILL)
-            process.wait()
+            _kill(pid)
             fake.clear_faults()
+        zygote.close()
         result = _compare(fake, data_dir, journal_url)
     result.update(
         kills=kills,
@@ -254,11 +337,15 @@ def main() -> None:
     parser.add_argument(
         "--drive", nargs=3, metavar=("URL", "DATA_DIR", "TAG"), help=argparse.SUPPRESS
     )
+    parser.add_argument("--zygote", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--kills", type=int, default=25)
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--journal-url", default=None, help="default: SQLite in a temporary folder")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
+    if args.zygote:
+        serve_zygote()
+        return
     if args.drive:
         url, data_dir, tag = args.drive
         asyncio.run(drive(url, Path(data_dir), args.journal_url, tag))
