@@ -7,10 +7,10 @@ each intent first, the ledger writing fills with their position) against the fak
 and sells KRW-BTC in a loop through the engine's journaled exchange. This process kills it with
 SIGKILL after a random time (seeded), at whatever point of the order and fill path it is in,
 and starts it again (each driver is forked from a zygote that imported the service once, so a
-restart costs the start-up, not three seconds of imports); a start that refuses to trade (reconciliation differences) or never gets
-ready counts as a failed restart. Every ``--fault-every`` cycles, the fake answers the next
-order with a delay past the client's timeout (a timeout after acceptance), or 500s, for
-that cycle.
+restart costs the start-up, not three seconds of imports); a start that refuses to trade
+(reconciliation differences) or never gets ready counts as a failed restart. Every fourth
+start, the fake answers the next order with a delay past the client's timeout (a timeout
+after acceptance), or 500s.
 
 At the end one more start reconciles, and the journal is compared with the fake exchange:
 

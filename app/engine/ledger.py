@@ -274,6 +274,19 @@ class Ledger:
             self.order_log(run_id, order_view(order))
             if order.executed_volume > 0:
                 await self.record_fills(run_id, order, None, reason=f"resolved:{reason}")
+                self._protect_if_bare(order.market)
+
+    def _protect_if_bare(self, market: str) -> None:
+        """A coin now held with no stop-loss (its entry was answered late) gets the cap's."""
+        current = self.protections.get(market)
+        if current is not None and current.stop_loss_price is not None:
+            return
+        row = self.journal.positions().get(market)
+        if row is None:
+            return
+        stop = self._restore_stop(market, row)
+        take = current.take_profit_price if current is not None else None
+        self.protections[market] = Protection(stop, take)
 
     def _cost_basis(self, market: str) -> Decimal | None:
         """The average buy price of the position being sold (journal, else the account view)."""

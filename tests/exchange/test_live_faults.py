@@ -25,7 +25,7 @@ from exchange.orders import OrderManager
 from exchange.ratelimit import ExchangeBlocked
 from exchange.reconcile import reconcile
 from exchange.risk import TradingState
-from exchange.types import OrderRequest, OrderType, Side
+from exchange.types import ExchangeError, OrderRequest, OrderType, Side
 from exchange.upbit import UpbitExchange
 from ml.data import load_candles
 from ml.features import WARMUP_BARS
@@ -150,3 +150,30 @@ async def test_a_418_at_a_bar_halts_in_the_journal_alerts_and_stops_the_engine(
         control = s.journal.read_trading_control()
 
     assert control["state"] == "halted" and "418" in control["reason"]
+
+
+async def test_an_entry_answered_late_is_settled_at_the_next_bar_with_a_stop(
+    fake: FakeUpbit, tmp_path: Path, closes: list[BarClose]
+) -> None:
+    settings = settings_for(tmp_path, fake)
+    async with open_services(settings, session_id="e", account_path=tmp_path / "a.json") as s:
+        engine = s.engine
+        engine.warm_up(closes[:WARMUP_BARS])
+        fake.fail_next(10_000, status=500, method="GET", path="/v1/order")
+        with pytest.raises(ExchangeError):
+            await engine.exchange.place_order(
+                OrderRequest(BTC, Side.BID, OrderType.PRICE, "late", price=Decimal(100_000)),
+                purpose="entry",
+            )
+        assert "late" in engine.ledger.unknown and s.journal.positions() == {}
+        fake.clear_faults()
+
+        await engine.ledger.settle_unknown(engine.exchange)
+
+        position = s.journal.positions()[BTC]
+        stop = engine.protections[BTC].stop_loss_price
+        orders = {o["identifier"]: o["state"] for o in s.journal.list_orders()}
+
+    assert position["volume"] == fake.balances["BTC"]["balance"] > 0
+    assert stop == position["avg_buy_price"] * Decimal("0.97")  # the 3% cap
+    assert orders["late"] == "done" and engine.ledger.unknown == {}
