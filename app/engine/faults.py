@@ -17,7 +17,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
+import psycopg
 import sqlalchemy.exc
+from psycopg_pool import PoolTimeout
 
 from exchange.ratelimit import ExchangeBlocked
 from exchange.risk import RiskGuard
@@ -36,29 +38,14 @@ class Reporter(Protocol):
 
 log = logging.getLogger("app.engine")
 
-try:  # psycopg's own errors reach us from the Postgres checkpointer's pool
-    import psycopg
-
-    _PSYCOPG_ERRORS: tuple[type[BaseException], ...] = (
-        psycopg.OperationalError,
-        psycopg.InterfaceError,
-    )
-except ImportError:  # pragma: no cover - psycopg is a dependency; SQLite-only installs
-    _PSYCOPG_ERRORS = ()
-
-try:
-    from psycopg_pool import PoolTimeout
-
-    _POOL_ERRORS: tuple[type[BaseException], ...] = (PoolTimeout,)
-except ImportError:  # pragma: no cover
-    _POOL_ERRORS = ()
-
 DATABASE_ERRORS: tuple[type[BaseException], ...] = (
     sqlalchemy.exc.OperationalError,
     sqlalchemy.exc.InterfaceError,
     sqlite3.OperationalError,
-    *_PSYCOPG_ERRORS,
-    *_POOL_ERRORS,
+    # psycopg's own errors reach us from the Postgres checkpointer's pool
+    psycopg.OperationalError,
+    psycopg.InterfaceError,
+    PoolTimeout,
 )
 
 

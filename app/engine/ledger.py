@@ -156,7 +156,7 @@ class Ledger:
         except (ExchangeError, OSError, TimeoutError) as exc:
             # The account cannot be read: the position is what the fills add up to.
             log.warning("%s: account unreadable (%s); position rebuilt from fills", market, exc)
-            flat = await self._settle_from_fills(market, rows, protection, order.side)
+            flat = self._settle_from_fills(market, rows, protection, order.side)
         else:
             flat = self._settle(market, rows, account.positions.get(market), protection, run_id)
         for k, fill in enumerate(order.fills):
@@ -231,7 +231,7 @@ class Ledger:
         )
         return flat
 
-    async def _settle_from_fills(
+    def _settle_from_fills(
         self, market: str, rows: list[FillRow], protection: Protection | None, side: Side
     ) -> bool:
         """Write the fills and rebuild the position from all fills; return whether it is flat."""
