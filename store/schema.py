@@ -21,6 +21,8 @@ __all__ = [
     "llm_calls",
     "loss_limits",
     "metadata",
+    "news_items",
+    "news_scores",
     "order_intents",
     "orders",
     "positions",
@@ -289,4 +291,52 @@ order_intents = sa.Table(
     sa.Column("created_at", UtcDateTime, nullable=False, default=utc_now),
     sa.Column("updated_at", UtcDateTime, nullable=False, default=utc_now),
     sa.Index("ix_order_intents_state", "state"),
+)
+
+# News as first seen by the news service (`news/`): one row per story, deduplicated by its
+# canonical link (unique) and its normalised title within a window (sha256 keys);
+# `first_seen_at` is when this process first saw it (the point-in-time key), `published_at`
+# the source's own time (None if absent or unparseable), `coins` the markets it was tagged with.
+news_items = sa.Table(
+    "news_items",
+    metadata,
+    _autoincrement_id(),
+    sa.Column("link_key", sa.String(64), nullable=False),
+    sa.Column("title_key", sa.String(64), nullable=False),
+    sa.Column("source", sa.String, nullable=False),
+    sa.Column("kind", sa.String, nullable=False),
+    sa.Column("notice_kind", sa.String, nullable=True),
+    sa.Column("title", sa.Text, nullable=False),
+    sa.Column("link", sa.Text, nullable=False),
+    sa.Column("summary", sa.Text, nullable=False, server_default="", default=""),
+    sa.Column("published_raw", sa.String, nullable=True),
+    sa.Column("published_at", UtcDateTime, nullable=True),
+    sa.Column("first_seen_at", UtcDateTime, nullable=False),
+    sa.Column("coins", _json(), nullable=False, default=list),
+    sa.UniqueConstraint("link_key", name="uq_news_items_link_key"),
+    sa.Index("ix_news_items_first_seen_at", "first_seen_at"),
+    # Not unique: the same title months apart is another notice (news.items.TITLE_DEDUP_WINDOW).
+    sa.Index("ix_news_items_title_key", "title_key"),
+    sqlite_autoincrement=True,
+)
+
+# One score per item, market and scorer ("lexicon", later an LLM's name).
+news_scores = sa.Table(
+    "news_scores",
+    metadata,
+    _autoincrement_id(),
+    sa.Column(
+        "item_id",
+        sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
+        sa.ForeignKey("news_items.id", name="fk_news_scores_item_id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    sa.Column("market", sa.String, nullable=False),
+    sa.Column("scorer", sa.String, nullable=False),
+    sa.Column("score", sa.Float, nullable=False),
+    sa.Column("relevance", sa.Float, nullable=False),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("scored_at", UtcDateTime, nullable=False, default=utc_now),
+    sa.UniqueConstraint("item_id", "market", "scorer", name="uq_news_scores_item_market"),
+    sa.Index("ix_news_scores_market", "market"),
 )
