@@ -51,7 +51,8 @@ def _ts(value: Any) -> datetime:
     return value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
 
 
-def _verdict(verdicts: Mapping[str, Any] | None, name: str) -> str | None:
+def reviewer_verdict(verdicts: Mapping[str, Any] | None, name: str) -> str | None:
+    """A reviewer's verdict ("buy", "sell", "hold") in a decision's verdicts; None if not asked."""
     view = (verdicts or {}).get(name)
     if not isinstance(view, Mapping):
         return None
@@ -59,19 +60,38 @@ def _verdict(verdicts: Mapping[str, Any] | None, name: str) -> str | None:
     return str(verdict) if verdict is not None else None
 
 
-def ledger_rows(
-    decisions: Iterable[Mapping[str, Any]], *, horizon_minutes: int, fee_rate: float
-) -> list[LedgerRow]:
-    """The ledger of every proposal a reviewer saw, oldest first (see the module docstring)."""
-    ordered = sorted(decisions, key=lambda d: _ts(d["bar_ts"]))
+def decision_closes(decisions: Iterable[Mapping[str, Any]]) -> dict[str, dict[datetime, float]]:
+    """Every market's close at each decision's bar, from what the runs journaled."""
     closes: dict[str, dict[datetime, float]] = {}
-    for decision in ordered:
+    for decision in decisions:
         at = _ts(decision["bar_ts"])
         for market, close in (
             ((decision.get("nodes") or {}).get("input") or {}).get("closes", {}).items()
         ):
             if close is not None:
                 closes.setdefault(market, {})[at] = float(close)
+    return closes
+
+
+def proposal_net_return(action: str, forward_return: float, fee_rate: float) -> float:
+    """What following a proposal returned: a buy, the move less the round-trip fee; a sell,
+    minus the move (what selling avoided or gave up)."""
+    return forward_return - 2 * fee_rate if action == "buy" else -forward_return
+
+
+def verdict_right(verdict: str, action: str, net_return: float) -> bool:
+    """A verdict was right when it agreed with a proposal that paid after fees (net > 0), or
+    vetoed one that would have lost (net <= 0); wrong otherwise."""
+    agreed = verdict == action
+    return net_return > 0 if agreed else net_return <= 0
+
+
+def ledger_rows(
+    decisions: Iterable[Mapping[str, Any]], *, horizon_minutes: int, fee_rate: float
+) -> list[LedgerRow]:
+    """The ledger of every proposal a reviewer saw, oldest first (see the module docstring)."""
+    ordered = sorted(decisions, key=lambda d: _ts(d["bar_ts"]))
+    closes = decision_closes(ordered)
     horizon = timedelta(minutes=horizon_minutes)
     rows = []
     for decision in ordered:
@@ -79,7 +99,7 @@ def ledger_rows(
         proposal = (nodes.get("ml_signal") or {}).get("proposal") or {}
         action, market = proposal.get("action"), proposal.get("market")
         verdicts = decision.get("verdicts") or {}
-        groq, ollama = _verdict(verdicts, "groq"), _verdict(verdicts, "ollama")
+        groq, ollama = reviewer_verdict(verdicts, "groq"), reviewer_verdict(verdicts, "ollama")
         if action not in ("buy", "sell") or market is None or (groq is None and ollama is None):
             continue
         at = _ts(decision["bar_ts"])
@@ -88,7 +108,7 @@ def ledger_rows(
         forward = net = None
         if now and later:
             forward = later / now - 1
-            net = forward - 2 * fee_rate if action == "buy" else -forward
+            net = proposal_net_return(action, forward, fee_rate)
         rows.append(
             LedgerRow(
                 run_id=str(decision["run_id"]),
