@@ -20,6 +20,8 @@ __all__ = [
     "EventRow",
     "FillRow",
     "LlmCallRow",
+    "NewsItemRow",
+    "NewsScoreRow",
     "OrderIntentChanges",
     "OrderIntentRow",
     "OrderRow",
@@ -172,6 +174,42 @@ class OrderIntentChanges(TypedDict, total=False):
     paid_fee: Decimal
     created_at: datetime
     updated_at: datetime
+
+
+class NewsItemRow(TypedDict):
+    """One news item as first seen (`news_items`): `record_news`, once per link (and title).
+
+    `link_key` and `title_key` are the item's dedup keys (`news.items`); `first_seen_at` is
+    the point-in-time key a backtest filters on; `published_at` None when the source gave none.
+    """
+
+    link_key: str
+    title_key: str
+    source: str
+    kind: str  # "news", "notice"
+    notice_kind: NotRequired[str | None]  # notices: "warning", "delisting", "suspension", "other"
+    title: str
+    link: str
+    summary: NotRequired[str]
+    published_raw: NotRequired[str | None]
+    published_at: NotRequired[datetime | None]
+    first_seen_at: datetime
+    coins: NotRequired[list[str]]  # markets: ["KRW-BTC", ...]
+
+
+class NewsScoreRow(TypedDict):
+    """One item's score for one market by one scorer (`news_scores`), once per the three.
+
+    `item_id` may be left out in `record_news`, which gives the scores its new item's.
+    """
+
+    item_id: NotRequired[int]
+    market: str
+    scorer: str  # "lexicon", or an LLM's name
+    score: float  # -1 .. 1
+    relevance: float  # 0 .. 1
+    reason: str
+    scored_at: NotRequired[datetime]
 
 
 class TradingControlRow(TypedDict):

@@ -8,6 +8,7 @@ from store.journal.database import create_engine, normalise_url, upgrade
 from store.journal.events import Events
 from store.journal.history import RunHistory
 from store.journal.intents import OrderIntents
+from store.journal.news import NewsJournal
 from store.journal.orders import OrdersAndFills
 from store.journal.positions import Positions
 from store.journal.prompts import PromptVersions
@@ -28,6 +29,7 @@ class Journal(
     PromptVersions,
     ResponseCacheTable,
     Trades,
+    NewsJournal,
 ):
     """Record and query what the trader decided and did (sync, over a SQLAlchemy Engine).
 
