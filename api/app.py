@@ -14,6 +14,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from api.deps import AccountSource, Replayer, Runner, Services
 from api.routes import (
     account,
+    charts,
     control,
     docs,
     graph,
@@ -110,6 +111,7 @@ def create_app(
         stream.router,
         prompts.router,
         account.router,
+        charts.router,
         money.router,
         control.router,
         model.router,

@@ -6,6 +6,7 @@ import ipaddress
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any, Protocol, runtime_checkable
 
@@ -20,11 +21,14 @@ from store.journal import Journal
 __all__ = [
     "AccountSource",
     "BusDep",
+    "CandleSource",
     "DailyLimitSource",
     "JournalDep",
     "Replayer",
+    "ReviewerSource",
     "Runner",
     "RunnerDep",
+    "Seller",
     "Services",
     "ServicesDep",
     "require_read_access",
@@ -85,6 +89,46 @@ class DailyLimitSource(Protocol):
 
     def daily_limit(self) -> dict[str, Any]:
         """Return the DailyLimitOut fields (trading_day, start_equity, ..., breached)."""
+        ...
+
+
+@runtime_checkable
+class Seller(Protocol):
+    """The operator's exit from one market now (optional beside `AccountSource`)."""
+
+    async def sell_now(self, market: str, reason: str) -> dict[str, Any]:
+        """Market-sell the whole position in `market`; return the SellOut fields.
+
+        Raises ValueError when `market` is not traded here, LookupError when nothing is held
+        there, RuntimeError when the exchange or the risk guard refuses the sell.
+        """
+        ...
+
+
+@runtime_checkable
+class ReviewerSource(Protocol):
+    """Who answers each LLM node in the running engine (optional beside `AccountSource`)."""
+
+    def reviewers(self) -> dict[str, dict[str, Any]]:
+        """Return per node (groq_check, ollama_check, sizing) the ReviewerInfo fields."""
+        ...
+
+
+# One bar: time (UTC, the bar's open), open, high, low, close, volume.
+Candle = tuple[datetime, float, float, float, float, float]
+
+
+@runtime_checkable
+class CandleSource(Protocol):
+    """The bars the engine was given, with their OHLCV (optional beside `AccountSource`)."""
+
+    def candles(
+        self, market: str, since: datetime | None, until: datetime | None
+    ) -> list[Candle] | None:
+        """Bars of `market` in [since, until) the engine has traded so far, oldest first.
+
+        None when this engine keeps no bars (the journal's closes are used instead).
+        """
         ...
 
 

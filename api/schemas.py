@@ -92,6 +92,8 @@ STREAM_EVENT_TYPES: dict[str, str] = {
     "model_status": "the model set the engine started with (model_id, proven, verdict, "
     "block_entries; see ModelStatusOut)",
     "exchange_recovered": "the exchange answers again",
+    "operator_sell": "the operator sold one market now (market, identifier, state, "
+    "executed_volume, avg_price, reason)",
     "replay_started": "a fork of a past run began (run_id = fork id, forked_from)",
     "replay_finished": "a fork ended (run_id = fork id, action, market, reason)",
     "gap": "no id: the events after after_seq are no longer buffered (read the journal)",
@@ -115,6 +117,18 @@ class Health(BaseModel):
     status: str = "ok"
 
 
+class ReviewerInfo(BaseModel):
+    """One LLM node as the engine is configured now: an LLM, or its rule-based stand-in."""
+
+    kind: Literal["llm", "rule_based"] = Field(
+        description="rule_based: the stand-in reads no prompt; an edit changes nothing"
+    )
+    label: str = Field(description="how its verdicts name it: provider:model, or rule-based")
+    provider: str | None = Field(description="groq or ollama; null when rule-based")
+    model: str | None = Field(description="the model asked; null when rule-based")
+    setting: str = Field(description="what makes this node an LLM (the setting to configure)")
+
+
 class InfoOut(BaseModel):
     """What this server runs: for the viewer's header and its choice of buttons."""
 
@@ -128,6 +142,14 @@ class InfoOut(BaseModel):
     reads_need_token: bool = Field(description="true when bound beyond localhost")
     bus: Literal["in-process", "redis"]
     version: str
+    reviewers: dict[str, ReviewerInfo] | None = Field(
+        default=None,
+        description="who answers each LLM node (groq_check, ollama_check, sizing) in the "
+        "running engine; null without an engine here",
+    )
+    can_sell: bool = Field(
+        default=False, description="POST /api/positions/{market}/sell works here"
+    )
 
 
 class AuthCheck(BaseModel):
@@ -480,6 +502,35 @@ class PriceOut(BaseModel):
     bars: int = Field(default=0, description="bars in the range before downsampling")
 
 
+class CandlePoint(BaseModel):
+    """One candle: a bar, or a bucket of consecutive bars folded into one."""
+
+    ts: datetime = Field(description="the bucket's start (bar time, UTC)")
+    open: Decimal
+    high: Decimal
+    low: Decimal
+    close: Decimal
+    volume: Decimal | None = Field(description="coins traded; null when only closes are known")
+    bars: int = Field(description="how many bars the candle folds")
+
+
+class CandleOut(BaseModel):
+    """A market's candles over a range, in buckets sized to fit `max_points`."""
+
+    market: str
+    source: Literal["bars", "closes"] = Field(
+        description="bars: the OHLCV the engine was given; closes: the journaled closes "
+        "only (open is the previous close, no volume)"
+    )
+    bucket_minutes: int = Field(description="minutes per candle, chosen from the span")
+    bars: int = Field(description="bars in the range before folding")
+    since: datetime | None = Field(description="the range asked for (or the session's first bar)")
+    until: datetime | None = Field(description="the range's end, exclusive")
+    first_bar: datetime | None = Field(description="the session's first bar (for zooming out)")
+    last_bar: datetime | None = Field(description="the session's last bar")
+    candles: list[CandlePoint]
+
+
 class WatchdogMarket(BaseModel):
     market: str
     cooldown_until: datetime | None
@@ -516,6 +567,30 @@ class HaltRequest(BaseModel):
 
     reason: str = Field(min_length=1, max_length=200, description="why trading stops")
     flatten: bool = Field(default=False, description="also sell every position at market")
+
+
+class SellRequest(BaseModel):
+    """The operator's exit from one market now: the whole free volume at market."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    reason: str = Field(
+        default="sold from the viewer", min_length=1, max_length=200, description="why"
+    )
+
+
+class SellOut(BaseModel):
+    """The operator's sell as the exchange answered it (journaled; the trade's exit reason
+    is `flatten`, the operator's)."""
+
+    market: str
+    identifier: str = Field(description="the sell order's client identifier")
+    state: str = Field(description="the order's state (done, or why not)")
+    volume: Decimal = Field(description="coins asked to sell (the whole free volume)")
+    executed_volume: Decimal
+    avg_price: Decimal | None = Field(description="KRW per coin; null when nothing filled")
+    reason: str
+    exit_reason: Literal["operator"] = "operator"
 
 
 class ResumeRequest(BaseModel):

@@ -14,6 +14,8 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
+
 from app.engine import Engine
 from app.llm import groq_provider, ollama_provider
 from app.settings import Settings
@@ -123,6 +125,11 @@ def outcome(
     }
 
 
+def _utc(ts: datetime) -> datetime:
+    """A journal time as UTC (SQLite gives it back without its zone)."""
+    return ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts.astimezone(UTC)
+
+
 def _fork_nodes(values: Mapping[str, Any]) -> dict[str, Any]:
     return {
         "ml_signal": {"proposal": values.get("proposal"), "signals": values.get("signals")},
@@ -140,7 +147,83 @@ class EngineBridge:
     engine: Engine
     settings: Settings
     cache: ResponseCache | None = None
+    # The candles a replay plays (market, ts, open, high, low, close, volume); None when live.
+    bars: pd.DataFrame | None = None
     _forks: int = field(default=0, init=False)
+    _bars_by_market: dict[str, pd.DataFrame] = field(default_factory=dict, init=False)
+
+    async def sell_now(self, market: str, reason: str) -> dict[str, Any]:
+        """The operator's exit from `market` now, between bars (the engine's lock held)."""
+        engine = self.engine
+        if market not in engine.markets:
+            raise ValueError(f"market {market} is not traded here (markets: {engine.markets})")
+        async with engine._lock:  # never in the middle of a bar's orders
+            try:
+                order = await engine.control.sell_now(market, reason)
+            except OrderRejected as exc:
+                raise RuntimeError(f"the sell was refused: {exc.reason}") from exc
+        return {
+            "market": market,
+            "identifier": order.identifier,
+            "state": order.state.value,
+            "volume": order.volume,
+            "executed_volume": order.executed_volume,
+            "avg_price": order.avg_price,
+            "reason": reason,
+        }
+
+    def reviewers(self) -> dict[str, dict[str, Any]]:
+        """Who answers each LLM node now: provider:model, or the rule-based stand-in."""
+        context = self.engine.context
+        found: dict[str, dict[str, Any]] = {}
+        for node, role in (
+            ("groq_check", context.groq),
+            ("ollama_check", context.ollama),
+            ("sizing", context.sizer),
+        ):
+            provider = role.provider if isinstance(role, LLMReviewer | LLMSizer) else None
+            found[node] = {
+                "kind": "rule_based" if provider is None else "llm",
+                "label": str(getattr(role, "name", "rule-based")),
+                "provider": None if provider is None else provider.name,
+                "model": None if provider is None else provider.model,
+            }
+        return found
+
+    def candles(
+        self, market: str, since: datetime | None, until: datetime | None
+    ) -> list[tuple[datetime, float, float, float, float, float]] | None:
+        """The replayed bars of `market` up to the engine's last bar (None when live)."""
+        if self.bars is None:
+            return None
+        last = self.engine.last_bar_ts
+        first = self.engine.journal.first_bar_ts(self.engine.session_id)
+        if last is None or first is None:
+            return []
+        frame = self._bars_by_market.get(market)
+        if frame is None:
+            rows = self.bars[self.bars["market"] == market]
+            frame = rows[["ts", "open", "high", "low", "close", "volume"]].reset_index(drop=True)
+            self._bars_by_market[market] = frame
+        times = frame["ts"]
+        low = max(_utc(first), _utc(since)) if since is not None else _utc(first)
+        start = int(times.searchsorted(pd.Timestamp(low), side="left"))
+        stop = int(times.searchsorted(pd.Timestamp(_utc(last)), side="right"))
+        if until is not None:
+            stop = min(stop, int(times.searchsorted(pd.Timestamp(_utc(until)), side="left")))
+        chosen = frame.iloc[start:stop]
+        return [
+            (ts.to_pydatetime(), o, h, lo, c, v)
+            for ts, o, h, lo, c, v in zip(
+                chosen["ts"],
+                chosen["open"].astype(float),
+                chosen["high"].astype(float),
+                chosen["low"].astype(float),
+                chosen["close"].astype(float),
+                chosen["volume"].astype(float),
+                strict=True,
+            )
+        ]
 
     async def evaluate_now(self, market: str | None = None) -> str:
         """Start a manual run now (one market or all); return its id at once."""
@@ -358,14 +441,18 @@ class EngineBridge:
         }
 
 
-def create_api(services: Services, token: str, *, feed: str | None = None) -> Any:
-    """Build the API and viewer app over a running engine's services."""
+def create_api(
+    services: Services, token: str, *, feed: str | None = None, bars: pd.DataFrame | None = None
+) -> Any:
+    """Build the API and viewer app over a running engine's services (`bars`: a replay's)."""
     from api.app import create_app
     from prompts.loader import DEFAULT_PROMPTS_DIR
     from store.journal import JournalResponseCache
 
     settings = services.settings
-    bridge = EngineBridge(services.engine, settings, JournalResponseCache(services.journal))
+    bridge = EngineBridge(
+        services.engine, settings, JournalResponseCache(services.journal), bars=bars
+    )
     local = settings.api_host in ("127.0.0.1", "localhost", "::1")
     return create_app(
         journal=services.journal,

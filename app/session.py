@@ -295,7 +295,7 @@ async def run_replay_session(
     ) as services:
         names = ", ".join(Path(p).name for p in candles_paths)
         feed = f"replay of {names} ({pace_seconds:g} s per bar)"
-        async with serving(services, enabled=serve, feed=feed, on_ready=on_ready):
+        async with serving(services, enabled=serve, feed=feed, on_ready=on_ready, bars=candles):
             summary = await replay(
                 services,
                 closes,
@@ -309,7 +309,7 @@ async def run_replay_session(
 
 
 async def start_server(
-    services: Services, *, feed: str | None = None
+    services: Services, *, feed: str | None = None, bars: pd.DataFrame | None = None
 ) -> tuple[Any, asyncio.Task[Any]]:
     """Start the API and viewer in this event loop (the engine's), with its bearer token.
 
@@ -327,7 +327,7 @@ async def start_server(
             f"API token (shown once; kept in {token_path(settings)}): {token}\n"
             "send it as 'Authorization: Bearer <token>' to change anything\n"
         )
-    app = create_api(services, token, feed=feed)
+    app = create_api(services, token, feed=feed, bars=bars)
     config = uvicorn.Config(
         app, host=settings.api_host, port=settings.api_port, log_level="warning", lifespan="on"
     )
@@ -348,15 +348,17 @@ async def serving(
     enabled: bool,
     feed: str | None = None,
     on_ready: Callable[[str], None] | None = None,
+    bars: pd.DataFrame | None = None,
 ) -> AsyncIterator[None]:
     """Serve the API and viewer while the block runs (when `enabled`), then stop the server.
 
-    `on_ready` is told the viewer's URL once the server listens.
+    `on_ready` is told the viewer's URL once the server listens; `bars` are a replay's
+    candles, for the charts' OHLCV.
     """
     if not enabled:
         yield
         return
-    server, task = await start_server(services, feed=feed)
+    server, task = await start_server(services, feed=feed, bars=bars)
     if on_ready is not None:
         settings = services.settings
         on_ready(f"http://{settings.api_host}:{settings.api_port}/")

@@ -2,21 +2,30 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Body, Depends, HTTPException, Path, status
 
 from api.deps import (
     CHANGE_RESPONSES,
     BusDep,
     DailyLimitSource,
     JournalDep,
+    Seller,
     Services,
     ServicesDep,
+    error,
     require_read_access,
     require_token,
 )
-from api.schemas import HaltRequest, ResumeRequest, TradingStateOut
+from api.schemas import (
+    MARKET_PATTERN,
+    HaltRequest,
+    ResumeRequest,
+    SellOut,
+    SellRequest,
+    TradingStateOut,
+)
 from store.bus import EventBus
 from store.trading_view import trading_view
 
@@ -85,3 +94,59 @@ def resume(
     state = _state(services)
     _publish(bus, state)
     return state
+
+
+MarketPath = Annotated[
+    str,
+    Path(max_length=32, pattern=MARKET_PATTERN, examples=["KRW-BTC"], description="the market"),
+]
+
+
+@router.post(
+    "/positions/{market}/sell",
+    response_model=SellOut,
+    dependencies=[Depends(require_token)],
+    responses={
+        **_CHANGE_RESPONSES,
+        status.HTTP_404_NOT_FOUND: error("the market is not traded here"),
+        status.HTTP_409_CONFLICT: error("nothing is held in the market, or the sell was refused"),
+        status.HTTP_422_UNPROCESSABLE_CONTENT: error("a malformed market", unprocessable=True),
+        status.HTTP_503_SERVICE_UNAVAILABLE: error("this server has no engine"),
+    },
+)
+async def sell_now(
+    market: MarketPath,
+    services: ServicesDep,
+    body: Annotated[SellRequest | None, Body()] = None,
+) -> SellOut:
+    """Sell the whole position in one market now, at market (the operator's exit).
+
+    Its resting orders are cancelled first; the sell goes through the risk guard as a flatten
+    (allowed while halted), is journaled with its fills (the trade's exit: the operator's),
+    published as `operator_sell` and alerted. Needs the token.
+    """
+    seller = services.account
+    if not isinstance(seller, Seller):
+        raise HTTPException(
+            status.HTTP_503_SERVICE_UNAVAILABLE, "no engine here: this server cannot sell"
+        )
+    if services.markets and market not in services.markets:
+        raise HTTPException(
+            status.HTTP_404_NOT_FOUND,
+            f"market {market} is not traded here (markets: {', '.join(services.markets)})",
+        )
+    request = body or SellRequest()
+    try:
+        result = await seller.sell_now(market, request.reason)
+    except ValueError as exc:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from exc
+    except LookupError as exc:
+        raise HTTPException(status.HTTP_409_CONFLICT, _message(exc)) from exc
+    except RuntimeError as exc:
+        raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from exc
+    return SellOut.model_validate(result)
+
+
+def _message(exc: LookupError) -> str:
+    """KeyError wraps its message in quotes; other errors do not."""
+    return str(exc.args[0]) if exc.args else str(exc)

@@ -4,8 +4,17 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Depends
 
-from api.deps import CHANGE_RESPONSES, ServicesDep, require_read_access, require_token
-from api.schemas import AuthCheck, Health, InfoOut
+from api.deps import (
+    CHANGE_RESPONSES,
+    ReviewerSource,
+    Seller,
+    Services,
+    ServicesDep,
+    require_read_access,
+    require_token,
+)
+from api.routes.reviewers import LLM_SETTINGS
+from api.schemas import AuthCheck, Health, InfoOut, ReviewerInfo
 from api.version import API_VERSION
 
 router = APIRouter(prefix="/api", tags=["health"])
@@ -19,7 +28,11 @@ def health() -> Health:
 
 @router.get("/info", response_model=InfoOut, dependencies=[Depends(require_read_access)])
 def info(services: ServicesDep) -> InfoOut:
-    """Say what this server runs: session, paper or live, the feed, what it can do."""
+    """Say what this server runs: session, paper or live, the feed, what it can do.
+
+    `reviewers` says who answers each LLM node now (an LLM as provider:model, or the
+    rule-based stand-in that reads no prompt), from the engine's configuration.
+    """
     return InfoOut(
         session_id=services.session_id,
         mode=services.mode if services.mode in ("paper", "live") else "none",  # type: ignore[arg-type]
@@ -31,7 +44,22 @@ def info(services: ServicesDep) -> InfoOut:
         reads_need_token=services.reads_need_token,
         bus="redis" if services.bus_kind == "redis" else "in-process",
         version=API_VERSION,
+        reviewers=configured_reviewers(services),
+        can_sell=isinstance(services.account, Seller),
     )
+
+
+def configured_reviewers(services: Services) -> dict[str, ReviewerInfo] | None:
+    """Who answers each LLM node in the engine here (None without one), with its setting."""
+    source = services.account
+    if not isinstance(source, ReviewerSource):
+        return None
+    found = source.reviewers()
+    return {
+        node: ReviewerInfo(**found[node], setting=setting)
+        for node, setting in LLM_SETTINGS.items()
+        if node in found
+    }
 
 
 @router.post(

@@ -12,7 +12,9 @@ from api.deps import (
     CHANGE_RESPONSES,
     JournalDep,
     ReplayerDep,
+    ReviewerSource,
     RunnerDep,
+    Services,
     ServicesDep,
     error,
     require_read_access,
@@ -186,7 +188,10 @@ async def start_run(
     responses={
         **CHANGE_RESPONSES,
         status.HTTP_404_NOT_FOUND: error("no such run, or no checkpoint to fork from"),
-        status.HTTP_409_CONFLICT: error("the fork could not run"),
+        status.HTTP_409_CONFLICT: error(
+            "the fork could not run, or could change nothing: the edited prompts are read by "
+            "no LLM (rule-based reviewers), or no check ran in the run (the ML proposed hold)"
+        ),
         status.HTTP_422_UNPROCESSABLE_CONTENT: error(
             "an edited prompt or a model is invalid", unprocessable=True
         ),
@@ -206,9 +211,13 @@ async def replay_run(
     other models. The fork never places an order; needs the token.
     """
     request = body or ReplayRequest()
-    if journal.get_decision(run_id) is None:
+    decision = journal.get_decision(run_id)
+    if decision is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"run {run_id} not found")
     prompts = {name: validated_text(services, name, text) for name, text in request.prompts.items()}
+    useless = useless_replay(services, decision, prompts, request)
+    if useless is not None:
+        raise HTTPException(status.HTTP_409_CONFLICT, useless)
     models = {
         key: value
         for key, value in (("groq", request.groq_model), ("ollama", request.ollama_model))
@@ -223,6 +232,57 @@ async def replay_run(
     except RuntimeError as exc:
         raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from exc
     return ReplayOut.model_validate(result)
+
+
+# The LLM nodes whose prompt an edit can change, and what makes each an LLM (app/settings.py).
+LLM_PROMPTS = {
+    "groq_check": "LXA_GROQ_API_KEY",
+    "ollama_check": "LXA_OLLAMA_HOST",
+    "sizing": "LXA_SIZING_PROVIDER=groq or ollama (with that provider configured)",
+}
+
+
+def useless_replay(
+    services: Services,
+    decision: dict[str, Any],
+    prompts: dict[str, str],
+    request: ReplayRequest,
+) -> str | None:
+    """Why a replay with edited prompts cannot change anything, or None when it can.
+
+    A fork runs the checks after the ML signal with the reviewers configured now: an edited
+    prompt matters only where an LLM reads it, and only when the ML proposed something.
+    """
+    edited = [name for name in prompts if name in LLM_PROMPTS]
+    if not edited or request.groq_model is not None or request.ollama_model is not None:
+        return None
+    proposal = ((decision.get("nodes") or {}).get("ml_signal") or {}).get("proposal") or {}
+    if proposal.get("action", "hold") == "hold":
+        return (
+            f"run {decision['run_id']}: the ML signal proposed hold, so no check ran and none "
+            "runs in a fork: an edited prompt changes nothing (replay a buy or sell proposal)"
+        )
+    configured = _configured(services, decision)
+    rule_based = [name for name in edited if configured.get(name) is False]
+    if len(rule_based) < len(edited):
+        return None
+    settings = ", ".join(f"{name}: {LLM_PROMPTS[name]}" for name in rule_based)
+    return (
+        f"{', '.join(rule_based)} rule-based here (no LLM configured): the stand-in reads no "
+        f"prompt, so an edited prompt changes nothing; configure an LLM first ({settings})"
+    )
+
+
+def _configured(services: Services, decision: dict[str, Any]) -> dict[str, bool | None]:
+    """Whether each LLM node is an LLM: the engine's configuration, else the run's labels."""
+    source = services.account
+    if isinstance(source, ReviewerSource):
+        return {node: info.get("kind") == "llm" for node, info in source.reviewers().items()}
+    labels = decision.get("reviewer_labels") or {}
+    return {
+        node: (None if label is None else isinstance(label, str) and ":" in label)
+        for node, label in labels.items()
+    }
 
 
 def _message(exc: LookupError) -> str:

@@ -14,12 +14,14 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 from app.engine.emergency import ExchangeHealth
 from app.engine.ledger import JournaledExchange, Ledger
 from app.engine.venue import Outbox, TradingVenue, now
 from exchange.risk import RiskGuard, TradingState
+from exchange.types import Order, OrderRequest, OrderType, Side
 from store.journal import Journal
 
 MONTHLY = "monthly"  # the loss-limit row the monthly cap's figures are kept in
@@ -155,6 +157,48 @@ class TradingControl:
                 await self.ledger.record_fills(None, order, None, reason="flatten")
             self.journal.clear_flatten_request()
             self.outbox.alert("halt", "positions flattened", f"{len(orders)} sell order(s)")
+
+    async def sell_now(self, market: str, reason: str) -> Order:
+        """The operator's exit from one market now (the viewer's "sell now"), outside the graph.
+
+        Its resting orders are cancelled, then the whole free volume is market-sold through the
+        guard as a flatten (allowed in every state); the fills are settled with the reason
+        `operator`, journaled as an `operator_sell` event, published and alerted. Raises
+        LookupError when nothing is held in `market`; the guard's refusal (OrderRejected)
+        propagates with its reason.
+        """
+        for resting in await self.exchange.open_orders(market):
+            await self.exchange.cancel_order(resting.identifier)
+        account = await self.venue.get_account()
+        position = account.positions.get(market)
+        free = position.volume - position.locked if position is not None else Decimal(0)
+        if position is None or free <= 0:
+            raise LookupError(f"no position in {market} to sell")
+        stamp = now().astimezone(UTC).strftime("%Y%m%dT%H%M%S%fZ")
+        request = OrderRequest(
+            market=market,
+            side=Side.ASK,
+            ord_type=OrderType.MARKET,
+            # `-flatten-`: the trades read it as the operator's exit (store/journal/trades.py)
+            identifier=f"lxa-{self.session_id}-{stamp}-flatten-{market}",
+            volume=free,
+        )
+        order = await self.exchange.place_order(request, "flatten")
+        await self.ledger.record_fills(None, order, None, reason="operator")
+        payload = {
+            "market": market,
+            "identifier": order.identifier,
+            "state": order.state.value,
+            "volume": str(free),
+            "executed_volume": str(order.executed_volume),
+            "avg_price": None if order.avg_price is None else str(order.avg_price),
+            "reason": reason,
+        }
+        self.outbox.record(None, "operator_sell", payload)
+        self.outbox.publish({"type": "operator_sell", **payload})
+        if order.executed_volume <= 0:
+            self.outbox.alert("error", f"{market}: the operator's sell did not fill", reason)
+        return order
 
     async def _resume_monthly_if_asked(
         self, control: Mapping[str, Any], ts: datetime, closes: Mapping[str, float]

@@ -34,6 +34,7 @@ def client_for(journal: Journal, client_host: str, **kwargs: Any) -> httpx.Async
         ("POST", "/api/runs/r1/replay", {}),
         ("POST", "/api/halt", {"reason": "x"}),
         ("POST", "/api/resume", {"reason": "x"}),
+        ("POST", "/api/positions/KRW-BTC/sell", {}),
         ("PUT", "/api/prompts/groq_check", {"text": "x"}),
         ("POST", "/api/prompts/groq_check/rollback", {"version_id": 1}),
     ],
