@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -37,6 +38,26 @@ def train(
         typer.Option(help="Search LightGBM parameters with Optuna first (needs optuna; slow)."),
     ] = False,
     tune_trials: Annotated[int, typer.Option(min=1, help="Optuna trials with --tune.")] = 20,
+    storage: Annotated[
+        str | None,
+        typer.Option(
+            help="With --tune: the Optuna study's database (postgresql://... or sqlite:///...), "
+            "shared by every worker and resumed when the same command runs again."
+        ),
+    ] = None,
+    workers: Annotated[
+        int,
+        typer.Option(
+            min=1, help="With --tune: worker processes sharing the study (needs --storage)."
+        ),
+    ] = 1,
+    study: Annotated[
+        str | None,
+        typer.Option(
+            help="With --tune --storage: the study's name (default: from the tuning cutoff, so a "
+            "rerun resumes it and workers on other machines join it)."
+        ),
+    ] = None,
     all_markets: Annotated[
         bool,
         typer.Option(
@@ -72,10 +93,15 @@ def train(
 
     if quick and tune:
         fail("--tune applies to the full set, not --quick", 2)
+    if not tune and (storage or workers != 1 or study):
+        fail("--storage, --workers and --study apply to --tune", 2)
+    if workers > 1 and storage is None:
+        fail("--workers above 1 needs --storage (the database the workers share the study in)", 2)
+    search = TuneOptions(tune_trials, storage, workers, study) if tune else None
     if not 0 < eval_fraction < 1:
         fail("--eval-fraction must be between 0 and 1", 2)
     with exits_on(ValueError, ImportError, code=1):
-        config = None if quick else _full_config(frame, until, eval_fraction, tune, tune_trials)
+        config = None if quick else _full_config(frame, until, eval_fraction, search)
         trained = train_model_set(
             frame,
             target,
@@ -93,14 +119,23 @@ def train(
     print_policy_evaluation(meta.get("policy_evaluation") or {})
 
 
+@dataclass(frozen=True)
+class TuneOptions:
+    """How `--tune` searches: trials, and the shared study (`--storage`, `--workers`)."""
+
+    trials: int
+    storage: str | None = None
+    workers: int = 1
+    study: str | None = None
+
+
 def _full_config(
     frame: pd.DataFrame,
     until: datetime | None,
     eval_fraction: float,
-    tune: bool,
-    tune_trials: int,
+    search: TuneOptions | None,
 ) -> FullConfig:
-    """The full set's configuration; with `tune`, LightGBM parameters searched by Optuna.
+    """The full set's configuration; with `search`, LightGBM parameters searched by Optuna.
 
     The search sees only candles before the policy's hold-out window.
     """
@@ -108,17 +143,37 @@ def _full_config(
     from ml.training.full_set import FullConfig
 
     config = FullConfig()
-    if tune:
+    if search is not None:
         from ml.training.tune import tune_lightgbm
 
         before = frame if until is None else frame[frame["ts"] < until]
         tune_until = evaluation_start(before, eval_fraction or EVAL_FRACTION)
+        name = search.study
+        if search.storage is not None and name is None:
+            name = f"lxa-lightgbm-{tune_until.strftime('%Y%m%dT%H%MZ')}"
+        if search.storage is not None:
+            err.print(f"study {name} on {_without_password(search.storage)}")
         best = tune_lightgbm(
-            frame, until=tune_until.to_pydatetime(), trials=tune_trials, log=err.print
+            frame,
+            until=tune_until.to_pydatetime(),
+            trials=search.trials,
+            log=err.print,
+            storage=search.storage,
+            study_name=name,
+            workers=search.workers,
         )
         config.lgb_params = best
         err.print(f"tuned LightGBM parameters: {json.dumps(best)}")
     return config
+
+
+def _without_password(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # only for the log line
+        return "(the given storage)"
 
 
 def walkforward(
