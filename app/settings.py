@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from llm.cost import DEFAULT_PRICES
+from news.sources import CRYPTOPANIC_URL, DEFAULT_FEEDS, SourceConfig, SourceKind
 
 ENV_PREFIX = "LXA_"
 DEFAULT_MARKETS = ("KRW-BTC", "KRW-ETH", "KRW-XRP", "KRW-SOL")
@@ -285,6 +288,40 @@ class Settings(BaseSettings):
         description="Redis for the event stream across processes (redis://host:6379/0); "
         "default: in-process.",
     )
+    # News and sentiment (news/, app/news.py).
+    news_enabled: bool = Field(
+        default=True, description="Poll the news sources while trading (`lxa news` polls anyway)."
+    )
+    news_feeds: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: [f"{s.name}={s.url}" for s in DEFAULT_FEEDS],
+        description="Comma-separated name=URL sources: RSS/Atom feeds; a URL on "
+        "api-manager.upbit.com is Upbit's notice list, one on cryptopanic.com CryptoPanic.",
+    )
+    news_poll_interval_s: float = Field(
+        default=60.0, ge=5.0, le=3600.0, description="How often the service looks for news."
+    )
+    news_feed_min_interval_s: float = Field(
+        default=300.0,
+        ge=30.0,
+        le=86_400.0,
+        description="A feed (and CryptoPanic) is fetched at most this often.",
+    )
+    news_notice_min_interval_s: float = Field(
+        default=60.0,
+        ge=10.0,
+        le=86_400.0,
+        description="Upbit's notice list is fetched at most this often.",
+    )
+    news_timeout_s: float = Field(default=10.0, gt=0.0, le=120.0)
+    news_half_life_minutes: float = Field(
+        default=360.0,
+        gt=0.0,
+        le=43_200.0,
+        description="The sentiment index halves an item's weight every this many minutes.",
+    )
+    news_cryptopanic_key: SecretStr | None = Field(
+        default=None, description="CryptoPanic API key; when set, its posts are polled too."
+    )
 
     @field_validator("markets", mode="before")
     @classmethod
@@ -356,6 +393,22 @@ class Settings(BaseSettings):
             raise ValueError(f"must be an http:// or https:// URL; got {value!r}")
         return value.rstrip("/") if value else value
 
+    @field_validator("news_feeds", mode="before")
+    @classmethod
+    def _split_news_feeds(cls, value: Any) -> Any:
+        if isinstance(value, str) and not value.strip().startswith("["):
+            return [entry.strip() for entry in value.split(",") if entry.strip()]
+        return value
+
+    @field_validator("news_feeds")
+    @classmethod
+    def _check_news_feeds(cls, value: list[str]) -> list[str]:
+        names = [parse_news_source(entry).name for entry in value]
+        twice = sorted({name for name in names if names.count(name) > 1})
+        if twice:
+            raise ValueError(f"news sources named twice: {', '.join(twice)}")
+        return value
+
     @field_validator("redis_url")
     @classmethod
     def _check_redis_url(cls, value: str | None) -> str | None:
@@ -403,9 +456,49 @@ class Settings(BaseSettings):
         return f"sqlite:///{(self.data_dir / 'checkpoints.db').resolve()}"
 
     @property
+    def news_sources(self) -> list[SourceConfig]:
+        """The news sources: the feeds, Upbit's notices, CryptoPanic when its key is set."""
+        sources = []
+        for entry in self.news_feeds:
+            source = parse_news_source(entry, timeout_s=self.news_timeout_s)
+            floor = (
+                self.news_notice_min_interval_s
+                if source.kind == "upbit_notices"
+                else self.news_feed_min_interval_s
+            )
+            sources.append(replace(source, min_interval_s=floor))
+        has_cryptopanic = any(s.kind == "cryptopanic" for s in sources)
+        if _has_secret(self.news_cryptopanic_key) and not has_cryptopanic:
+            sources.append(
+                SourceConfig(
+                    "cryptopanic",
+                    CRYPTOPANIC_URL,
+                    "cryptopanic",
+                    min_interval_s=self.news_feed_min_interval_s,
+                    timeout_s=self.news_timeout_s,
+                )
+            )
+        return sources
+
+    @property
     def models_dir(self) -> Path:
         """Where trained model sets are kept."""
         return self.data_dir / "models"
+
+
+def parse_news_source(entry: str, *, timeout_s: float = 10.0) -> SourceConfig:
+    """One `name=URL` news source; its kind from the URL (Upbit notices, CryptoPanic, feed)."""
+    name, sep, url = entry.partition("=")
+    if not sep or not name.strip() or not url.strip():
+        raise ValueError(f"news source must be name=URL, got {entry!r}")
+    url = url.strip()
+    host = urlsplit(url).netloc.lower()
+    kind: SourceKind = "feed"
+    if host == "api-manager.upbit.com" or "/api/v1/announcements" in url:
+        kind = "upbit_notices"
+    elif host.endswith("cryptopanic.com") or "/api/v1/posts" in url:
+        kind = "cryptopanic"
+    return SourceConfig(name.strip().lower(), url, kind, timeout_s=timeout_s)
 
 
 def load_settings(**overrides: Any) -> Settings:

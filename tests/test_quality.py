@@ -26,6 +26,7 @@ PACKAGES = (
     "policy",
     "evaluation",
     "alerts",
+    "news",
     "api",
     "app",
 )

@@ -14,7 +14,7 @@ from typing import Annotated
 
 import typer
 
-from app.cli import candles, control, evaluate, graph, llm, prompts, report, run, train
+from app.cli import candles, control, evaluate, graph, llm, news, prompts, report, run, train
 from app.cli.common import report_fatal, set_debug
 
 app = typer.Typer(
@@ -57,6 +57,7 @@ app.command()(control.halt)
 app.command()(control.resume)
 app.command()(control.status)
 app.command()(control.reconcile)
+app.command()(news.news)
 app.add_typer(prompts.prompts_app, name="prompts")
 app.add_typer(llm.llm_app, name="llm")
 app.add_typer(report.report_app, name="report")
