@@ -25,6 +25,7 @@ __all__ = [
     "OrderIntentChanges",
     "OrderIntentRow",
     "OrderRow",
+    "OutcomeRow",
     "PositionRow",
     "TradingControlRow",
 ]
@@ -223,3 +224,23 @@ class TradingControlRow(TypedDict):
     flatten_requested: bool
     updated_at: datetime | None
     updated_by: str | None  # "cli", "api", "engine"
+
+
+class OutcomeRow(TypedDict):
+    """What a decision turned out to be worth (`outcomes`): `record_outcomes`, once per
+    run and subject ("ml", "groq", "ollama", "trade")."""
+
+    run_id: str
+    subject: str
+    bar_ts: datetime
+    window_end: datetime  # when it became known: the horizon's bar closed, or the trip did
+    market: NotRequired[str | None]
+    action: NotRequired[str | None]  # the ML's proposal ("buy", "sell")
+    verdict: NotRequired[str | None]  # a reviewer's verdict
+    horizon_minutes: NotRequired[int | None]
+    forward_return: NotRequired[float | None]
+    net_return: NotRequired[float | None]  # of following the proposal, after fees
+    correct: NotRequired[bool | None]
+    realised_pnl: NotRequired[Decimal | None]  # KRW, a closed round trip's, from its fills
+    details: NotRequired[JsonObject]
+    created_at: NotRequired[datetime]

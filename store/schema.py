@@ -25,6 +25,7 @@ __all__ = [
     "news_scores",
     "order_intents",
     "orders",
+    "outcomes",
     "positions",
     "prompt_versions",
     "trading_control",
@@ -339,4 +340,30 @@ news_scores = sa.Table(
     sa.Column("scored_at", UtcDateTime, nullable=False, default=utc_now),
     sa.UniqueConstraint("item_id", "market", "scorer", name="uq_news_scores_item_market"),
     sa.Index("ix_news_scores_market", "market"),
+)
+
+# What each decision turned out to be worth once its window closed (`app/outcomes.py`): one
+# row per run and subject ("ml": the proposal, "groq"/"ollama": a verdict, "trade": the round
+# trip its order opened or closed), written next to the decision by its `run_id`.
+outcomes = sa.Table(
+    "outcomes",
+    metadata,
+    _autoincrement_id(),
+    sa.Column("run_id", sa.String, nullable=False),
+    sa.Column("subject", sa.String, nullable=False),
+    sa.Column("bar_ts", UtcDateTime, nullable=False),
+    sa.Column("window_end", UtcDateTime, nullable=False),
+    sa.Column("market", sa.String, nullable=True),
+    sa.Column("action", sa.String, nullable=True),
+    sa.Column("verdict", sa.String, nullable=True),
+    sa.Column("horizon_minutes", sa.Integer, nullable=True),
+    sa.Column("forward_return", sa.Float, nullable=True),
+    sa.Column("net_return", sa.Float, nullable=True),
+    sa.Column("correct", sa.Boolean, nullable=True),
+    sa.Column("realised_pnl", DecimalText, nullable=True),
+    sa.Column("details", _json(), nullable=False, default=dict),
+    sa.Column("created_at", UtcDateTime, nullable=False, default=utc_now),
+    sa.UniqueConstraint("run_id", "subject", name="uq_outcomes_run_subject"),
+    sa.Index("ix_outcomes_bar_ts", "bar_ts"),
+    sa.Index("ix_outcomes_subject", "subject"),
 )

@@ -13,6 +13,7 @@ Callers hold one `Journal`; its methods live in one module per table group:
 - `trades`: round trips read from the fills (entry, exit, P&L, why each closed), read-only.
 - `cache`: the LLM response cache.
 - `news`: news items as first seen (stored once) and their scores per coin, point in time.
+- `outcomes`: what each decision was worth once its window closed (`app/outcomes.py`).
 
 Beneath them: `database` (URL normalisation, the engine, migrations; `JournalUnavailable` when
 the database cannot be opened), `base` (what the groups

@@ -10,6 +10,7 @@ from store.journal.history import RunHistory
 from store.journal.intents import OrderIntents
 from store.journal.news import NewsJournal
 from store.journal.orders import OrdersAndFills
+from store.journal.outcomes import Outcomes
 from store.journal.positions import Positions
 from store.journal.prompts import PromptVersions
 from store.journal.runs import Runs
@@ -30,6 +31,7 @@ class Journal(
     ResponseCacheTable,
     Trades,
     NewsJournal,
+    Outcomes,
 ):
     """Record and query what the trader decided and did (sync, over a SQLAlchemy Engine).
 

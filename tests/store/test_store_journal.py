@@ -463,7 +463,7 @@ def test_opening_twice_keeps_data_and_schema_at_head(journal_url: str) -> None:
             version = connection.execute(sa.text("SELECT version_num FROM alembic_version"))
             versions = [row[0] for row in version]
         assert second.count_decisions() == 1
-        assert versions == ["0006"]
+        assert versions == ["0008"]
     finally:
         second.close()
 
