@@ -693,3 +693,12 @@ class ModelStatusOut(BaseModel):
     evaluation_entries: int | None = Field(description="positions the policy opened there")
     buy_and_hold_return: float | None = Field(description="holding every market there instead")
     recorded_at: datetime = Field(description="when the engine announced it (at its start)")
+    created_at: datetime | None = Field(default=None, description="when the set was trained")
+    max_age_days: float | None = Field(
+        default=None, description="LXA_MODEL_MAX_AGE_DAYS: older sets are flagged stale"
+    )
+    age_days: float | None = Field(default=None, description="days since the set was trained")
+    stale: bool = Field(default=False, description="older than max_age_days: retrain it")
+    switched_from: str | None = Field(
+        default=None, description="the set it replaced between bars (a new champion)"
+    )

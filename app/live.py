@@ -24,6 +24,7 @@ import pandas as pd
 
 from alerts.types import Alert
 from app.engine import Engine
+from app.retrain import daily_retrain
 from app.session import ProgressCallback, SessionSummary, collect_closes, serving, summarize
 from app.settings import Settings
 from app.wiring import Services, open_services
@@ -259,7 +260,10 @@ async def run_live_session(
                 http, settings.upbit_rest_url, list(engine.markets), LONG_BARS + 16
             )
         engine.warm_up(warm)
-        async with serving(services, enabled=serve, on_ready=on_ready):
+        async with (
+            daily_retrain(settings, engine.outbox),  # LXA_RETRAIN_AT_KST, in its own process
+            serving(services, enabled=serve, on_ready=on_ready),
+        ):
             runner = LiveRunner(services, on_event=on_event)
             settle_heap()
             done = await runner.run(minutes=minutes, on_progress=on_progress)

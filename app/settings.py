@@ -288,6 +288,45 @@ class Settings(BaseSettings):
         description="Redis for the event stream across processes (redis://host:6379/0); "
         "default: in-process.",
     )
+    # Champion and challenger (ml/champion.py, app/models.py, app/retrain.py).
+    retrain_at_kst: str | None = Field(
+        default=None,
+        description='Retrain once a day at this KST time ("HH:MM") inside the service; off unset.',
+    )
+    retrain_candles: Annotated[list[Path], NoDecode] = Field(
+        default_factory=list,
+        description="Comma-separated base candle files or folders a retrain learns from (with "
+        "what `lxa record` wrote under <data_dir>/ticks since).",
+    )
+    retrain_quick: bool = Field(
+        default=True, description="Retrain the quick LightGBM pair (false: the full set)."
+    )
+    model_max_age_days: float | None = Field(
+        default=None,
+        gt=0.0,
+        description="Warn in `lxa status` and GET /api/model when the set trading is older.",
+    )
+
+    @field_validator("retrain_at_kst")
+    @classmethod
+    def _check_retrain_at(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        parts = value.strip().split(":")
+        if len(parts) != 2 or not all(p.isdigit() for p in parts):
+            raise ValueError(f'expected "HH:MM" (KST), got {value!r}')
+        hours, minutes = int(parts[0]), int(parts[1])
+        if not (0 <= hours < 24 and 0 <= minutes < 60):
+            raise ValueError(f"not a time of day: {value!r}")
+        return f"{hours:02d}:{minutes:02d}"
+
+    @field_validator("retrain_candles", mode="before")
+    @classmethod
+    def _split_retrain_candles(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [Path(p.strip()) for p in value.split(",") if p.strip()]
+        return value
+
     # News and sentiment (news/, app/news.py).
     news_enabled: bool = Field(
         default=True, description="Poll the news sources while trading (`lxa news` polls anyway)."

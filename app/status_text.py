@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -30,14 +30,43 @@ def model_consequence(status: Mapping[str, Any]) -> str:
     return f"paper trading goes on; live entries would be refused unless overridden ({OVERRIDE})"
 
 
-def model_warning(status: Mapping[str, Any] | None) -> str | None:
-    """One line warning about an unproven model set; None when proven or not known."""
-    if not status or status.get("proven"):
+def model_age_days(status: Mapping[str, Any] | None, now: datetime | None = None) -> float | None:
+    """How many days ago the model set was created (None when its status says no date)."""
+    created = (status or {}).get("created_at")
+    if not created:
+        return None
+    try:
+        stamp = datetime.fromisoformat(str(created).replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    stamp = stamp if stamp.tzinfo else stamp.replace(tzinfo=UTC)
+    return ((now or datetime.now(UTC)) - stamp).total_seconds() / 86400
+
+
+def model_age_warning(status: Mapping[str, Any] | None, now: datetime | None = None) -> str | None:
+    """One line when the model set is older than LXA_MODEL_MAX_AGE_DAYS; None otherwise."""
+    limit = (status or {}).get("max_age_days")
+    age = model_age_days(status, now)
+    if not isinstance(limit, int | float) or age is None or age <= limit:
         return None
     return (
+        f"stale model {(status or {}).get('model_id') or '?'}: created {age:.1f} days ago, "
+        f"older than LXA_MODEL_MAX_AGE_DAYS={limit:g} (retrain: `lxa retrain`)"
+    )
+
+
+def model_warning(status: Mapping[str, Any] | None) -> str | None:
+    """One line warning about an unproven or stale model set; None when neither or not known."""
+    if not status:
+        return None
+    stale = model_age_warning(status)
+    if status.get("proven"):
+        return stale
+    unproven = (
         f"unproven model {status.get('model_id') or '?'}: {status.get('verdict')}; "
         f"{model_consequence(status)}"
     )
+    return unproven if stale is None else f"{unproven}; {stale}"
 
 
 def model_lines(status: Mapping[str, Any] | None) -> list[str]:
@@ -53,6 +82,9 @@ def model_lines(status: Mapping[str, Any] | None) -> list[str]:
         lines.append(f"  hold-out result: {result * 100:+.2f}% in {entries} entries{versus}")
     if not status.get("proven"):
         lines.append(f"  {model_consequence(status)}")
+    stale = model_age_warning(status)
+    if stale is not None:
+        lines.append(f"  {stale}")
     recorded = status.get("recorded_at")
     if recorded is not None:
         stamp = recorded.isoformat(timespec="seconds") if isinstance(recorded, datetime) else "-"

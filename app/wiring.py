@@ -16,6 +16,7 @@ from alerts.types import Alert
 from app.alerting import start_alerts
 from app.engine import Engine
 from app.engine.ledger import JournaledExchange, Ledger
+from app.engine.models import LoadedModel, ModelSwitch
 from app.engine.venue import Outbox
 from app.llm import Reviewers, build_meter, build_reviewers
 from app.settings import Settings, SettingsError
@@ -32,6 +33,7 @@ from graph.checkpoint import open_checkpointer
 from graph.context import Context, TradingPolicy
 from llm.cost import CallMeter
 from ml.anomaly import AnomalyModel, BarAnomalyScorer
+from ml.champion import CHAMPION_FILE, ModelRegistry
 from ml.predict import Predictor
 from ml.registry import META_FILE, latest_model_dir
 from policy.evidence import model_evidence
@@ -61,11 +63,15 @@ class LiveTradingRefused(RuntimeError):
 
 
 def resolve_model_dir(settings: Settings) -> Path:
-    """Pick the named model set, else the newest trained one, else the bundled demo model."""
+    """Pick the named model set, else the registry's champion, else the newest trained one,
+    else the bundled demo model."""
     if settings.model_dir is not None:
         if not (settings.model_dir / "meta.json").is_file():
             raise ModelNotFoundError(f"LXA_MODEL_DIR={settings.model_dir} holds no model set")
         return settings.model_dir
+    champion = ModelRegistry(settings.models_dir).champion_dir()
+    if champion is not None:
+        return champion
     trained = latest_model_dir(settings.models_dir) if settings.models_dir.is_dir() else None
     if trained is not None:
         return trained
@@ -134,7 +140,30 @@ def model_status(settings: Settings, meta: dict[str, Any]) -> dict[str, Any]:
         "evaluation_return": strategy.get("total_return"),
         "evaluation_entries": strategy.get("entries"),
         "buy_and_hold_return": (evaluation or {}).get("buy_and_hold_return"),
+        "created_at": meta.get("created_at"),
+        "max_age_days": settings.model_max_age_days,
     }
+
+
+def load_model(settings: Settings, model_dir: Path) -> LoadedModel:
+    """A model set with the policy and status it implies (the engine's switch calls this)."""
+    predictor = Predictor.load(model_dir)
+    return LoadedModel(
+        predictor, policy_from(settings, predictor.meta), model_status(settings, predictor.meta)
+    )
+
+
+def champion_switch(settings: Settings, current_id: str) -> ModelSwitch | None:
+    """Follow the registry's champion, unless LXA_MODEL_DIR pins a set (then None)."""
+    if settings.model_dir is not None:
+        return None
+    registry = ModelRegistry(settings.models_dir)
+    return ModelSwitch(
+        current_id,
+        registry.champion_dir,
+        lambda path: load_model(settings, path),
+        pointer=settings.models_dir / CHAMPION_FILE,
+    )
 
 
 @dataclass
@@ -234,6 +263,7 @@ async def open_services(
                 outage_reducing_after_s=settings.outage_reducing_after_s,
                 markets=list(settings.markets),
                 session_id=session_id,
+                models=champion_switch(settings, predictor.model_id),
             )
             engine.announce_model(model_status(settings, predictor.meta))
             try:

@@ -15,6 +15,7 @@ from typing import Annotated
 import typer
 
 from app.cli import candles, control, evaluate, graph, llm, news, prompts, report, run, train
+from app.cli import models as models_cli
 from app.cli.common import report_fatal, set_debug
 
 app = typer.Typer(
@@ -61,6 +62,8 @@ app.command()(news.news)
 app.add_typer(prompts.prompts_app, name="prompts")
 app.add_typer(llm.llm_app, name="llm")
 app.add_typer(report.report_app, name="report")
+app.add_typer(models_cli.models_app, name="models")
+app.command()(models_cli.retrain)
 
 
 def main() -> None:

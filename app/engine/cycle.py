@@ -15,7 +15,7 @@ import asyncio
 import math
 from collections import deque
 from collections.abc import Awaitable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any, TypeVar
@@ -29,6 +29,7 @@ from app.engine.ledger import (
     Protection,
     str_or_none,
 )
+from app.engine.models import ModelSwitch
 from app.engine.protections import Protections
 from app.engine.record import CycleResult, RunRecorder
 from app.engine.runs import GraphRuns
@@ -81,6 +82,7 @@ class Engine:
     cooldown_s: int = 1800
     history_bars: int = 300
     outage_reducing_after_s: float = 120.0
+    models: ModelSwitch | None = None  # a new champion is taken up at the next bar close
     features: dict[str, LiveFeatures] = field(init=False)
     closes: dict[str, float] = field(init=False, default_factory=dict)
     recent_closes: dict[str, deque[float]] = field(init=False, default_factory=dict)
@@ -244,6 +246,7 @@ class Engine:
         its bars are not replayed as ticks; its live-only features join the feature rows.
         """
         async with self._lock:
+            await self.take_champion()  # between runs: this bar runs with the champion
             self.outbox.deferred.flush()  # what waited for the database, first
             synced = await self._transient(self.control.sync(close.ts, self.closes))
             live = close.live if isinstance(close, LiveBarClose) else None
@@ -274,6 +277,24 @@ class Engine:
             reason = self.outages.failed(outcome, now())
             log.warning("bar %s: hold, %s", close.ts.isoformat(), reason)
             return CycleResult(self.run_id_for(close.ts), "hold", None, reason, 0.0)
+
+    async def take_champion(self) -> bool:
+        """Switch to a new champion model set if one was promoted; return whether it switched.
+
+        The graph's context is replaced whole (the model and the policy its label implies),
+        so a run sees one model; the switch is announced like the model at start.
+        """
+        if self.models is None:
+            return False
+        loaded = await self.models.poll()
+        if loaded is None:
+            return False
+        before = self.context.signal_model.model_id
+        self.context = replace(self.context, signal_model=loaded.predictor, policy=loaded.policy)
+        self.runs.context = self.context
+        self.announce_model({**loaded.status, "switched_from": before})
+        log.info("model switch: %s -> %s", before, loaded.predictor.model_id)
+        return True
 
     async def _decide(self, close: BarClose) -> CycleResult:
         """Unanswered orders, the limits, the stops at the close, then the graph run of a bar."""
