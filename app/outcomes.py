@@ -19,13 +19,16 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from app.settings import Settings
 from evaluation.outcomes import CloseBook, forward_return, window_end
 from exchange.rules import FEE_RATE
-from ml.training.weights import JudgedVerdict
+from ml.registry import read_meta
+from ml.training.weights import JudgedVerdict, TrainingWeights, WeightRule
 from store.journal import Journal
 from store.journal.trades import round_trips_from_fills
 from store.reviewer_ledger import (
@@ -187,3 +190,57 @@ def judged_verdicts(
         for row in outcomes
         if row["subject"] in subjects and row.get("correct") is not None
     )
+
+
+def weight_rule_from(settings: Settings) -> WeightRule:
+    """The weighting rule and its parameters from the LXA_RETRAIN_* settings."""
+    return WeightRule(
+        rule=settings.retrain_weight_rule,
+        right_weight=settings.retrain_right_weight,
+        wrong_weight=settings.retrain_wrong_weight,
+        period_minutes=settings.retrain_period_minutes,
+        min_verdicts=settings.retrain_min_verdicts,
+        recency_half_life_days=settings.retrain_recency_half_life_days,
+    )
+
+
+def reviewer_weights(
+    journal: Journal,
+    settings: Settings,
+    *,
+    known_at: datetime,
+    frozen_before: datetime | None = None,
+) -> TrainingWeights:
+    """What a retrain weights its rows with: the reviewers' outcomes known by `known_at`.
+
+    `frozen_before`: the training cutoff of the set being replaced; rows before it keep the
+    weights known at that cutoff (`ml.training.weights`). The trainer further limits
+    `known_at` to its own cutoff.
+    """
+    rows = journal.list_outcomes(known_by=known_at)
+    return TrainingWeights(
+        verdicts=judged_verdicts(rows),
+        rule=weight_rule_from(settings),
+        known_at=known_at,
+        frozen_before=frozen_before,
+    )
+
+
+def training_cutoff(model_dir: Path | None) -> datetime | None:
+    """The cutoff a model set was trained up to (meta.json's `until`), or None if unknown."""
+    if model_dir is None or not (model_dir / "meta.json").is_file():
+        return None
+    until = read_meta(model_dir).get("until")
+    return pd.Timestamp(until).tz_convert("UTC").to_pydatetime() if until else None
+
+
+def weights_for_retrain(
+    settings: Settings, *, known_at: datetime, replacing: Path | None = None
+) -> TrainingWeights:
+    """The weights a retrain at `known_at` uses: the journal's outcomes, first brought up to
+    date (`record_outcomes`), and the set being replaced's cutoff as `frozen_before`."""
+    with Journal.open(settings.journal_url) as journal:
+        record_outcomes(journal, now=known_at)
+        return reviewer_weights(
+            journal, settings, known_at=known_at, frozen_before=training_cutoff(replacing)
+        )

@@ -361,6 +361,30 @@ class Settings(BaseSettings):
     news_cryptopanic_key: SecretStr | None = Field(
         default=None, description="CryptoPanic API key; when set, its posts are polled too."
     )
+    # Retraining weights (ml/training/weights.py): the reviewers' record per period, recency.
+    retrain_weight_rule: Literal["none", "step", "linear"] = Field(
+        default="linear",
+        description="How the reviewers' record per period weights its training rows: 'step' "
+        "(right or wrong weight by the majority), 'linear' (scaled by the share right) or 'none'.",
+    )
+    retrain_right_weight: float = Field(
+        default=1.5, ge=1.0, le=10.0, description="Row weight in a period every verdict got right."
+    )
+    retrain_wrong_weight: float = Field(
+        default=0.5, gt=0.0, le=1.0, description="Row weight in a period every verdict got wrong."
+    )
+    retrain_period_minutes: int = Field(
+        default=60, ge=1, le=10080, description="Length of a period the verdicts are scored over."
+    )
+    retrain_min_verdicts: int = Field(
+        default=1, ge=1, description="Judged verdicts a period needs before it is weighted."
+    )
+    retrain_recency_half_life_days: float | None = Field(
+        default=None,
+        gt=0.0,
+        description="Recency weights: a row this many days older than the newest counts half "
+        "(FreqAI-style); unset: no recency weighting.",
+    )
 
     @field_validator("markets", mode="before")
     @classmethod

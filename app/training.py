@@ -17,7 +17,7 @@ entries with a set whose result is not positive after fees (`policy.evidence.mod
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -33,6 +33,7 @@ from ml.expected import fit_expected_return
 from ml.features import LONG_BARS, WARMUP_BARS
 from ml.predict import Predictor
 from ml.registry import FULL_KIND, read_meta, update_meta
+from ml.training.weights import TrainingWeights
 from policy.evidence import model_evidence
 from policy.params import PolicyParams
 
@@ -160,19 +161,34 @@ def train_model_set(
     data_files: Sequence[str] = (),
     eval_fraction: float = EVAL_FRACTION,
     log: Log | None = None,
+    weights: TrainingWeights | None = None,
 ) -> TrainedSet:
-    """Train (quick or full), calibrate the expected return, and evaluate the policy."""
+    """Train (quick or full), calibrate the expected return, and evaluate the policy.
+
+    `weights`: weight the models' training rows by the reviewers' record and recency
+    (`app.outcomes.reviewer_weights`); only what was known by the models' own cutoff (the
+    evaluation window's start) counts, and the set records the summary as `training_weights`.
+    """
     say = log or (lambda _: None)
     if until is not None:
         candles = candles[candles["ts"] < pd.Timestamp(until)]
     candles = candles.reset_index(drop=True)
     eval_start = evaluation_start(candles, eval_fraction)
     say(f"policy evaluation window: {eval_start.isoformat()} .. the end (no model sees it)")
+    if weights is not None:
+        say(
+            f"weighted by the reviewers' record: rule {weights.rule.rule}, "
+            f"{len(weights.verdicts)} judged verdicts"
+        )
     if quick:
         from ml.training.quick_pair import train_quick
 
         model_dir = train_quick(
-            candles, out_dir, until=eval_start.to_pydatetime(), data_files=data_files
+            candles,
+            out_dir,
+            until=eval_start.to_pydatetime(),
+            data_files=data_files,
+            weights=weights,
         )
     else:
         from ml.training.full_set import FullConfig, train_full
@@ -181,7 +197,9 @@ def train_model_set(
             candles,
             out_dir,
             until=eval_start.to_pydatetime(),
-            config=full_config or FullConfig(),
+            config=replace(full_config or FullConfig(), weights=weights)
+            if weights is not None
+            else full_config or FullConfig(),
             data_files=data_files,
             log=say,
         )

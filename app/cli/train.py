@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -16,7 +16,9 @@ from app.cli.tables import print_policy_evaluation, print_train_metrics, print_w
 if TYPE_CHECKING:
     import pandas as pd
 
+    from app.settings import Settings
     from ml.training.full_set import FullConfig
+    from ml.training.weights import TrainingWeights
 
 
 def train(
@@ -64,6 +66,15 @@ def train(
             "--all-markets", help="Train on every market in the files, not only LXA_MARKETS."
         ),
     ] = False,
+    weights: Annotated[
+        bool,
+        typer.Option(
+            "--weights/--no-weights",
+            help="Weight the training rows by the reviewers' record in the journal (the "
+            "outcomes of their verdicts; LXA_RETRAIN_* settings) and by recency; rows before the "
+            "serving set's cutoff keep what was known then.",
+        ),
+    ] = False,
     eval_fraction: Annotated[
         float,
         typer.Option(
@@ -102,6 +113,7 @@ def train(
         fail("--eval-fraction must be between 0 and 1", 2)
     with exits_on(ValueError, ImportError, code=1):
         config = None if quick else _full_config(frame, until, eval_fraction, search)
+        row_weights = _reviewer_weights(settings, until) if weights else None
         trained = train_model_set(
             frame,
             target,
@@ -112,6 +124,7 @@ def train(
             data_files=files,
             eval_fraction=eval_fraction,
             log=err.print,
+            weights=row_weights,
         )
     meta = trained.meta
     out.print(f"saved {meta['model_id']} to {trained.model_dir}")
@@ -165,6 +178,19 @@ def _full_config(
         config.lgb_params = best
         err.print(f"tuned LightGBM parameters: {json.dumps(best)}")
     return config
+
+
+def _reviewer_weights(settings: Settings, until: datetime | None) -> TrainingWeights:
+    """The journal's judged verdicts as training weights, known by `until` (default: now)."""
+    from app.outcomes import weights_for_retrain
+    from app.wiring import ModelNotFoundError, resolve_model_dir
+
+    try:
+        serving: Path | None = resolve_model_dir(settings)
+    except ModelNotFoundError:  # no set yet: nothing to keep frozen
+        serving = None
+    known_at = until or datetime.now(UTC)
+    return weights_for_retrain(settings, known_at=known_at, replacing=serving)
 
 
 def _without_password(url: str) -> str:

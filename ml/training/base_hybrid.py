@@ -17,6 +17,7 @@ from ml.training.torch_loops import (
     predict_hybrid,
     train_hybrid,
 )
+from ml.training.weights import TrainingWeights
 from ml.training.windows import FullWindows
 
 
@@ -59,8 +60,12 @@ def fit_base_hybrid(
     *,
     seed: int,
     log: Callable[[str], None],
+    weights: TrainingWeights | None = None,
 ) -> BaseHybrid:
-    """Train on sequences ending in the base window; validate on those in the stack window."""
+    """Train on sequences ending in the base window; validate on those in the stack window.
+
+    ``weights``: each training sequence weighted by its last bar's reviewers' record and age.
+    """
     base_rows = windows.rows("base")
     # Recorded bars add trade_intensity and spread_bps to what the hybrid reads.
     names = sequence_features(tables, base_rows)
@@ -73,7 +78,13 @@ def fit_base_hybrid(
     masks = windows.masks
     train_ends = data.ends([e[m["base"][e]] for e, m in zip(labelled, masks, strict=True)])
     valid_ends = data.ends([e[m["stack"][e]] for e, m in zip(labelled, masks, strict=True)])
-    model, metrics = train_hybrid(data, train_ends, valid_ends, train_config, log=log)
+    sample_weight = None
+    if weights is not None:
+        bar_ts = np.concatenate([t.ts for t in tables])  # the same rows as data's, in order
+        sample_weight, _ = weights.weights(bar_ts[train_ends])
+    model, metrics = train_hybrid(
+        data, train_ends, valid_ends, train_config, log=log, sample_weight=sample_weight
+    )
     return BaseHybrid(
         model=model,
         train_config=train_config,

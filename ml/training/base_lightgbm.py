@@ -13,6 +13,7 @@ from ml.features import FEATURE_NAMES
 from ml.predict import BASE_LOG_ABS_RETURN, BASE_PROBABILITY
 from ml.sequences import MarketTable
 from ml.training.boosting import best_trees, fit_early_stopped
+from ml.training.weights import TrainingWeights
 from ml.training.windows import FullWindows
 
 BASE_TARGETS = ("label", "abs_return")
@@ -31,6 +32,7 @@ class BaseLightgbm:
     feature_names: list[str]
     outputs: dict[str, str]  # per side: BASE_PROBABILITY or BASE_LOG_ABS_RETURN
     n_rows: int  # base-window rows
+    weight_summary: dict[str, Any] | None = None  # `ml.training.weights`, None: unweighted
 
     def metrics(self) -> dict[str, int]:
         """Return the trees kept per side and the rows they were fit on."""
@@ -87,8 +89,13 @@ def fit_base_lightgbm(
     targets: Mapping[str, str],
     horizon: int,
     abs_return_floor: float,
+    weights: TrainingWeights | None = None,
 ) -> BaseLightgbm:
-    """Fit the pair on the base window, early stopping on its last 15% (after a purge)."""
+    """Fit the pair on the base window, early stopping on its last 15% (after a purge).
+
+    ``weights``: the fit rows weighted by the reviewers' record and recency; the early-stopping
+    rows are not weighted.
+    """
     names = [n for n in FEATURE_NAMES if n not in drop]
     columns = [FEATURE_NAMES.index(n) for n in names]
     rows = windows.rows("base")
@@ -100,6 +107,9 @@ def fit_base_lightgbm(
     stop_cut = ordered[int(len(ordered) * EARLY_STOPPING_FROM)]
     fit_rows = ts_base < stop_cut - np.timedelta64(windows.purge.value, "ns")
     stop_rows = ts_base >= stop_cut
+    fit_weight, weight_summary = None, None
+    if weights is not None:
+        fit_weight, weight_summary = weights.weights(ts_base[fit_rows])
     boosters: dict[str, lgb.Booster] = {}
     outputs = {"buy": BASE_PROBABILITY, "sell": BASE_PROBABILITY}
     for side in ("buy", "sell"):
@@ -118,6 +128,13 @@ def fit_base_lightgbm(
             y_base[fit_rows],
             x_base[stop_rows],
             y_base[stop_rows],
+            train_weight=fit_weight,
         )
         boosters[side] = best_trees(booster, best)
-    return BaseLightgbm(boosters=boosters, feature_names=names, outputs=outputs, n_rows=len(x_base))
+    return BaseLightgbm(
+        boosters=boosters,
+        feature_names=names,
+        outputs=outputs,
+        n_rows=len(x_base),
+        weight_summary=weight_summary,
+    )

@@ -37,9 +37,16 @@ def fit_early_stopped(
     train_y: np.ndarray,
     valid_x: np.ndarray,
     valid_y: np.ndarray,
+    train_weight: np.ndarray | None = None,
 ) -> tuple[lgb.Booster, int]:
-    """Train with early stopping on the validation rows; return the booster and its best round."""
-    train_set = lgb.Dataset(train_x, label=train_y, feature_name=list(feature_names))
+    """Train with early stopping on the validation rows; return the booster and its best round.
+
+    `train_weight`: one weight per training row (`ml.training.weights`); validation rows are
+    never weighted, so early stopping judges every bar alike.
+    """
+    train_set = lgb.Dataset(
+        train_x, label=train_y, weight=train_weight, feature_name=list(feature_names)
+    )
     valid_set = lgb.Dataset(valid_x, label=valid_y, reference=train_set)
     booster = lgb.train(
         params,

@@ -41,6 +41,7 @@ from ml.training.boosting import BASE_PARAMS
 from ml.training.candles import training_candles
 from ml.training.stacking import CalibratedStack, base_predictions, fit_stack
 from ml.training.torch_loops import HybridTrainConfig
+from ml.training.weights import TrainingWeights
 from ml.training.windows import FullWindows, cut_windows
 
 HYBRID_FILE = "hybrid.pt"
@@ -85,6 +86,9 @@ class FullConfig:
     autoencoder_epochs: int = 6
     walk_forward_folds: int = 4
     threads: int = 2
+    # The reviewers' record and recency as sample weights of the base models (LightGBM and
+    # the hybrid; the stacker and calibration stay unweighted); None: every row alike.
+    weights: TrainingWeights | None = None
 
     def check(self) -> None:
         """Raise ValueError naming the first field with a value training cannot use."""
@@ -133,6 +137,7 @@ def train_full(
     started = time.perf_counter()
     torch.set_num_threads(config.threads)
     candles, bar = training_candles(candles, until=until, caller="train_full")
+    weights = config.weights.until(until) if config.weights is not None else None
     tables, windows = tables_and_windows(candles, bar, config)
     say(f"windows: {json.dumps(windows.to_json())}")
     params = config.lightgbm_params()
@@ -146,13 +151,16 @@ def train_full(
         targets={"buy": config.buy_target, "sell": config.sell_target},
         horizon=config.horizon,
         abs_return_floor=config.abs_return_floor,
+        weights=weights,
     )
     metrics |= lightgbm.metrics()
     say(
         f"lightgbm: {metrics['lgb_trees_buy']} / {metrics['lgb_trees_sell']} trees "
         f"on {lightgbm.n_rows} rows"
     )
-    hybrid = fit_base_hybrid(tables, windows, config.hybrid, seed=config.seed, log=say)
+    hybrid = fit_base_hybrid(
+        tables, windows, config.hybrid, seed=config.seed, log=say, weights=weights
+    )
     metrics["hybrid"] = hybrid.metrics
     predictions = base_predictions(tables, windows, lightgbm, hybrid, threads=config.threads)
     stack = fit_stack(predictions, lightgbm.outputs)
@@ -218,6 +226,7 @@ def _set_extra(parts: FullSetParts, config: FullConfig, until: datetime | None) 
     """Return the full set's own meta.json fields: thresholds, hybrid, stack, anomaly."""
     return {
         "until": None if until is None else pd.Timestamp(until).isoformat(),
+        "training_weights": parts.lightgbm.weight_summary,
         "decision_thresholds": parts.stack.thresholds,
         "hybrid": parts.hybrid.meta() | {"file": HYBRID_FILE},
         "stack": {

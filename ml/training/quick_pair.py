@@ -25,6 +25,7 @@ from ml.registry import candles_sha256, save_model_set
 from ml.training.boosting import BASE_PARAMS, best_trees, fit_early_stopped
 from ml.training.candles import training_candles
 from ml.training.scoring import auc, decision_threshold, thresholds_source
+from ml.training.weights import TrainingWeights
 
 VALIDATION_FRACTION = 0.2
 NUM_BOOST_ROUND = 400
@@ -75,9 +76,16 @@ def split_in_time(dataset: pd.DataFrame, *, horizon: int, bar: pd.Timedelta) -> 
 
 
 def fit_pair(
-    dataset: pd.DataFrame, split: TimeSplit, params: dict[str, Any], metrics: dict[str, Any]
+    dataset: pd.DataFrame,
+    split: TimeSplit,
+    params: dict[str, Any],
+    metrics: dict[str, Any],
+    train_weight: np.ndarray | None = None,
 ) -> tuple[dict[str, lgb.Booster], dict[str, Any]]:
-    """Fit the buy and sell classifiers; add their figures to ``metrics``; return thresholds."""
+    """Fit the buy and sell classifiers; add their figures to ``metrics``; return thresholds.
+
+    ``train_weight``: one weight per training row (``split.train``), or None for equal weights.
+    """
     x = dataset[list(FEATURE_NAMES)].to_numpy(dtype="float64")
     boosters: dict[str, lgb.Booster] = {}
     thresholds: dict[str, Any] = {"source": thresholds_source("validation-split")}
@@ -85,7 +93,14 @@ def fit_pair(
     for side in ("buy", "sell"):
         y = dataset[f"label_{side}"].to_numpy(dtype="int8")
         booster, best = fit_early_stopped(
-            FEATURE_NAMES, params, NUM_BOOST_ROUND, x[train], y[train], x[valid], y[valid]
+            FEATURE_NAMES,
+            params,
+            NUM_BOOST_ROUND,
+            x[train],
+            y[train],
+            x[valid],
+            y[valid],
+            train_weight=train_weight,
         )
         scores = np.asarray(booster.predict(x[valid], num_iteration=best))
         metrics[f"auc_{side}_valid"] = auc(y[valid], scores)
@@ -107,8 +122,14 @@ def train_quick(
     threshold: float = 0.002,
     seed: int = 7,
     data_files: Sequence[str] = (),
+    weights: TrainingWeights | None = None,
 ) -> Path:
-    """Train buy and sell classifiers on all markets pooled and save a model set."""
+    """Train buy and sell classifiers on all markets pooled and save a model set.
+
+    ``weights``: weight the training rows by the reviewers' record and recency
+    (``ml.training.weights``), known no later than ``until``; the summary is saved in meta.json
+    as ``training_weights`` (null when unweighted).
+    """
     started = time.perf_counter()
     candles, bar = training_candles(candles, until=until, caller="train_quick")
     dataset = build_dataset(candles, horizon=horizon, threshold=threshold, bar=bar)
@@ -124,7 +145,10 @@ def train_quick(
         "purged_bars": int(horizon),
         "note": "validation split also used for early stopping",
     }
-    boosters, thresholds = fit_pair(dataset, split, params, metrics)
+    train_weight, weight_summary = None, None
+    if weights is not None:
+        train_weight, weight_summary = weights.until(until).weights(dataset["ts"][split.train])
+    boosters, thresholds = fit_pair(dataset, split, params, metrics, train_weight)
     window = {
         str(market): {
             "first_ts": one["ts"].min().isoformat(),
@@ -149,5 +173,6 @@ def train_quick(
         extra={
             "until": None if until is None else pd.Timestamp(until).isoformat(),
             "decision_thresholds": thresholds,
+            "training_weights": weight_summary,
         },
     )

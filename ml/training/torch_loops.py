@@ -119,8 +119,13 @@ def train_hybrid(
     valid_ends: np.ndarray | None,
     config: HybridTrainConfig,
     log: Any = None,
+    sample_weight: np.ndarray | None = None,
 ) -> tuple[HybridSignalNet, dict[str, Any]]:
-    """Train the LSTM+CNN hybrid on sequences ending at ``train_ends``; return it and metrics."""
+    """Train the LSTM+CNN hybrid on sequences ending at ``train_ends``; return it and metrics.
+
+    ``sample_weight``: one weight per entry of ``train_ends`` (``ml.training.weights``): each
+    sequence's loss counts in proportion to it (a weighted mean over the batch).
+    """
     started = time.perf_counter()
     torch.set_num_threads(config.threads)
     set_seed(config.seed)
@@ -137,6 +142,13 @@ def train_hybrid(
     scheduler = torch.optim.lr_scheduler.OneCycleLR(
         optimizer, max_lr=config.learning_rate, total_steps=steps
     )
+    weight_of = None
+    if sample_weight is not None:
+        if len(sample_weight) != len(train_ends):
+            raise ValueError("sample_weight needs one weight per training sequence")
+        weight_of = np.zeros(len(data.matrix), dtype="float32")
+        weight_of[train_ends] = sample_weight
+        per_sample = torch.nn.BCEWithLogitsLoss(reduction="none")
     for epoch in range(config.epochs):
         model.train()
         chosen = rng.choice(train_ends, size=per_epoch, replace=False)
@@ -146,7 +158,11 @@ def train_hybrid(
             batch = chosen[start : start + config.batch_size]
             x = torch.from_numpy(gather_sequences(data.matrix, batch, seq_len))  # (B, T, F)
             y = torch.from_numpy(data.labels[batch])  # (B, 2)
-            loss = loss_fn(model(x), y)
+            if weight_of is None:
+                loss = loss_fn(model(x), y)
+            else:
+                w = torch.from_numpy(weight_of[batch])  # (B,)
+                loss = (per_sample(model(x), y).mean(dim=1) * w).sum() / w.sum()
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)

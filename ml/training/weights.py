@@ -23,7 +23,7 @@ verdicts known at that cutoff, so what was learned after it never re-labels them
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -200,6 +200,12 @@ class TrainingWeights:
     rule: WeightRule
     known_at: datetime
     frozen_before: datetime | None = None
+
+    def until(self, cutoff: datetime | None) -> TrainingWeights:
+        """These weights as known at a training cutoff: nothing learned after it counts."""
+        if cutoff is None or _one_ns(cutoff) >= _one_ns(self.known_at):
+            return self
+        return replace(self, known_at=pd.Timestamp(_one_ns(cutoff), tz="UTC").to_pydatetime())
 
     def weights(self, ts: Any) -> tuple[np.ndarray, dict[str, Any]]:
         """Weights for rows at `ts` and their summary (`training_weights`)."""
