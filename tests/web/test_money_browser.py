@@ -119,6 +119,16 @@ class Served:
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     """A replay that traded, its API and viewer kept up until the tests end."""
+    yield from replay_served(
+        tmp_path_factory.mktemp("money-web"),
+        MINUTES,
+        policy_entry_margin_bps=-1000.0,
+        policy_exit_margin_bps=-1000.0,
+    )
+
+
+def replay_served(data: Path, minutes: int, **policy: Any) -> Iterator[Served]:
+    """Replay `minutes` bundled bars on paper with `policy`, then keep the API and viewer up."""
     if not CHROMIUM.is_file():
         _missing(f"{CHROMIUM} is missing (apt-get install chromium)")
     if not DIST_INDEX.is_file():
@@ -127,17 +137,15 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
         import playwright.sync_api  # noqa: F401
     except ImportError:
         _missing("the playwright package is not installed (pip install -e '.[dev]')")
-    data = tmp_path_factory.mktemp("money-web")
     base = Settings(
         _env_file=None,  # type: ignore[call-arg]
         data_dir=data,
         model_dir=latest_model_dir(BUNDLED_MODELS),
         api_port=_free_port(),
         api_token="browser-test-token",  # type: ignore[arg-type]
-        policy_entry_margin_bps=-1000.0,
-        policy_exit_margin_bps=-1000.0,
         policy_reentry_pause_minutes=0,
         policy_max_entries_per_day=1440,
+        **policy,
     )
     settings, session_id = demo_settings(base, resume=False)
     server = Served(database_url=settings.database_url)
@@ -159,7 +167,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
                     candles_paths=[BUNDLED_CANDLES],
                     session_id=session_id,
                     account_path=data / "paper_account.json",
-                    minutes=MINUTES,
+                    minutes=minutes,
                     pace_seconds=0.0,
                     serve=True,
                     keep_serving=keep_serving,

@@ -98,7 +98,7 @@ function Shell() {
       )}
       <main>
         {page === undefined && <HomePage />}
-        {page === "live" && <LivePage />}
+        {page === "live" && <LivePage canSell={info.data?.can_sell ?? false} />}
         {page === "trades" && <TradesPage markets={info.data?.markets ?? []} />}
         {page === "runs" && rest.length === 0 && <RunsPage markets={info.data?.markets ?? []} />}
         {page === "runs" && rest.length > 0 && <RunPage runId={rest[0]} />}

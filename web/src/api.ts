@@ -202,6 +202,50 @@ export interface Info {
   reads_need_token: boolean;
   bus: string;
   version: string;
+  /** Who answers each LLM node in the running engine (null without one). */
+  reviewers?: Record<string, ReviewerInfo> | null;
+  can_sell?: boolean;
+}
+
+export interface ReviewerInfo {
+  kind: "llm" | "rule_based";
+  label: string;
+  provider: string | null;
+  model: string | null;
+  setting: string;
+}
+
+export interface SellOut {
+  market: string;
+  identifier: string;
+  state: string;
+  volume: string;
+  executed_volume: string;
+  avg_price: string | null;
+  reason: string;
+  exit_reason: "operator";
+}
+
+export interface Candle {
+  ts: string;
+  open: string;
+  high: string;
+  low: string;
+  close: string;
+  volume: string | null;
+  bars: number;
+}
+
+export interface CandleOut {
+  market: string;
+  source: "bars" | "closes";
+  bucket_minutes: number;
+  bars: number;
+  since: string | null;
+  until: string | null;
+  first_bar: string | null;
+  last_bar: string | null;
+  candles: Candle[];
 }
 
 export interface RunAccepted {
@@ -513,6 +557,8 @@ export interface NodeInUse {
   run_id: string | null;
   bar_ts: string | null;
   setting: string;
+  /** true: from the engine's configuration (GET /api/info), not from a past run. */
+  configured?: boolean;
 }
 
 /** GET /api/reviewers/in-use: who answered each LLM node in the latest run that asked it. */

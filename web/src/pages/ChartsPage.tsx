@@ -1,13 +1,23 @@
 import { useMemo, useState } from "react";
-import type { EquityOut, Fill, PriceOut, WatchdogOut } from "../api";
+import { query, type CandleOut, type EquityOut, type Fill, type WatchdogOut } from "../api";
 import { ErrorText, Panel } from "../components/Bits";
+import { parseCandles } from "../candles";
+import { CandleChart, type Marker } from "../components/CandleChart";
 import { LineChart, type Series } from "../components/LineChart";
 import { runHref, useGet } from "../hooks";
-import { detectorLabel, kst, useLang } from "../i18n";
+import { detectorLabel, fill, kst, useLang, type LabelKey } from "../i18n";
 import { tickPrice } from "../ticks";
 import { useStreamEvents } from "../stream";
 
 const ms = (iso: string) => new Date(iso).getTime();
+// The range buttons: the last hour, six hours, day, week, or the whole session.
+const RANGES: [string, number | null][] = [
+  ["1h", 60],
+  ["6h", 360],
+  ["1d", 1440],
+  ["1w", 10080],
+  ["all", null],
+];
 
 /** Price with entries and exits, equity against buy-and-hold, and the watchdog's triggers. */
 export function ChartsPage({ markets }: { markets: string[] }) {
@@ -20,11 +30,22 @@ export function ChartsPage({ markets }: { markets: string[] }) {
   // the market of the latest fill.
   const latestMarket = fills.data?.fills.at(-1)?.market ?? markets[0] ?? "";
   const shownMarket = market || latestMarket;
-  const prices = useGet<PriceOut>(shownMarket ? `/api/prices?market=${encodeURIComponent(shownMarket)}` : null);
+  const [zoom, setZoom] = useState<[number, number] | null>(null);
+  const maxPoints = Math.round(Math.min(600, Math.max(80, window.innerWidth / 2.4)));
+  const candlePath = shownMarket
+    ? `/api/candles${query({
+        market: shownMarket,
+        max_points: maxPoints,
+        since: zoom ? new Date(zoom[0]).toISOString() : null,
+        // until is exclusive: the last bar of the range is included
+        until: zoom ? new Date(zoom[1] + 60_000).toISOString() : null,
+      })}`
+    : null;
+  const candles = useGet<CandleOut>(candlePath);
   useStreamEvents((event) => {
     if (event.type === "run_finished") {
       equity.reload();
-      prices.reload();
+      candles.reload();
     }
     if (event.type === "fill") fills.reload();
     if (event.type === "watchdog_trigger") watchdog.reload();
@@ -77,56 +98,72 @@ export function ChartsPage({ markets }: { markets: string[] }) {
     ];
   }, [equity.data, watchdog.data, t]);
 
-  const priceSeries = useMemo<Series[]>(() => {
+  const markers = useMemo<Marker[]>(() => {
     const shown = (fills.data?.fills ?? []).filter((fill) => fill.market === shownMarket);
-    const line = (side: string) =>
-      shown.filter((fill) => fill.side === side).map((fill) => ({ x: ms(fill.ts), y: Number(fill.price) }));
-    // The closes of another market (a stale answer while the new one loads) are not drawn.
-    const closes = prices.data?.market === shownMarket ? prices.data.points : [];
+    const side = (name: string) =>
+      shown.filter((fill) => fill.side === name).map((fill) => ({ x: ms(fill.ts), y: Number(fill.price) }));
+    const triggers = (watchdog.data?.recent_triggers ?? []).filter((trigger) => {
+      const market = trigger.payload.market;
+      return (market === shownMarket || market === null || market === undefined) && Number(trigger.payload.price) > 0;
+    });
     return [
-      {
-        type: "line",
-        label: t("closePrice"),
-        data: closes.map((point) => ({ x: ms(point.ts), y: Number(point.close) })),
-        borderColor: "#c9d3dc",
-        backgroundColor: "#c9d3dc",
-        pointRadius: 0,
-        borderWidth: 1.5,
-        order: 2,
-      },
       {
         type: "scatter",
         label: t("entries"),
-        data: line("bid"),
+        data: side("bid"),
         backgroundColor: "#4cc38a",
-        borderColor: "#4cc38a",
+        borderColor: "#0d1117",
         pointStyle: "triangle",
-        pointRadius: 8,
+        pointRadius: 7,
       },
       {
         type: "scatter",
         label: t("exits"),
-        data: line("ask"),
+        data: side("ask"),
         backgroundColor: "#f36b6b",
-        borderColor: "#f36b6b",
+        borderColor: "#0d1117",
         pointStyle: "triangle",
         rotation: 180,
-        pointRadius: 8,
+        pointRadius: 7,
+      },
+      {
+        type: "scatter",
+        label: t("watchdog"),
+        // On the bar the trigger fell in (`ts` is the wall clock: months later in a replay).
+        data: triggers.map((trigger) => ({ x: ms(trigger.bar_ts ?? trigger.ts), y: Number(trigger.payload.price) })),
+        borderColor: "#f0a020",
+        backgroundColor: "#f0a020",
+        pointStyle: "crossRot",
+        pointRadius: 9,
+        borderWidth: 3,
       },
     ];
-  }, [fills.data, prices.data, shownMarket, t]);
+  }, [fills.data, watchdog.data, shownMarket, t]);
 
   const sessionRange = useMemo<[number, number] | null>(() => {
+    const first = candles.data?.first_bar;
+    const last = candles.data?.last_bar;
+    if (first && last) return [ms(first), ms(last)];
     const points = equity.data?.points ?? [];
     return points.length >= 2 ? [ms(points[0].ts), ms(points[points.length - 1].ts)] : null;
-  }, [equity.data]);
+  }, [candles.data, equity.data]);
+  const shownRange = zoom ?? sessionRange;
+  const parsed = useMemo(
+    () => (candles.data?.market === shownMarket ? parseCandles(candles.data.candles) : []),
+    [candles.data, shownMarket],
+  );
+  const pick = (minutes: number | null) => {
+    if (minutes === null || !sessionRange) return setZoom(null);
+    const low = Math.max(sessionRange[0], sessionRange[1] - minutes * 60_000);
+    setZoom(low <= sessionRange[0] ? null : [low, sessionRange[1]]);
+  };
 
   return (
     <div className="grid">
       <Panel title={t("equityChart")} wide testId="equity-chart">
         <ErrorText error={equity.error} />
         {equity.data?.note && <p className="muted small">{equity.data.note}</p>}
-        <LineChart series={equitySeries} xRange={sessionRange} testId="equity-canvas" />
+        <LineChart series={equitySeries} xRange={shownRange} testId="equity-canvas" />
       </Panel>
       <Panel
         title={t("priceChart")}
@@ -142,14 +179,46 @@ export function ChartsPage({ markets }: { markets: string[] }) {
           </select>
         }
       >
+        <div className="zoom-bar" data-testid="zoom-bar">
+          {RANGES.map(([key, minutes]) => (
+            <button
+              key={key}
+              type="button"
+              className={`small-button${(minutes === null && zoom === null) ? " active" : ""}`}
+              onClick={() => pick(minutes)}
+              data-range={key}
+            >
+              {t(`range_${key}` as LabelKey)}
+            </button>
+          ))}
+          <span className="muted small" data-testid="candle-note">
+            {candles.data
+              ? `${fill(t("candleBucket"), { minutes: candles.data.bucket_minutes, bars: candles.data.bars })}${
+                  candles.data.source === "closes" ? ` · ${t("candlesFromCloses")}` : ""
+                }`
+              : ""}
+          </span>
+        </div>
         <ErrorText error={fills.error} />
-        <ErrorText error={prices.error} />
-        {prices.data?.market === shownMarket && prices.data.points.length === 0 && (
+        <ErrorText error={candles.error} />
+        {candles.data?.market === shownMarket && candles.data.candles.length === 0 && (
           <p className="muted small">
             {shownMarket} · {t("noCloses")}
           </p>
         )}
-        <LineChart series={priceSeries} height={220} xRange={sessionRange} testId="price-canvas" />
+        <CandleChart
+          candles={parsed}
+          bucketMinutes={candles.data?.bucket_minutes ?? 1}
+          markers={markers}
+          xRange={shownRange}
+          limits={sessionRange}
+          onZoom={(range) =>
+            setZoom(sessionRange && range[0] <= sessionRange[0] && range[1] >= sessionRange[1] ? null : range)
+          }
+          height={340}
+          testId="price-canvas"
+          extra={{ zoomed: zoom ? "yes" : "no" }}
+        />
       </Panel>
       <Panel title={t("watchdog")} wide testId="watchdog">
         <ErrorText error={watchdog.error} />

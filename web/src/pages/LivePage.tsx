@@ -1,17 +1,21 @@
-import type { GraphOut, Position } from "../api";
+import { useState } from "react";
+import type { GraphOut, Position, SellOut } from "../api";
 import { ActionLabel, ErrorText, Panel, num } from "../components/Bits";
 import { GraphView } from "../components/GraphView";
+import { SellNow } from "../components/SellNow";
 import { runHref, useGet } from "../hooks";
-import { kst, reasonLabel, useLang } from "../i18n";
+import { fill, kst, reasonLabel, useLang } from "../i18n";
 import { tickPrice } from "../ticks";
 import { triggerLabel } from "./RunsPage";
+import { eventSummary, eventType, reasoningText } from "../serverText";
 import { useStream, useStreamEvents } from "../stream";
 
 const LLM_NODES = ["groq_check", "ollama_check", "sizing"];
 
 /** The run streaming now: the graph lighting up, LLM text as it arrives, the decision. */
-export function LivePage() {
+export function LivePage({ canSell = false }: { canSell?: boolean }) {
   const { t, lang } = useLang();
+  const [sold, setSold] = useState<SellOut | null>(null);
   const graph = useGet<GraphOut>("/api/graph");
   const { live, recent } = useStream();
   const positions = useGet<{ positions: Position[]; source: string }>("/api/positions");
@@ -52,7 +56,7 @@ export function LivePage() {
                     <li key={verdict.node}>
                       <strong>{verdict.node}</strong> <span className="muted">({verdict.reviewer ?? "?"})</span>:{" "}
                       <ActionLabel action={verdict.verdict} /> — {verdict.agrees ? t("agrees") : t("disagrees")}
-                      <div className="reasoning">{verdict.error ? `⚠ ${verdict.error}` : verdict.reasoning}</div>
+                      <div className="reasoning">{verdict.error ? `⚠ ${verdict.error}` : reasoningText(t, lang, verdict.reasoning)}</div>
                     </li>
                   ))}
                 </ul>
@@ -133,8 +137,19 @@ export function LivePage() {
       </Panel>
       <Panel title={t("positions")} wide testId="positions">
         <ErrorText error={positions.error} />
+        {sold && (
+          <p className="small ok-box" data-testid="sold-notice">
+            {fill(t("soldNotice"), {
+              market: sold.market,
+              volume: num(sold.executed_volume, 8),
+              price: tickPrice(sold.avg_price),
+            })}{" "}
+            <a href={`#/trades`}>{t("trades")} →</a>
+          </p>
+        )}
         {positions.data && positions.data.positions.length === 0 && <p className="muted">{t("noPositions")}</p>}
         {positions.data && positions.data.positions.length > 0 && (
+          <div className="table-wrap">
           <table>
             <thead>
               <tr>
@@ -146,6 +161,7 @@ export function LivePage() {
                 <th className="num">{t("stopLoss")}</th>
                 <th className="num">{t("takeProfit")}</th>
                 <th>{t("run")}</th>
+                {canSell && <th />}
               </tr>
             </thead>
             <tbody>
@@ -164,31 +180,38 @@ export function LivePage() {
                   <td className="num">{tickPrice(position.stop_loss_price)}</td>
                   <td className="num">{tickPrice(position.take_profit_price)}</td>
                   <td className="small">{position.run_id ? <a href={runHref(position.run_id)}>{t("openRun")}</a> : "-"}</td>
+                  {canSell && (
+                    <td data-testid={`sell-${position.market}`}>
+                      <SellNow
+                        position={position}
+                        onSold={(result) => {
+                          setSold(result);
+                          positions.reload();
+                        }}
+                      />
+                    </td>
+                  )}
                 </tr>
               ))}
             </tbody>
           </table>
+          </div>
         )}
       </Panel>
       <Panel title={t("events")} wide>
         <ol className="events">
           {recent.slice(0, 25).map((event, index) => (
             <li key={`${event.seq ?? "x"}-${index}`}>
-              <code className="seq">{event.seq ?? "·"}</code> <span className="etype">{event.type}</span>{" "}
+              <code className="seq">{event.seq ?? "·"}</code>{" "}
+              <span className="etype" data-type={event.type}>
+                {eventType(lang, event.type)}
+              </span>{" "}
               {event.node ? <span className="muted">{String(event.node)}</span> : null}{" "}
-              <span className="muted small">{summarize(event)}</span>
+              <span className="muted small">{eventSummary(t, lang, event)}</span>
             </li>
           ))}
         </ol>
       </Panel>
     </div>
   );
-}
-
-function summarize(event: Record<string, unknown>): string {
-  const keys = ["action", "market", "reason", "verdict", "skipped_node", "because", "state", "detector", "proposal"];
-  return keys
-    .filter((key) => event[key] !== undefined && event[key] !== null)
-    .map((key) => `${key}=${String(event[key])}`)
-    .join(" ");
 }

@@ -8,6 +8,8 @@ import {
   type PromptVersion,
   type ReplayOut,
   type ReplayOutcome,
+  type Info,
+  type NodeInUse,
   type ReviewersInUse,
   type RunDetail,
   llmRan,
@@ -15,7 +17,7 @@ import {
 import { ActionLabel, ErrorText, Panel, num, pct } from "../components/Bits";
 import { runHref, useGet } from "../hooks";
 import { fill, kst, reasonLabel, useLang, type LabelKey } from "../i18n";
-import { serverText } from "../serverText";
+import { reasoningText, serverText } from "../serverText";
 import { useStreamEvents } from "../stream";
 
 /** A unified diff, one coloured line per change. */
@@ -70,8 +72,9 @@ export function PromptsPage({ name, runId }: { name: string | null; runId: strin
   const replayTarget = replayRun.trim();
   const target = useGet<RunDetail>(replayTarget ? `/api/runs/${encodeURIComponent(replayTarget)}` : null);
   const targetRun = target.data && target.data.run_id === replayTarget ? target.data : null;
-  const node = current ? inUse.data?.nodes[current] : undefined;
-  const replayBlock = replayBlocker(t, targetRun, target.error !== null && replayTarget !== "");
+  const info = useGet<Info>("/api/info");
+  const node = current ? configuredNode(info.data, current) ?? inUse.data?.nodes[current] : undefined;
+  const replayBlock = replayBlocker(t, targetRun, target.error !== null && replayTarget !== "", info.data);
   const [ollamaModel, setOllamaModel] = useState("");
 
   useStreamEvents((event) => {
@@ -331,17 +334,34 @@ export function PromptsPage({ name, runId }: { name: string | null; runId: strin
 }
 
 /** Why replaying `run` cannot change anything, or null when it can (an LLM reviewed it). */
-function replayBlocker(t: (key: LabelKey) => string, run: RunDetail | null, missing: boolean): string | null {
+function replayBlocker(t: (key: LabelKey) => string, run: RunDetail | null, missing: boolean, info: Info | null): string | null {
   if (missing) return t("replayNotLoaded");
   if (!run) return null;
+  const reviewers = info?.reviewers;
+  // A fork runs with the reviewers configured now: none an LLM, no edit can change it (the
+  // server refuses such a replay too).
+  if (reviewers && Object.values(reviewers).every((reviewer) => reviewer.kind !== "llm")) {
+    const signal = run.nodes?.ml_signal as { proposal?: { action?: string } } | undefined;
+    if ((signal?.proposal?.action ?? "hold") === "hold") return t("replayNoProposal");
+    return fill(t("replayNoLlm"), { settings: Object.values(reviewers).map((reviewer) => reviewer.setting).join(", ") });
+  }
   if (llmRan(run.reviewer_labels)) return null;
   const signal = run.nodes?.ml_signal as { proposal?: { action?: string } } | undefined;
   if ((signal?.proposal?.action ?? "hold") === "hold") return t("replayNoProposal");
   return fill(t("replayNoLlm"), { settings: "LXA_GROQ_API_KEY, LXA_OLLAMA_HOST" });
 }
 
+/** The node as the engine is configured now (GET /api/info), or undefined without an engine. */
+function configuredNode(info: Info | null, name: string): NodeInUse | undefined {
+  const reviewer = info?.reviewers?.[name];
+  if (!reviewer) return undefined;
+  return { reviewer: reviewer.label, llm: reviewer.kind === "llm", run_id: null, bar_ts: null, setting: reviewer.setting, configured: true };
+}
+
 /** What answers this prompt's node, in words: an LLM, a rule-based stand-in, or not known. */
 function nodeNote(t: (key: LabelKey) => string, name: string, node: ReviewersInUse["nodes"][string]): string {
+  if (node.configured && node.llm) return fill(t("configuredLlmPrompt"), { node: name, reviewer: node.reviewer ?? "-" });
+  if (node.configured) return fill(t("configuredRuleBasedPrompt"), { node: name, setting: node.setting });
   if (node.llm === true) return fill(t("llmPrompt"), { node: name, reviewer: node.reviewer ?? "-" });
   if (node.llm === false) {
     return fill(t("ruleBasedPrompt"), { node: name, reviewer: node.reviewer ?? "-", run: node.run_id ?? "-", setting: node.setting });
@@ -360,7 +380,7 @@ function NodeInUseNote({ node, inUse }: { node: string; inUse: ReviewersInUse["n
 }
 
 function Outcome({ title, outcome, testId }: { title: string; outcome: ReplayOutcome; testId: string }) {
-  const { t } = useLang();
+  const { t, lang } = useLang();
   return (
     <div className="outcome" data-testid={testId}>
       <h3>{title}</h3>
@@ -377,7 +397,7 @@ function Outcome({ title, outcome, testId }: { title: string; outcome: ReplayOut
           <div key={key} className="verdict">
             <strong>{key}</strong> <span className="muted small">{outcome[key]?.reviewer}</span>:{" "}
             <ActionLabel action={outcome[key]?.verdict} />
-            <div className="reasoning">{outcome[key]?.error ?? outcome[key]?.reasoning}</div>
+            <div className="reasoning">{outcome[key]?.error ?? reasoningText(t, lang, outcome[key]?.reasoning)}</div>
           </div>
         ) : null,
       )}

@@ -3,7 +3,7 @@ import { ActionLabel, ErrorText, Json, Panel, num, pct } from "../components/Bit
 import { GraphView } from "../components/GraphView";
 import { useGet } from "../hooks";
 import { fill, kst, reasonLabel, useLang } from "../i18n";
-import { blockedOf, blockedText } from "../serverText";
+import { blockedOf, blockedText, glossKeys, policyText, reasoningText } from "../serverText";
 import { tickPrice } from "../ticks";
 import { triggerLabel } from "./RunsPage";
 import type { NodeStatus } from "../liveRun";
@@ -96,6 +96,14 @@ export function RunPage({ runId }: { runId: string }) {
                 </div>
               )}
             </dd>
+            {policyReason(detail) && (
+              <>
+                <dt>{t("policyLabel")}</dt>
+                <dd className="small" data-testid="run-policy">
+                  {policyText(t, lang, policyReason(detail))}
+                </dd>
+              </>
+            )}
             <dt>{t("time")}</dt>
             <dd>{kst(detail.bar_ts, lang)}</dd>
             <dt>{t("trigger")}</dt>
@@ -130,7 +138,9 @@ export function RunPage({ runId }: { runId: string }) {
             {t("ratio")} {pct(detail.sizing.investment_ratio)} · {t("stopLoss")} {num(detail.sizing.stop_loss_pct)}% · {t("takeProfit")}{" "}
             {num(detail.sizing.take_profit_pct)}%{detail.sizing.refused ? ` · ${t("sizingRefused")}: ${reasonLabel(t, detail.sizing.refused)}` : ""}
             <br />
-            <span className="muted">{detail.sizing.reasoning}</span>
+            <span className="muted" data-testid="sizing-reasoning">
+              {reasoningText(t, lang, detail.sizing.reasoning)}
+            </span>
           </p>
         ) : null}
         {clamps.length === 0 ? (
@@ -223,9 +233,9 @@ export function RunPage({ runId }: { runId: string }) {
       <Panel title={t("nodeIO")} wide testId="node-io">
         <details className="node-io" open>
           <summary>
-            <strong>{t("input")}</strong> <span className="muted">(account, recent results)</span>
+            <strong>{t("input")}</strong> <span className="muted">({t("inputNote")})</span>
           </summary>
-          <Json value={detail.nodes.input} />
+          <Json value={glossKeys(detail.nodes.input, lang)} />
         </details>
         {nodeNames.map((node) => {
           const call = calls.get(node);
@@ -245,16 +255,16 @@ export function RunPage({ runId }: { runId: string }) {
                 <div>
                   <h4>{t("input")}</h4>
                   {node === "ml_signal" ? (
-                    <Json value={{ model_id: detail.ml.model_id, features: detail.ml.features }} />
+                    <Json value={glossKeys({ model_id: detail.ml.model_id, features: detail.ml.features }, lang)} />
                   ) : call ? (
                     <Json value={call.request} />
                   ) : (
-                    <span className="muted">{node === "ml_signal" ? "" : "state"}</span>
+                    <span className="muted">{node === "ml_signal" ? "" : t("graphState")}</span>
                   )}
                 </div>
                 <div>
                   <h4>{t("output")}</h4>
-                  <Json value={detail.nodes[node]} />
+                  <Json value={glossKeys(detail.nodes[node], lang)} />
                 </div>
               </div>
             </details>
@@ -263,6 +273,13 @@ export function RunPage({ runId }: { runId: string }) {
       </Panel>
     </div>
   );
+}
+
+/** The policy's sentence for the run's proposal (policy/rules.py), if it has one. */
+function policyReason(detail: RunDetail): string | null {
+  const signal = detail.nodes?.ml_signal as { proposal?: { policy?: { reason?: unknown } } } | undefined;
+  const reason = signal?.proposal?.policy?.reason;
+  return typeof reason === "string" ? reason : null;
 }
 
 /** Why replaying this run with an edited prompt cannot change its outcome. */
@@ -283,7 +300,7 @@ function VerdictBlock({
   call: LlmCall | undefined;
   skipped: boolean;
 }) {
-  const { t } = useLang();
+  const { t, lang } = useLang();
   const raw = call?.response && typeof call.response.raw === "string" ? call.response.raw : null;
   return (
     <div className="verdict" data-node={node}>
@@ -302,10 +319,12 @@ function VerdictBlock({
               · {t("confidence")} <span data-testid="confidence">{pct(verdict.confidence, 0)}</span>
             </span>
           </p>
-          <p className="reasoning">{verdict.error ? `⚠ ${verdict.error}` : verdict.reasoning}</p>
+          <p className="reasoning" data-testid="verdict-reasoning">
+            {verdict.error ? `⚠ ${verdict.error}` : reasoningText(t, lang, verdict.reasoning)}
+          </p>
           {verdict.risks && verdict.risks.length > 0 && (
             <p className="small muted">
-              {t("risks")}: {verdict.risks.join("; ")}
+              {t("risks")}: {verdict.risks.map((risk) => reasoningText(t, lang, risk)).join("; ")}
             </p>
           )}
           {raw && (
