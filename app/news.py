@@ -16,7 +16,7 @@ backtest, `headlines_from_journal` for a replayed decision's prompt.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -205,6 +205,7 @@ async def poll_news(
     follow: bool = False,
     polls: int | None = None,
     store: bool = False,
+    wait: Callable[[float], Awaitable[None]] = asyncio.sleep,
 ) -> NewsService:
     """Poll the sources once (or, following, every poll interval, `polls` times or until
     cancelled) and hand each poll's new items to `on_poll`; with `store`, journal them too."""
@@ -217,7 +218,7 @@ async def poll_news(
             done += 1
             if not follow or (polls is not None and done >= polls):
                 return service
-            await asyncio.sleep(settings.news_poll_interval_s)
+            await wait(settings.news_poll_interval_s)
     finally:
         await service.aclose()
         if journal is not None:

@@ -10,7 +10,7 @@ but "트리플" is not 리플. A name that is part of another coin's name is not
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 __all__ = ["DEFAULT_COIN_NAMES", "CoinNames", "CoinTagger"]
@@ -76,14 +76,13 @@ DEFAULT_COIN_NAMES: tuple[CoinNames, ...] = (
     ),
 )
 
-_HANGUL = "\uac00-\ud7a3"
+_ALNUM = re.compile(r"[A-Za-z0-9]+")
+_CACHE_SIZE = 512
+_HANGUL = re.compile("[\uac00-\ud7a3]")
 
 
-def _pattern(names: CoinNames) -> re.Pattern[str]:
-    parts = [rf"(?<![A-Za-z0-9])\$?{re.escape(t)}(?![A-Za-z0-9])" for t in names.tickers]
-    parts += [rf"(?i:(?<![A-Za-z0-9]){re.escape(n)}(?![A-Za-z0-9]))" for n in names.english]
-    parts += [rf"(?<![{_HANGUL}]){re.escape(n)}" for n in names.korean]
-    return re.compile("|".join(parts))
+def _is_hangul(char: str) -> bool:
+    return "\uac00" <= char <= "\ud7a3"
 
 
 def _excluded(names: CoinNames) -> re.Pattern[str] | None:
@@ -93,28 +92,91 @@ def _excluded(names: CoinNames) -> re.Pattern[str] | None:
 
 
 class CoinTagger:
-    """Tag texts with the markets they name (`tag`) and where (`spans`)."""
+    """Tag texts with the markets they name (`tag`) and where (`spans`).
+
+    A text is read once: its runs of ASCII letters and digits are looked up as tickers (exact
+    case) and English names (any case, two-word names as pairs), and its Hangul is scanned for
+    the Korean names. A coin's excluded names are looked for only in texts that named it.
+    """
 
     def __init__(self, coins: Iterable[CoinNames] = DEFAULT_COIN_NAMES) -> None:
         self._coins = tuple(coins)
-        self._patterns = [(c.market, _pattern(c), _excluded(c)) for c in self._coins]
+        self._tickers: dict[str, str] = {}
+        self._english: dict[str, str] = {}
+        korean: dict[str, list[tuple[str, str]]] = {}
+        for coin in self._coins:
+            self._tickers.update(dict.fromkeys(coin.tickers, coin.market))
+            self._english.update(dict.fromkeys((n.lower() for n in coin.english), coin.market))
+            for name in coin.korean:
+                korean.setdefault(name[0], []).append((name, coin.market))
+        self._korean = {c: sorted(v, key=lambda nm: -len(nm[0])) for c, v in korean.items()}
+        # The first syllables of the Korean names: where a Korean name may start.
+        self._korean_first = re.compile("[" + "".join(self._korean) + "]") if korean else None
+        self._excluded = {c.market: _excluded(c) for c in self._coins}
+        # Two-word English names ("xrp ledger"): their first words, for the pair lookup.
+        self._pair_starts = {name.split()[0] for name in self._english if " " in name}
+        self._cache: dict[str, dict[str, list[tuple[int, int]]]] = {}
 
     @property
     def markets(self) -> tuple[str, ...]:
         """The markets this tagger knows, in order."""
         return tuple(c.market for c in self._coins)
 
-    def spans(self, text: str) -> Mapping[str, list[tuple[int, int]]]:
-        """Each named market's match positions in `text` (markets not named are absent)."""
+    def spans(self, text: str) -> Mapping[str, Sequence[tuple[int, int]]]:
+        """Each named market's match positions in `text` (markets not named are absent).
+
+        The last texts' answers are kept (the service tags a text, then the scorer reads it).
+        """
+        cached = self._cache.get(text)
+        if cached is None:
+            if len(self._cache) >= _CACHE_SIZE:
+                self._cache.clear()
+            cached = self._cache[text] = self._find(text)
+        return cached
+
+    def _find(self, text: str) -> dict[str, list[tuple[int, int]]]:
         found: dict[str, list[tuple[int, int]]] = {}
-        for market, pattern, excluded in self._patterns:
-            blocked = [(m.start(), m.end()) for m in excluded.finditer(text)] if excluded else []
-            for match in pattern.finditer(text):
-                start, end = match.span()
-                if any(b_start <= start < b_end for b_start, b_end in blocked):
-                    continue
-                found.setdefault(market, []).append((start, end))
+        tickers, english, pair_starts = self._tickers, self._english, self._pair_starts
+        previous = ""
+        previous_start = 0
+        for match in _ALNUM.finditer(text):
+            word = match.group(0)
+            lower = word.lower()
+            market = tickers.get(word) or english.get(lower)
+            start = match.start()
+            if market is None and previous in pair_starts:
+                market = english.get(f"{previous} {lower}")
+                start = previous_start
+            if market is not None:
+                found.setdefault(market, []).append((start, match.end()))
+            previous, previous_start = lower, match.start()
+        if self._korean_first is not None and _HANGUL.search(text):
+            self._korean_spans(text, found)
+        for market in list(found):
+            excluded = self._excluded[market]
+            if excluded is None:
+                continue
+            blocked = [m.span() for m in excluded.finditer(text)]
+            if blocked:
+                kept = [s for s in found[market] if not any(b <= s[0] < e for b, e in blocked)]
+                if kept:
+                    found[market] = kept
+                else:
+                    del found[market]
         return found
+
+    def _korean_spans(self, text: str, found: dict[str, list[tuple[int, int]]]) -> None:
+        first = self._korean_first
+        position = 0
+        while first is not None and (match := first.search(text, position)) is not None:
+            position = match.start()
+            if position == 0 or not _is_hangul(text[position - 1]):
+                for name, market in self._korean[text[position]]:
+                    if text.startswith(name, position):
+                        found.setdefault(market, []).append((position, position + len(name)))
+                        position += len(name) - 1
+                        break
+            position += 1
 
     def tag(self, *texts: str) -> tuple[str, ...]:
         """The markets any of `texts` names, in the tagger's order."""

@@ -62,58 +62,64 @@ class Scorer(Protocol):
         ...
 
 
-# (pattern, weight): English patterns match case-insensitively from a word start to a word end.
+# (forms, weight): the English words, every form spelled out ("|" between forms; a form may
+# be two words). A text's words are looked up, case-insensitively, as whole words.
 ENGLISH_TERMS: tuple[tuple[str, float], ...] = (
-    (r"surg(?:e|es|ed|ing)", 0.7),
-    (r"soar(?:s|ed|ing)?", 0.7),
-    (r"skyrocket(?:s|ed|ing)?", 0.8),
-    (r"rall(?:y|ies|ied|ying)", 0.6),
-    (r"jump(?:s|ed|ing)?", 0.5),
-    (r"gain(?:s|ed|ing)?", 0.4),
-    (r"ris(?:e|es|en|ing)", 0.4),
-    (r"climb(?:s|ed|ing)?", 0.4),
-    (r"rebound(?:s|ed|ing)?", 0.4),
-    (r"recover(?:s|ed|ing|y)?", 0.3),
-    (r"breakout", 0.5),
-    (r"(?:all-time|record) highs?", 0.6),
-    (r"bullish", 0.6),
-    (r"approv(?:e|es|ed|al)", 0.5),
-    (r"adopt(?:s|ed|ion)", 0.4),
-    (r"inflows?", 0.4),
-    (r"partnership", 0.3),
-    (r"upgrade(?:s|d)?", 0.3),
-    (r"listing", 0.3),
-    (r"accumulat(?:e|es|ed|ing|ion)", 0.3),
-    (r"crash(?:es|ed|ing)?", -0.8),
-    (r"plung(?:e|es|ed|ing)", -0.8),
-    (r"plummet(?:s|ed|ing)?", -0.8),
-    (r"tumbl(?:e|es|ed|ing)", -0.6),
-    (r"slump(?:s|ed|ing)?", -0.6),
-    (r"sink(?:s|ing)?|sank", -0.5),
-    (r"drop(?:s|ped|ping)?", -0.4),
-    (r"fall(?:s|en|ing)?|fell", -0.4),
-    (r"declin(?:e|es|ed|ing)", -0.4),
-    (r"sell-?off", -0.6),
-    (r"bearish", -0.6),
-    (r"hack(?:s|ed|er|ers)?", -0.9),
-    (r"exploit(?:s|ed)?", -0.8),
-    (r"stolen|theft", -0.8),
-    (r"lawsuits?|sue(?:s|d)?", -0.5),
-    (r"ban(?:s|ned)?", -0.7),
-    (r"crackdown", -0.6),
-    (r"fraud(?:ulent)?", -0.8),
-    (r"scam(?:s|mer|mers)?", -0.8),
-    (r"outflows?", -0.4),
-    (r"liquidat(?:ed|ion|ions)", -0.5),
-    (r"delist(?:s|ed|ing)?", -0.9),
-    (r"suspend(?:s|ed)?|suspension", -0.5),
-    (r"halt(?:s|ed)?", -0.5),
-    (r"outage", -0.5),
-    (r"investigat(?:e|es|ed|ion)|probe", -0.4),
-    (r"reject(?:s|ed|ion)?", -0.5),
-    (r"warn(?:s|ed|ing)?", -0.4),
-    (r"downgrade(?:s|d)?", -0.4),
-    (r"fears?", -0.3),
+    ("surge|surges|surged|surging", 0.7),
+    ("soar|soars|soared|soaring", 0.7),
+    ("skyrocket|skyrockets|skyrocketed|skyrocketing", 0.8),
+    ("rally|rallies|rallied|rallying", 0.6),
+    ("jump|jumps|jumped|jumping", 0.5),
+    ("gain|gains|gained|gaining", 0.4),
+    ("rise|rises|risen|rising", 0.4),
+    ("climb|climbs|climbed|climbing", 0.4),
+    ("rebound|rebounds|rebounded|rebounding", 0.4),
+    ("recover|recovers|recovered|recovering|recovery", 0.3),
+    ("breakout", 0.5),
+    ("record high|record highs|all-time high|all-time highs", 0.6),
+    ("bullish", 0.6),
+    ("approve|approves|approved|approval", 0.5),
+    ("adopt|adopts|adopted|adoption", 0.4),
+    ("inflow|inflows", 0.4),
+    ("partnership", 0.3),
+    ("upgrade|upgrades|upgraded", 0.3),
+    ("listing", 0.3),
+    ("accumulate|accumulates|accumulated|accumulating|accumulation", 0.3),
+    ("crash|crashes|crashed|crashing", -0.8),
+    ("plunge|plunges|plunged|plunging", -0.8),
+    ("plummet|plummets|plummeted|plummeting", -0.8),
+    ("tumble|tumbles|tumbled|tumbling", -0.6),
+    ("slump|slumps|slumped|slumping", -0.6),
+    ("sink|sinks|sinking|sank", -0.5),
+    ("drop|drops|dropped|dropping", -0.4),
+    ("fall|falls|fallen|falling|fell", -0.4),
+    ("decline|declines|declined|declining", -0.4),
+    ("sell-off|selloff|sell off", -0.6),
+    ("bearish", -0.6),
+    ("hack|hacks|hacked|hacker|hackers", -0.9),
+    ("exploit|exploits|exploited", -0.8),
+    ("stolen|theft", -0.8),
+    ("lawsuit|lawsuits|sue|sues|sued", -0.5),
+    ("ban|bans|banned", -0.7),
+    ("crackdown", -0.6),
+    ("fraud|fraudulent", -0.8),
+    ("scam|scams|scammer|scammers", -0.8),
+    ("outflow|outflows", -0.4),
+    ("liquidated|liquidation|liquidations", -0.5),
+    ("delist|delists|delisted|delisting", -0.9),
+    ("suspend|suspends|suspended|suspension", -0.5),
+    ("halt|halts|halted", -0.5),
+    ("outage", -0.5),
+    ("investigate|investigates|investigated|investigation|probe", -0.4),
+    ("reject|rejects|rejected|rejection", -0.5),
+    ("warn|warns|warned|warning", -0.4),
+    ("downgrade|downgrades|downgraded", -0.4),
+    ("fear|fears", -0.3),
+)
+# A word just after one of these, or one word further, counts the other way, at half weight.
+NEGATIONS = frozenset(
+    {"not", "no", "never", "without", "fail", "fails", "failed"}
+    | {"isn't", "wasn't", "won't", "doesn't", "didn't"}
 )
 
 # (substring, weight): Korean stems match anywhere (particles and endings follow them).
@@ -160,11 +166,14 @@ KOREAN_TERMS: tuple[tuple[str, float], ...] = (
     ("우려", -0.3),
 )
 
-_ENGLISH = [(re.compile(rf"(?i)\b(?:{p})\b"), w) for p, w in ENGLISH_TERMS]
-_NEGATION = re.compile(
-    r"(?i)\b(?:not|no|never|without|fails? to|failed to|isn't|wasn't|won't|doesn't|didn't)"
-    r"(?:\s+\w+)?\s*$"
-)
+_ENGLISH = {form: weight for forms, weight in ENGLISH_TERMS for form in forms.split("|")}
+_WORD = re.compile(r"[A-Za-z][A-Za-z'’-]*")
+# Korean stems by their first syllable, longest first ("일시 중단" is one hit, not also "중단").
+_KOREAN: dict[str, list[tuple[str, float]]] = {}
+for _term, _weight in sorted(KOREAN_TERMS, key=lambda term: -len(term[0])):
+    _KOREAN.setdefault(_term[0], []).append((_term, _weight))
+_KOREAN_FIRST = re.compile("[" + "".join(_KOREAN) + "]")
+_HANGUL = re.compile("[\uac00-\ud7a3]")
 # Clause breaks: sentence ends, separators, and the conjunctions that turn a headline around.
 _CLAUSES = re.compile(
     r"[.!?]+\s|[,;:|·…]|\s(?:while|but|as|whereas|although|amid)\s|반면|하지만|그러나",
@@ -176,42 +185,45 @@ _SUMMARY_WEIGHT = 0.5
 _CONTEXT_WEIGHT = 0.5
 
 
-@dataclass(frozen=True, slots=True)
-class _Hit:
-    word: str
-    weight: float
-    start: int
-
-
-def _hits(clause: str) -> list[_Hit]:
-    hits: list[_Hit] = []
-    for pattern, weight in _ENGLISH:
-        for match in pattern.finditer(clause):
-            value = weight
-            if _NEGATION.search(clause[: match.start()]):
-                value = -weight / 2
-            hits.append(_Hit(match.group(0), value, match.start()))
-    taken: list[tuple[int, int]] = []
-    # Longer Korean terms first, so "거래지원 종료" is not also counted as "중단"/"종료" parts.
-    for term, weight in sorted(KOREAN_TERMS, key=lambda tw: -len(tw[0])):
-        start = clause.find(term)
-        while start != -1:
-            end = start + len(term)
-            if not any(s < end and start < e for s, e in taken):
-                taken.append((start, end))
-                hits.append(_Hit(term, weight, start))
-            start = clause.find(term, end)
-    return hits
-
-
-def _clauses(text: str) -> list[tuple[int, str]]:
-    pieces: list[tuple[int, str]] = []
+def _clauses(text: str) -> list[tuple[int, int]]:
+    """Each clause's (start, end) in `text`."""
+    bounds: list[tuple[int, int]] = []
     position = 0
     for match in _CLAUSES.finditer(text):
-        pieces.append((position, text[position : match.start()]))
+        bounds.append((position, match.start()))
         position = match.end()
-    pieces.append((position, text[position:]))
-    return [(start, piece) for start, piece in pieces if piece.strip()]
+    bounds.append((position, len(text)))
+    return bounds
+
+
+def _hits(text: str, start: int, end: int, korean: bool) -> list[tuple[str, float]]:
+    """The scored words of text[start:end], in order of kind: (word, weight after negation)."""
+    hits = []
+    before = previous = ""
+    for match in _WORD.finditer(text, start, end):
+        word = match.group(0).lower().replace("’", "'")
+        pair = f"{previous} {word}"
+        if pair in _ENGLISH:
+            found, weight, negated = pair, _ENGLISH[pair], before in NEGATIONS
+        elif word in _ENGLISH:
+            found, weight = word, _ENGLISH[word]
+            negated = previous in NEGATIONS or before in NEGATIONS
+        else:
+            before, previous = previous, word
+            continue
+        hits.append((found, -weight / 2 if negated else weight))
+        before, previous = previous, word
+    if korean:
+        position = start
+        while (syllable := _KOREAN_FIRST.search(text, position, end)) is not None:
+            position = syllable.start()
+            for term, weight in _KOREAN[text[position]]:
+                if text.startswith(term, position, end):
+                    hits.append((term, weight))
+                    position += len(term) - 1
+                    break
+            position += 1
+    return hits
 
 
 class LexiconScorer:
@@ -230,24 +242,32 @@ class LexiconScorer:
         """One score per market in `item.coins`."""
         if not item.coins:
             return []
+        coins = set(item.coins)
         parts = [("title", item.title, _TITLE_WEIGHT)]
         if item.summary:
             parts.append(("summary", item.summary[:_SUMMARY_CHARS], _SUMMARY_WEIGHT))
-        totals = {market: 0.0 for market in item.coins}
-        named_in_title = set(self._tagger.tag(item.title))
+        totals = dict.fromkeys(item.coins, 0.0)
         words: dict[str, list[str]] = {market: [] for market in item.coins}
+        named_in_title: set[str] = set()
         for label, text, part_weight in parts:
-            for _, clause in _clauses(text):
-                hits = _hits(clause)
+            spans = self._tagger.spans(text)
+            if label == "title":
+                named_in_title = set(spans)
+            korean = _HANGUL.search(text) is not None
+            for start, end in _clauses(text):
+                hits = _hits(text, start, end, korean)
                 if not hits:
                     continue
-                named = set(self._tagger.spans(clause)) & set(item.coins)
-                targets = named or set(item.coins)
+                named = {
+                    market
+                    for market, found in spans.items()
+                    if market in coins and any(start <= s < end for s, _ in found)
+                }
                 weight = part_weight * (1.0 if named else _CONTEXT_WEIGHT)
-                for market in targets:
-                    for hit in hits:
-                        totals[market] += hit.weight * weight
-                        words[market].append(f"{hit.word}({hit.weight * weight:+.2f} {label})")
+                for market in named or coins:
+                    for word, value in hits:
+                        totals[market] += value * weight
+                        words[market].append(f"{word}({value * weight:+.2f} {label})")
         scores = []
         for market in item.coins:
             score = round(max(-1.0, min(1.0, totals[market])), 3)
