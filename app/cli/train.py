@@ -260,3 +260,44 @@ def walkforward(
         print_json_line(report["total"])
         return
     print_walkforward(report, report_dir)
+
+
+def outcomes(
+    candles: Annotated[
+        list[Path] | None,
+        typer.Option(
+            help="Candle parquet file(s) to read the closes from (default: the closes the runs "
+            "journaled)."
+        ),
+    ] = None,
+    since: Annotated[
+        datetime | None,
+        typer.Option(help="Look at decisions from this UTC time (default: the last three days)."),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the counts as JSON.")] = False,
+) -> None:
+    """Write the outcome of every decision whose horizon has closed (the learning loop's labels).
+
+    Per decision with a buy or sell proposal: the forward return over the label horizon net of
+    the round-trip fee, whether the proposal paid, each reviewer's verdict right or wrong; per
+    closed round trip: its realised P&L from the fills. Running it again writes only what is new.
+    """
+    from app.outcomes import record_outcomes
+    from ml.data import load_candles
+    from store.journal import Journal
+
+    settings = load()
+    frame = None
+    if candles:
+        with exits_on(FileNotFoundError, ValueError, code=2):
+            frame = load_candles([str(p) for p in candles], markets=settings.markets)
+    with Journal.open(settings.journal_url) as journal:
+        summary = record_outcomes(journal, now=datetime.now(UTC), since=utc(since), candles=frame)
+    if as_json:
+        print_json_line(summary)
+        return
+    out.print(
+        f"{summary['outcomes_written']} outcomes written ({summary['outcomes_computed']} known, "
+        f"{summary['decisions_waiting']} decisions without one, horizon "
+        f"{summary['horizon_minutes']} min)"
+    )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from datetime import timedelta
 from decimal import Decimal
@@ -20,7 +21,9 @@ from learning_journal import (
     scripted_journal,
     true_net,
 )
+from typer.testing import CliRunner
 
+from app.cli import app
 from app.outcomes import decision_outcomes, record_outcomes, trade_outcomes
 from evaluation.outcomes import CloseBook, window_end
 from store.journal import Journal
@@ -169,3 +172,21 @@ def test_running_the_job_twice_writes_each_outcome_once(journal: Journal) -> Non
 
     assert first["outcomes_written"] > 0
     assert second["outcomes_written"] == 0
+
+
+def test_lxa_outcomes_writes_the_known_outcomes_of_the_settings_journal(
+    tmp_path: Path, candles: pd.DataFrame, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url = f"sqlite:///{tmp_path / 'journal.db'}"
+    scripted_journal(url, candles).close()
+    monkeypatch.setenv("LXA_DATABASE_URL", url)
+    monkeypatch.setenv("LXA_DATA_DIR", str(tmp_path))
+
+    first = CliRunner().invoke(app, ["outcomes", "--since", T0.isoformat(), "--json"])
+    again = CliRunner().invoke(app, ["outcomes", "--since", T0.isoformat(), "--json"])
+
+    assert first.exit_code == 0, first.output
+    written = json.loads(first.output)["outcomes_written"]
+    with Journal.open(url) as journal:
+        assert written == len(journal.list_outcomes()) > 0
+    assert json.loads(again.output)["outcomes_written"] == 0
