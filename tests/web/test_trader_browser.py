@@ -190,7 +190,7 @@ def test_phone_pages_fit_and_korean_reads_the_engines_sentences(
         expect(policy).to_contain_text("기대 순수익")
         reasoning = page.get_by_test_id("verdict-reasoning").first
         expect(reasoning).to_contain_text("규칙 기반")
-        assert "rule-based" not in reasoning.inner_text()
+        assert "rule-based" not in page.get_by_test_id("reasoning").inner_text()
         expect(page.get_by_test_id("sizing-reasoning")).to_contain_text("규칙 기반 사이징")
         node_io = page.get_by_test_id("node-io")
         expect(node_io).to_contain_text("proposal · 제안")

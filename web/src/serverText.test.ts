@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { labelsFor, type LabelKey } from "./i18n";
-import { blockedOf, blockedText, eventSummary, eventType, glossKeys, modelVerdict, policyText, reasoningText, serverText } from "./serverText";
+import { blockedOf, blockedText, codeText, eventSummary, eventType, glossKeys, modelVerdict, policyText, reasoningText, serverText } from "./serverText";
 
 const ko = (key: LabelKey) => labelsFor("ko")[key];
 const en = (key: LabelKey) => labelsFor("en")[key];
@@ -109,7 +109,7 @@ describe("the engine's sentences in Korean", () => {
       "exchange_recovered", "replay_started", "replay_finished", "operator_sell", "gap", "overflow",
       "outage", "outage_ended", "prompt_saved", "node_skipped", "proposal",
     ];
-    const left = types.filter((type) => english(eventType("ko", type)).length > 0);
+    const left = types.filter((type) => eventType("ko", type) === type || english(eventType("ko", type)).length > 0);
     expect(left).toEqual([]);
     const line = eventSummary(ko, "ko", {
       type: "decision",
@@ -156,6 +156,17 @@ describe("the engine's sentences in Korean", () => {
     for (const output of Object.values(nodes)) walk(glossKeys(output, "ko"));
     expect(unglossed).toEqual([]);
     expect(glossKeys(nodes.trade, "en")).toBe(nodes.trade);
+  });
+
+  it("name the codes of the run page's tables", () => {
+    const codes = [
+      "done", "wait", "cancel", "rejected", "not_sent", "price", "market", "limit", "investment_ratio", "stop_loss_pct",
+      "take_profit_pct", "min_investment_ratio", "max_investment_ratio", "medium_signal", "weak_or_volatile_signal",
+      "losing_streak", "stop_loss_floor", "stop_loss_cap", "take_profit_floor", "take_profit_cap", "rule-based", "deterministic",
+    ];
+    expect(codes.filter((code) => codeText("ko", code) === code || english(codeText("ko", code)).length > 0)).toEqual([]);
+    expect(codeText("en", "stop_loss_cap")).toBe("stop_loss_cap");
+    expect(reasoningText(ko, "ko", "exit: sell the whole position")).toBe("청산: 포지션 전부 매도");
   });
 
   it("translate the sell-now and replay refusals", () => {

@@ -174,6 +174,7 @@ const REASONING: Rule[] = [
     (f) => `규칙 기반 사이징: ${sizingTier(f[1])}; 위험 수준 ${RISK_LEVEL_KO[f[2]]}`,
   ],
   [/^no news source configured: sentiment unknown$/, () => "뉴스 소스 없음: 시장 심리 알 수 없음"],
+  [/^exit: sell the whole position$/, () => "청산: 포지션 전부 매도"],
   [/^(groq_check|ollama_check|sizing) failed: (.+)$/, (f) => `${f[1]} 실패: ${f[2]}`],
 ];
 
@@ -367,4 +368,33 @@ export function glossKeys(value: unknown, lang: Lang): unknown {
     );
   }
   return value;
+}
+
+// Codes the run page shows in tables: order states and types, sizing clamps, reviewer labels.
+const CODE_KO: Record<string, string> = {
+  ...STATE_KO,
+  price: "시장가 매수 (금액)",
+  market: "시장가 매도",
+  limit: "지정가",
+  best: "최유리",
+  investment_ratio: "투자 비율",
+  stop_loss_pct: "손절(%)",
+  take_profit_pct: "익절(%)",
+  min_investment_ratio: "최소 투자 비율",
+  max_investment_ratio: "최대 투자 비율",
+  medium_signal: "중간 신호 상한",
+  weak_or_volatile_signal: "약하거나 변동성 큰 신호 상한",
+  losing_streak: "연패 상한",
+  stop_loss_floor: "손절 하한",
+  stop_loss_cap: "손절 상한",
+  take_profit_floor: "익절 하한",
+  take_profit_cap: "익절 상한",
+  "rule-based": "규칙 기반",
+  deterministic: "결정적 규칙",
+};
+
+/** A code the engine writes (order state or type, clamp field or rule, reviewer label). */
+export function codeText(lang: Lang, code: string | null | undefined): string {
+  if (!code) return "";
+  return lang === "en" ? code : (CODE_KO[code] ?? code);
 }

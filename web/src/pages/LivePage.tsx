@@ -7,7 +7,7 @@ import { runHref, useGet } from "../hooks";
 import { fill, kst, reasonLabel, useLang } from "../i18n";
 import { tickPrice } from "../ticks";
 import { triggerLabel } from "./RunsPage";
-import { eventSummary, eventType, reasoningText } from "../serverText";
+import { codeText, eventSummary, eventType, reasoningText } from "../serverText";
 import { useStream, useStreamEvents } from "../stream";
 
 const LLM_NODES = ["groq_check", "ollama_check", "sizing"];
@@ -54,7 +54,7 @@ export function LivePage({ canSell = false }: { canSell?: boolean }) {
                 <ul className="verdicts">
                   {live.verdicts.map((verdict) => (
                     <li key={verdict.node}>
-                      <strong>{verdict.node}</strong> <span className="muted">({verdict.reviewer ?? "?"})</span>:{" "}
+                      <strong>{verdict.node}</strong> <span className="muted">({codeText(lang, verdict.reviewer ?? "?")})</span>:{" "}
                       <ActionLabel action={verdict.verdict} /> — {verdict.agrees ? t("agrees") : t("disagrees")}
                       <div className="reasoning">{verdict.error ? `⚠ ${verdict.error}` : reasoningText(t, lang, verdict.reasoning)}</div>
                     </li>

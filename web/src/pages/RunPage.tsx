@@ -3,7 +3,7 @@ import { ActionLabel, ErrorText, Json, Panel, num, pct } from "../components/Bit
 import { GraphView } from "../components/GraphView";
 import { useGet } from "../hooks";
 import { fill, kst, reasonLabel, useLang } from "../i18n";
-import { blockedOf, blockedText, glossKeys, policyText, reasoningText } from "../serverText";
+import { blockedOf, blockedText, codeText, glossKeys, policyText, reasoningText } from "../serverText";
 import { tickPrice } from "../ticks";
 import { triggerLabel } from "./RunsPage";
 import type { NodeStatus } from "../liveRun";
@@ -158,10 +158,10 @@ export function RunPage({ runId }: { runId: string }) {
             <tbody>
               {clamps.map((clamp, index) => (
                 <tr key={index}>
-                  <td>{clamp.field}</td>
+                  <td>{codeText(lang, clamp.field)}</td>
                   <td className="num">{num(clamp.proposed, 4)}</td>
                   <td className="num">{num(clamp.clamped_to, 4)}</td>
-                  <td>{clamp.rule}</td>
+                  <td>{codeText(lang, clamp.rule)}</td>
                 </tr>
               ))}
             </tbody>
@@ -208,8 +208,8 @@ export function RunPage({ runId }: { runId: string }) {
                   <td>
                     <ActionLabel action={order.side === "bid" ? "buy" : "sell"} />
                   </td>
-                  <td>{order.ord_type}</td>
-                  <td>{order.state}</td>
+                  <td>{codeText(lang, order.ord_type)}</td>
+                  <td>{codeText(lang, order.state)}</td>
                   <td className="num">{order.ord_type === "price" ? num(order.price, 0) : tickPrice(order.price)}</td>
                   <td className="num">{num(order.executed_volume, 8)}</td>
                   <td className="num">{num(order.paid_fee, 2)}</td>
@@ -305,7 +305,7 @@ function VerdictBlock({
   return (
     <div className="verdict" data-node={node}>
       <h3>
-        {node} <span className="muted small">{verdict?.reviewer ?? call?.provider ?? ""}</span>
+        {node} <span className="muted small">{codeText(lang, verdict?.reviewer ?? call?.provider ?? "")}</span>
         {call?.prompt_ref && <code className="small"> {call.prompt_ref}</code>}
       </h3>
       {!verdict ? (
