@@ -377,7 +377,9 @@ def _equity(
 # -- The compiled loop: `_run` and one kernel per concern ------------------------------------------
 #
 # `_run` walks the bar closes in the engine's order (see the module docstring). The state is
-# tuples of arrays changed in place; the cash and the paper exchange's clock are floats in `_run`:
+# tuples of arrays changed in place, made by `SimulationRun` (so a run can stop at a proposal and
+# go on); the cash and the paper exchange's clock are floats in `_run` (in `scalars` between
+# calls):
 #
 # - bars (has_bar, open, high, low, close, volume), signals (known, expected, volatility),
 #   triggers (tick_trigger, bar_trigger), forced (market, hold, ratio per bar: empty unless a
@@ -408,57 +410,84 @@ EVENTS = len(TICK_OFFSETS_S)  # a bar's events: its ticks, then its close (event
 EXIT_TIME_RULE = int(Rule.EXIT_TIME)
 
 
+# The run's position between calls (`control`, int64; `scalars`, float64): `_run` goes on from
+# bar `control[C_NEXT]`; with `control[C_REVIEW]` set it stops at each bar whose decision is a
+# buy or a sell, before its order, and keeps the decision; the caller answers it
+# (`control[C_VERDICT]`: 1 go ahead, 0 hold) and sets `control[C_RESUME]`, and the next call
+# starts at that decision. The cash and the paper exchange's clock live in `scalars` between
+# calls, floats in `_run` while it walks.
+C_NEXT, C_REVIEW, C_RESUME, C_ACTION, C_MARKET, C_RULE, C_VERDICT = range(7)
+CONTROL_SIZE = 7
+F_KRW, F_PAPER_TIME, F_VALUE, F_THRESHOLD = range(4)
+SCALARS_SIZE = 4
+
+
 @numba.njit(cache=True)
 def _run(
     bars: Any,
     signals: Any,
     triggers: Any,
     bar_minute: npt.NDArray[np.int64],
-    tick_rounding: npt.NDArray[np.bool_],
     params: npt.NDArray[np.float64],
     settings: npt.NDArray[np.float64],
     forced: Any,
+    state: Any,
+    control: npt.NDArray[np.int64],
+    scalars: npt.NDArray[np.float64],
     out: Any,
-) -> tuple[int, int, int]:
-    """The bar loop: the engine's order at each close. Returns (fills, round trips, entries)."""
-    fills, equity_out, rule_counts, trip_minutes, ratios = out
+) -> int:
+    """The bar loop: the engine's order at each close, from bar `control[C_NEXT]` on. Returns
+    the bar it stopped at for a review (see `control` above), or the number of bars when done."""
+    _, equity_out, rule_counts, _, ratios = out
+    book, memory, view, guard, counts = state
     has_bar = bars[0]
     n_bars, n_markets = has_bar.shape
-    book = _new_book(n_markets, tick_rounding, fills, trip_minutes)
     volume, avg, _, _, _, _, _, _, _, _, stop_price, take_price = book
-    memory, view = _new_memory(n_markets), _new_view(n_markets)
     last_close = memory[0]
     expected_now, held, held_minutes, since_exit, entries_now, blocked = view
-    guard = np.array([np.nan, 0.0, 0.0, np.nan, 0.0, 0.0])
-    counts = np.zeros(4, dtype=np.int64)  # fills, results kept, round trips, entries
-    krw, paper_time = settings[S_INITIAL], -np.inf
+    krw, paper_time = scalars[F_KRW], scalars[F_PAPER_TIME]
+    review, resume = control[C_REVIEW] == 1, control[C_RESUME] == 1
+    control[C_RESUME] = 0
     forced_mode = forced[0].shape[0] > 0
-    for t in range(n_bars):
+    for t in range(control[C_NEXT], n_bars):
         bar_s = float(bar_minute[t]) * 60.0
         close_s = bar_s + 60.0
-        for m in range(n_markets):  # 1. each market's ticks, then its close
-            event = 0 if has_bar[t, m] else EVENTS + 1
-            while event <= EVENTS:
-                event, reason, paper_time = _market_bar(
-                    t, m, event, bar_s, paper_time, bars, triggers, book, memory, settings
-                )
+        if resume:  # the decision this bar stopped at, answered
+            resume = False
+            action, chosen, rule = control[C_ACTION], control[C_MARKET], control[C_RULE]
+            value, threshold = scalars[F_VALUE], scalars[F_THRESHOLD]
+            if control[C_VERDICT] != 1:
+                action = HOLD
+        else:
+            for m in range(n_markets):  # 1. each market's ticks, then its close
+                event = 0 if has_bar[t, m] else EVENTS + 1
+                while event <= EVENTS:
+                    event, reason, paper_time = _market_bar(
+                        t, m, event, bar_s, paper_time, bars, triggers, book, memory, settings
+                    )
+                    if reason >= 0:
+                        krw = _protect(m, t, reason, paper_time, krw, book, guard, counts, settings)
+            # 2. the loss limits on the equity at the closes
+            _observe(_equity(krw, volume, last_close, avg), close_s, guard, settings)
+            for m in range(n_markets):  # 3. stop-loss / take-profit at the closes
+                reason = _stop_or_take(last_close[m], volume[m], stop_price[m], take_price[m])
                 if reason >= 0:
                     krw = _protect(m, t, reason, paper_time, krw, book, guard, counts, settings)
-        # 2. the loss limits on the equity at the closes
-        _observe(_equity(krw, volume, last_close, avg), close_s, guard, settings)
-        for m in range(n_markets):  # 3. stop-loss / take-profit at the closes
-            reason = _stop_or_take(last_close[m], volume[m], stop_price[m], take_price[m])
-            if reason >= 0:
-                krw = _protect(m, t, reason, paper_time, krw, book, guard, counts, settings)
-        # 4. one decision (the rules', or a random-entry baseline's), then its order
-        _policy_view(t, close_s, _trading(guard), signals, book, memory, view)
-        if forced_mode:
-            action, chosen, rule, value, threshold = _baseline(t, forced, signals, memory, view)
-        else:
-            action, chosen, rule, value, threshold = decide_kernel(
-                expected_now, held, held_minutes, since_exit, entries_now, blocked, params
-            )
-            rule_counts[rule] += 1
+            # 4. one decision (the rules', or a random-entry baseline's), then its order
+            _policy_view(t, close_s, _trading(guard), signals, book, memory, view)
+            if forced_mode:
+                action, chosen, rule, value, threshold = _baseline(t, forced, signals, memory, view)
+            else:
+                action, chosen, rule, value, threshold = decide_kernel(
+                    expected_now, held, held_minutes, since_exit, entries_now, blocked, params
+                )
+                rule_counts[rule] += 1
+            if review and action != HOLD:  # stop here until the reviewers answer
+                control[C_NEXT], control[C_ACTION], control[C_MARKET] = t, action, chosen
+                control[C_RULE] = rule
+                scalars[F_KRW], scalars[F_PAPER_TIME] = krw, paper_time
+                scalars[F_VALUE], scalars[F_THRESHOLD] = value, threshold
+                return t
         if action == BUY:
             krw = _enter(
                 t, chosen, value, threshold, krw, paper_time, signals[2], forced, book, memory,
@@ -468,7 +497,9 @@ def _run(
             reason = R_EXIT_TIME if (forced_mode or rule == EXIT_TIME_RULE) else R_EXIT_SIGNAL
             krw = _exit(chosen, t, reason, paper_time, krw, book, guard, counts, settings)
         equity_out[t] = _equity(krw, volume, last_close, avg)
-    return counts[0], counts[2], counts[3]
+    scalars[F_KRW], scalars[F_PAPER_TIME] = krw, paper_time
+    control[C_NEXT] = n_bars
+    return n_bars
 
 
 @numba.njit(cache=True)
@@ -955,6 +986,138 @@ def _write_fill(
     fills[at, 7] = when
 
 
+@dataclass(frozen=True)
+class PendingDecision:
+    """A buy or sell the rules proposed at bar `bar`, waiting for the reviewers' answer."""
+
+    bar: int
+    action: int  # BUY or SELL
+    market: int
+    rule: int
+    value: float  # the numbers the rule compared (bps for return rules; NaN otherwise)
+    threshold: float
+
+
+class SimulationRun:
+    """A simulator run that can stop before each proposed order and go on from there.
+
+    With `review`, `advance` walks the bars until the rules propose a buy or a sell and
+    returns it (everything before that bar's order is done); `answer` says whether the order
+    goes ahead (the sizing is the simulator's own, the rule-based sizer's); the next `advance`
+    goes on from that decision. Without `review` (or once `advance` returns None) the run is
+    done and `result` reads it. The state between calls is in arrays made here (`_run` never
+    starts over): the book, the memory, the guard, the counts, the cash and the clock.
+    """
+
+    def __init__(
+        self,
+        data: MarketArrays,
+        params: PolicyParams,
+        settings: SimulationSettings | None = None,
+        *,
+        review: bool = False,
+        forced_market: npt.NDArray[np.int64] | None = None,
+        forced_hold: npt.NDArray[np.int64] | None = None,
+        forced_ratio: npt.NDArray[np.float64] | None = None,
+    ) -> None:
+        """Allocate the state of a run over `data` at its first bar."""
+        self.data = data
+        self.settings = settings or SimulationSettings()
+        n_bars, n_markets = data.has_bar.shape
+        capacity = 2 * n_bars + 8  # at most one buy and a few sells a bar
+        fills = np.zeros((capacity, 8))
+        trips = np.zeros(capacity, dtype=np.int64)
+        self._out = (
+            fills,
+            np.zeros(n_bars),
+            np.zeros(16, dtype=np.int64),
+            trips,
+            np.zeros(capacity),
+        )
+        self.book = _new_book(n_markets, data.tick_rounding, fills, trips)
+        self.memory = _new_memory(n_markets)
+        self.guard = np.array([np.nan, 0.0, 0.0, np.nan, 0.0, 0.0])
+        self.counts = np.zeros(4, dtype=np.int64)  # fills, results kept, round trips, entries
+        self._state = (self.book, self.memory, _new_view(n_markets), self.guard, self.counts)
+        self.control = np.zeros(CONTROL_SIZE, dtype=np.int64)
+        self.control[C_REVIEW] = 1 if review else 0
+        self.scalars = np.array([self.settings.initial_krw, -np.inf, np.nan, np.nan])
+        empty_i = np.zeros(0, dtype=np.int64)
+        self._inputs = (
+            (data.has_bar, data.open, data.high, data.low, data.close, data.volume),
+            (data.known, data.expected, data.volatility),
+            (data.tick_trigger, data.bar_trigger),
+            data.bar_minute,
+            params.kernel_array(),
+            self.settings.array(params),
+            (
+                empty_i if forced_market is None else forced_market,
+                empty_i if forced_hold is None else forced_hold,
+                np.zeros(0) if forced_ratio is None else forced_ratio,
+            ),
+        )
+        self.pending: PendingDecision | None = None
+
+    @property
+    def done(self) -> bool:
+        """Every bar is walked."""
+        return int(self.control[C_NEXT]) >= len(self.data)
+
+    @property
+    def krw(self) -> float:
+        """The free cash now."""
+        return float(self.scalars[F_KRW])
+
+    def advance(self) -> PendingDecision | None:
+        """Walk on to the next proposed order (with `review`) or to the end (then None)."""
+        if self.pending is not None:
+            raise RuntimeError(f"the decision at bar {self.pending.bar} is not answered yet")
+        at = _run(*self._inputs, self._state, self.control, self.scalars, self._out)
+        if at >= len(self.data):
+            return None
+        c, f = self.control, self.scalars
+        self.pending = PendingDecision(
+            bar=at,
+            action=int(c[C_ACTION]),
+            market=int(c[C_MARKET]),
+            rule=int(c[C_RULE]),
+            value=float(f[F_VALUE]),
+            threshold=float(f[F_THRESHOLD]),
+        )
+        return self.pending
+
+    def answer(self, go_ahead: bool) -> None:
+        """The reviewers' answer to the pending decision: its order goes ahead, or a hold."""
+        if self.pending is None:
+            raise RuntimeError("no decision is waiting for an answer")
+        self.control[C_VERDICT] = 1 if go_ahead else 0
+        self.control[C_RESUME] = 1
+        self.pending = None
+
+    def result(self) -> SimulationResult:
+        """What the run did (all of it once done; the bars so far otherwise)."""
+        fills, equity, rule_counts, trips, ratios = self._out
+        n_fills, n_trips, n_entries = (int(x) for x in self.counts[[0, 2, 3]])
+        used = fills[:n_fills]
+        return SimulationResult(
+            equity=equity,
+            initial_krw=self.settings.initial_krw,
+            fills={
+                "bar": used[:, 0].astype(np.int64),
+                "market": used[:, 1].astype(np.int64),
+                "side": used[:, 2].astype(np.int64),
+                "price": used[:, 3],
+                "volume": used[:, 4],
+                "fee": used[:, 5],
+                "reason": used[:, 6].astype(np.int64),
+                "time_s": used[:, 7],
+            },
+            rule_counts=rule_counts,
+            hold_minutes=trips[:n_trips],
+            ratios=ratios[:n_entries],
+        )
+
+
 def simulate(
     data: MarketArrays,
     params: PolicyParams,
@@ -965,45 +1128,13 @@ def simulate(
     forced_ratio: npt.NDArray[np.float64] | None = None,
 ) -> SimulationResult:
     """Run the policy over `data`; see the module docstring for what is modelled."""
-    settings = settings or SimulationSettings()
-    n_bars = len(data)
-    capacity = 2 * n_bars + 8  # at most one buy and a few sells a bar
-    fills = np.zeros((capacity, 8))
-    equity = np.zeros(n_bars)
-    rule_counts = np.zeros(16, dtype=np.int64)
-    trips = np.zeros(capacity, dtype=np.int64)
-    ratios = np.zeros(capacity)
-    empty_i = np.zeros(0, dtype=np.int64)
-    n_fills, n_trips, n_entries = _run(
-        (data.has_bar, data.open, data.high, data.low, data.close, data.volume),
-        (data.known, data.expected, data.volatility),
-        (data.tick_trigger, data.bar_trigger),
-        data.bar_minute,
-        data.tick_rounding,
-        params.kernel_array(),
-        settings.array(params),
-        (
-            empty_i if forced_market is None else forced_market,
-            empty_i if forced_hold is None else forced_hold,
-            np.zeros(0) if forced_ratio is None else forced_ratio,
-        ),
-        (fills, equity, rule_counts, trips, ratios),
+    run = SimulationRun(
+        data,
+        params,
+        settings,
+        forced_market=forced_market,
+        forced_hold=forced_hold,
+        forced_ratio=forced_ratio,
     )
-    used = fills[:n_fills]
-    return SimulationResult(
-        equity=equity,
-        initial_krw=settings.initial_krw,
-        fills={
-            "bar": used[:, 0].astype(np.int64),
-            "market": used[:, 1].astype(np.int64),
-            "side": used[:, 2].astype(np.int64),
-            "price": used[:, 3],
-            "volume": used[:, 4],
-            "fee": used[:, 5],
-            "reason": used[:, 6].astype(np.int64),
-            "time_s": used[:, 7],
-        },
-        rule_counts=rule_counts,
-        hold_minutes=trips[:n_trips],
-        ratios=ratios[:n_entries],
-    )
+    run.advance()
+    return run.result()

@@ -19,8 +19,14 @@ import numpy.typing as npt
 import pytest
 
 from policy.params import PolicyParams
-from policy.rules import Rule
-from policy.simulate import FILL_REASONS, MarketArrays, SimulationResult, simulate
+from policy.rules import BUY, SELL, Rule
+from policy.simulate import (
+    FILL_REASONS,
+    MarketArrays,
+    SimulationResult,
+    SimulationRun,
+    simulate,
+)
 
 PRICE = 10_000.0
 START = int(np.datetime64("2025-03-03T14:00", "m").astype(np.int64))  # trading day from 15:00
@@ -160,4 +166,46 @@ def test_a_random_entry_baseline_buys_the_drawn_market_and_holds_it_the_drawn_mi
     assert result.fills["price"][0] * result.fills["volume"][0] == pytest.approx(250_000, abs=0.01)
     assert result.hold_minutes.tolist() == [5]
     assert result.rule_counts.sum() == 0  # the rules were not asked
+    _check_books(result, bars)
+
+
+def test_a_reviewed_run_stops_at_each_proposal_and_agreeing_everywhere_changes_nothing() -> None:
+    # Exits at the minimum hold (the forecast turns down at bar 12), the take-profit at bar 2:
+    # the run stops before every buy and sell the rules propose, never before a protection.
+    params = PolicyParams(reentry_pause_minutes=0, exit_margin_bps=-1000.0)
+    bars = _bars(30, high={2: 10_200.0}, low={2: 9_990.0}, close={2: 10_100.0})
+    plain = simulate(bars, params)
+    run = SimulationRun(bars, params, review=True)
+
+    stops = []
+    while (pending := run.advance()) is not None:
+        stops.append((pending.bar, pending.action, pending.rule))
+        run.answer(True)
+    result = run.result()
+
+    assert stops[0] == (0, BUY, Rule.ENTER)
+    assert {action for _, action, _ in stops} == {BUY, SELL}
+    assert run.done
+    assert _fills(result) == _fills(plain)
+    assert result.equity.tolist() == plain.equity.tolist()
+    assert result.rule_counts.tolist() == plain.rule_counts.tolist()
+    entries = [bar for bar, reason, _ in _fills(result) if reason == "enter"]
+    assert entries == [bar for bar, action, _ in stops if action == BUY]
+
+
+def test_a_veto_holds_that_bar_and_the_rules_propose_again_at_the_next() -> None:
+    bars = _bars(5)
+    run = SimulationRun(bars, PARAMS, review=True)
+
+    answered = []
+    while (pending := run.advance()) is not None:
+        answered.append(pending.bar)
+        run.answer(pending.bar >= 3)  # veto the first three proposals
+    result = run.result()
+
+    assert answered[:4] == [0, 1, 2, 3]
+    assert _fills(result)[0] == (3, "enter", 60.0)
+    assert result.equity[:3].tolist() == [result.initial_krw] * 3
+    with pytest.raises(RuntimeError, match="no decision"):
+        run.answer(True)
     _check_books(result, bars)
