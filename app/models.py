@@ -112,11 +112,14 @@ def judge_and_record(
     return promotion
 
 
+def has_journal(settings: Settings) -> bool:
+    """Whether a journal is configured: a database URL, or the default SQLite journal exists."""
+    return settings.database_url is not None or (settings.data_dir / "journal.db").is_file()
+
+
 def journal_event(settings: Settings, kind: str, payload: Mapping[str, Any]) -> bool:
-    """Record an event in the journal when one is configured (a database URL, or the default
-    SQLite journal already exists); return whether it was written."""
-    default = settings.data_dir / "journal.db"
-    if settings.database_url is None and not default.is_file():
+    """Record an event in the journal when one is configured; return whether it was written."""
+    if not has_journal(settings):
         return False
     with Journal.open(settings.journal_url) as journal:
         journal.record_event(None, kind, dict(payload), datetime.now(UTC))

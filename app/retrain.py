@@ -51,9 +51,12 @@ class RetrainJob:
     candles: tuple[Path, ...]
     quick: bool = True
     eval_fraction: float = 0.15
+    weighted: bool = True  # the reviewers' record and recency (LXA_RETRAIN_*), from the journal
 
 
-def job_from(settings: Settings, candles: Sequence[Path] = (), *, quick: bool = True) -> RetrainJob:
+def job_from(
+    settings: Settings, candles: Sequence[Path] = (), *, quick: bool = True, weighted: bool = True
+) -> RetrainJob:
     """The job for these settings: LXA_RETRAIN_CANDLES (and `candles`), plus the recordings."""
     from app.models import candle_sources
 
@@ -63,7 +66,7 @@ def job_from(settings: Settings, candles: Sequence[Path] = (), *, quick: bool = 
             "nothing to retrain on: set LXA_RETRAIN_CANDLES (the base candle files) or pass "
             "--candles"
         )
-    return RetrainJob(settings, tuple(sources), quick=quick)
+    return RetrainJob(settings, tuple(sources), quick=quick, weighted=weighted)
 
 
 def run_retrain(job: RetrainJob, log: Log | None = None) -> dict[str, Any]:
@@ -76,7 +79,7 @@ def run_retrain(job: RetrainJob, log: Log | None = None) -> dict[str, Any]:
     candles = load_candles([str(p) for p in job.candles], markets=settings.markets)
     if candles.empty:
         raise ValueError(f"no candles for {settings.markets} in {[str(p) for p in job.candles]}")
-    from app.models import judge_and_record, registry_for  # heavy: after the candles are read
+    from app.models import has_journal, judge_and_record, registry_for  # heavy: after reading
     from app.training import train_model_set
     from app.wiring import resolve_model_dir
 
@@ -85,6 +88,11 @@ def run_retrain(job: RetrainJob, log: Log | None = None) -> dict[str, Any]:
     shutil.rmtree(settings.models_dir / STAGING, ignore_errors=True)  # what a crash left
     staging.mkdir(parents=True)
     say(f"training a challenger on {len(candles)} candles to {candles['ts'].max().isoformat()}")
+    weights = None
+    if job.weighted and has_journal(settings):
+        from app.outcomes import weights_for_retrain
+
+        weights = weights_for_retrain(settings, known_at=started, replacing=champion)
     trained = train_model_set(
         candles,
         staging,
@@ -93,6 +101,7 @@ def run_retrain(job: RetrainJob, log: Log | None = None) -> dict[str, Any]:
         data_files=[str(p) for p in job.candles],
         eval_fraction=job.eval_fraction,
         log=say,
+        weights=weights,
     )
     challenger = settings.models_dir / trained.model_dir.name
     os.replace(trained.model_dir, challenger)
@@ -107,6 +116,7 @@ def run_retrain(job: RetrainJob, log: Log | None = None) -> dict[str, Any]:
         "challenger": challenger.name,
         "champion_before": champion.name,
         "promoted": promotion.promote,
+        "weighted": weights is not None,
         "reason": promotion.reason,
         "started_at": started.isoformat(),
         "finished_at": datetime.now(UTC).isoformat(),

@@ -146,6 +146,13 @@ def retrain(
     full: Annotated[
         bool, typer.Option("--full", help="Train the full set (default: LXA_RETRAIN_QUICK).")
     ] = False,
+    weights: Annotated[
+        bool,
+        typer.Option(
+            "--weights/--no-weights",
+            help="Weight rows by the reviewers' record and recency in the journal (LXA_RETRAIN_*).",
+        ),
+    ] = True,
     in_process: Annotated[
         bool, typer.Option("--in-process", help="Train here, not in a separate process.")
     ] = False,
@@ -157,7 +164,9 @@ def retrain(
 
     settings = load()
     with exits_on(ValueError, FileNotFoundError, code=2):
-        job = job_from(settings, candles or (), quick=settings.retrain_quick and not full)
+        job = job_from(
+            settings, candles or (), quick=settings.retrain_quick and not full, weighted=weights
+        )
     err.print(f"retraining on {', '.join(map(str, job.candles))}", markup=False)
     with exits_on(RetrainFailed, ValueError, code=1):
         result = run_retrain(job, log=err.print) if in_process else retrain_in_child(job)

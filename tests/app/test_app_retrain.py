@@ -19,6 +19,7 @@ from app.retrain import DailyRetrain, RetrainFailed, RetrainJob, retrain_in_chil
 from app.settings import Settings
 from ml.champion import ModelRegistry
 from ml.data import load_candles
+from store.journal import Journal
 
 
 @pytest.fixture
@@ -76,6 +77,7 @@ def test_a_retrain_trains_on_the_candles_judges_and_records_the_challenger(
     candles = load_candles([SHARED_1M])
     candles[candles["ts"] >= pd.Timestamp("2025-09-19T00:00Z")].to_parquet(recent)
 
+    Journal.open(settings.journal_url).close()  # a journal (no verdicts yet): weighted
     result = run_retrain(RetrainJob(settings, (recent,)))  # the child's work, run here
 
     challenger = serving.version(result["challenger"])
@@ -88,6 +90,8 @@ def test_a_retrain_trains_on_the_candles_judges_and_records_the_challenger(
     assert result["promoted"] is beat
     assert serving.champion_id() == (result["challenger"] if beat else "champion-real")
     assert not (settings.models_dir / ".retrain").exists()
+    assert result["weighted"] is True
+    assert challenger.weights is not None and challenger.weights["verdicts_known"] == 0
 
 
 class Clock:
