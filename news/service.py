@@ -37,10 +37,12 @@ __all__ = ["USER_AGENT", "NewsService", "NewsSink", "ScoredNews", "utc_now"]
 
 log = logging.getLogger(__name__)
 
-USER_AGENT = "AutoTrader-LXA news (+https://github.com/; polite polling, conditional GET)"
+USER_AGENT = "AutoTrader-LXA/0.1 news reader (polls politely, conditional GET)"
 # In-memory dedup keys and live points are kept this long; the journal keeps items forever.
 MEMORY = timedelta(days=30)
 RECENT_LIMIT = 2000
+# A fetch may take this many of its source's timeouts in all before it counts as timed out.
+TOTAL_TIMEOUTS = 3
 
 
 def utc_now() -> datetime:
@@ -218,13 +220,25 @@ class NewsService:
         try:
             if config.kind == "cryptopanic" and not self._key:
                 raise SourceError("http", "CryptoPanic needs an API key (LXA_NEWS_CRYPTOPANIC_KEY)")
-            fetched = await fetch(self._client, state, api_key=self._key)
+            try:
+                # httpx's timeout bounds each read; this bounds a server that drips the body.
+                async with asyncio.timeout(config.timeout_s * TOTAL_TIMEOUTS):
+                    fetched = await fetch(self._client, state, api_key=self._key)
+            except TimeoutError as exc:
+                raise SourceError(
+                    "timeout", f"no full answer within {config.timeout_s * TOTAL_TIMEOUTS:g} s"
+                ) from exc
             if fetched.body is None:
                 stats.not_modified += 1
                 state.succeeded(self._clock())
                 return []
-            items, skipped = parse(config.kind, fetched.body, config.name, self._clock())
-        except SourceError as error:
+            items, skipped = parse(
+                config.kind, fetched.body, config.name, self._clock(), fetched.headers
+            )
+        except Exception as exc:  # whatever one source does, the others go on
+            error = exc if isinstance(exc, SourceError) else SourceError("other", repr(exc))
+            if not isinstance(exc, SourceError):
+                log.exception("news source %s: unexpected error", config.name)
             state.failed(self._clock(), error)
             log.warning(
                 "news source %s failed (%s, %d in a row): %s",

@@ -58,7 +58,7 @@ __all__ = [
 ]
 
 SourceKind = Literal["feed", "upbit_notices", "cryptopanic"]
-ErrorKind = Literal["timeout", "network", "http", "parse", "format"]
+ErrorKind = Literal["timeout", "network", "http", "parse", "format", "other"]
 
 UPBIT_NOTICES_URL = (
     "https://api-manager.upbit.com/api/v1/announcements?os=web&page=1&per_page=20&category=all"
@@ -283,11 +283,24 @@ def _iso_time(value: Any, default_zone: timezone = UTC) -> datetime | None:
     return parsed.astimezone(UTC)
 
 
-def parse_feed(body: bytes, source: str, first_seen_at: datetime) -> tuple[list[NewsItem], int]:
-    """RSS 2.0 or Atom bytes as items, and how many entries were skipped (no title)."""
-    parsed = feedparser.parse(body)
+def parse_feed(
+    body: bytes,
+    source: str,
+    first_seen_at: datetime,
+    headers: Mapping[str, str] | None = None,
+) -> tuple[list[NewsItem], int]:
+    """RSS 2.0 or Atom bytes as items, and how many entries were skipped (no title).
+
+    The answer's headers tell feedparser the charset when the document does not.
+    """
+    content_type = (headers or {}).get("content-type")
+    parsed = feedparser.parse(
+        body, response_headers={"content-type": content_type} if content_type else None
+    )
     entries = parsed.get("entries") or []
     if not entries:
+        if b"<html" in body[:2048].lower():
+            raise SourceError("format", "an HTML page, not a feed")
         if parsed.get("bozo"):
             raise SourceError("parse", f"not a feed: {parsed.get('bozo_exception')}")
         if not parsed.get("version"):
@@ -330,7 +343,10 @@ def _json(body: bytes) -> Any:
 
 
 def parse_upbit_notices(
-    body: bytes, source: str, first_seen_at: datetime
+    body: bytes,
+    source: str,
+    first_seen_at: datetime,
+    headers: Mapping[str, str] | None = None,
 ) -> tuple[list[NewsItem], int]:
     """Upbit's notice list (module docstring) as notice items, and how many were skipped."""
     payload = _json(body)
@@ -372,7 +388,10 @@ def parse_upbit_notices(
 
 
 def parse_cryptopanic(
-    body: bytes, source: str, first_seen_at: datetime
+    body: bytes,
+    source: str,
+    first_seen_at: datetime,
+    headers: Mapping[str, str] | None = None,
 ) -> tuple[list[NewsItem], int]:
     """CryptoPanic's posts (module docstring) as items tagged by their currencies."""
     payload = _json(body)
@@ -416,11 +435,15 @@ _PARSERS = {
 
 
 def parse(
-    kind: SourceKind, body: bytes, source: str, first_seen_at: datetime
+    kind: SourceKind,
+    body: bytes,
+    source: str,
+    first_seen_at: datetime,
+    headers: Mapping[str, str] | None = None,
 ) -> tuple[list[NewsItem], int]:
     """Parse a body of the given kind; `SourceError` (parse or format) when it cannot be."""
     try:
-        return _PARSERS[kind](body, source, first_seen_at)
+        return _PARSERS[kind](body, source, first_seen_at, headers)
     except SourceError:
         raise
     except Exception as exc:  # a parser meeting a shape it never saw: the format changed

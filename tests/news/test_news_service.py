@@ -15,6 +15,8 @@ import pytest
 from news_server import Feed, NewsServer, atom, cryptopanic_posts, rss, upbit_notices
 
 from app.news import index_from_journal, journal_sink
+from news.items import NewsItem
+from news.scoring import CoinScore, LexiconScorer
 from news.service import NewsService, ScoredNews
 from news.sources import SourceConfig
 from store.bus import InProcessBus
@@ -442,3 +444,61 @@ async def test_an_item_without_a_usable_time_is_kept_for_live_but_not_the_backte
     assert row["published_raw"] == "sometime last week"
     assert service.reading("KRW-SOL", T0, view="live").index is not None
     assert backtest.index_at("KRW-SOL", T0 + timedelta(minutes=1)).index is None
+
+
+async def test_a_korean_feed_in_euc_kr_is_read_by_the_charset_its_server_names(
+    server: NewsServer, journal: Journal
+) -> None:
+    document = rss(
+        [
+            {
+                "title": "솔라나 급락, 네트워크 장애 우려",
+                "link": "https://ko.example.test/sol/",
+                "published": T0 - timedelta(minutes=5),
+            }
+        ]
+    ).decode()
+    body = document.replace('<?xml version="1.0" encoding="UTF-8"?>', '<?xml version="1.0"?>')
+    server.serve("/ko.xml", Feed(body.encode("euc-kr"), "application/rss+xml; charset=EUC-KR"))
+    service = NewsService(
+        [SourceConfig("ko", server.url("/ko.xml"), language="ko")],
+        sink=journal_sink(journal),
+        clock=Clock(),
+    )
+    try:
+        await service.poll_once()
+    finally:
+        await service.aclose()
+
+    (row,) = journal.news_items()
+    assert row["title"] == "솔라나 급락, 네트워크 장애 우려"
+    assert row["coins"] == ["KRW-SOL"]
+    assert row["scores"][0]["score"] < 0
+
+
+class FailingScorer:
+    """A scorer whose model is away (an LLM scorer that times out)."""
+
+    name = "llm"
+
+    async def score(self, item: NewsItem) -> Sequence[CoinScore]:
+        raise TimeoutError("model did not answer")
+
+
+async def test_a_failing_scorer_leaves_the_items_with_the_other_scorers_scores(
+    server: NewsServer, journal: Journal
+) -> None:
+    service = NewsService(
+        [SourceConfig("rss", server.url("/feed/"))],
+        sink=journal_sink(journal),
+        scorers=[FailingScorer(), LexiconScorer()],
+        clock=Clock(),
+    )
+    try:
+        handed = await service.poll_once()
+    finally:
+        await service.aclose()
+
+    assert len(handed) == journal.count_news() == 3
+    assert {s.scorer for scored in handed for s in scored.scores} == {"lexicon"}
+    assert service.reading("KRW-BTC", T0).items == 1
