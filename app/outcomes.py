@@ -159,11 +159,13 @@ def record_outcomes(
         book = CloseBook.from_series(decision_closes(seen))
     rows = decision_outcomes(waiting, book, horizon_minutes=horizon, fee_rate=fee_rate, now=now)
     trips = round_trips_from_fills(journal.fills_with_orders())
+    judged = {row["run_id"] for row in journal.list_outcomes(subject="trade")}
     runs = {
         str(run_id)
         for trip in trips
+        if trip.get("status") == "closed"
         for run_id in (trip.get("entry_run_id"), trip.get("exit_run_id"))
-        if run_id
+        if run_id and str(run_id) not in judged
     }
     bar_of_run = {}
     for run_id in sorted(runs):
