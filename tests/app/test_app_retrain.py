@@ -15,7 +15,14 @@ import pandas as pd
 import pytest
 from champion_kit import SHARED_1M, copy_set
 
-from app.retrain import DailyRetrain, RetrainFailed, RetrainJob, retrain_in_child, run_retrain
+from app.retrain import (
+    DailyRetrain,
+    RetrainFailed,
+    RetrainJob,
+    daily_retrain,
+    retrain_in_child,
+    run_retrain,
+)
 from app.settings import Settings
 from ml.champion import ModelRegistry
 from ml.data import load_candles
@@ -157,3 +164,38 @@ async def test_a_failed_daily_retrain_is_recorded_and_not_retried_the_same_day(
     assert "exit code -9" in record["error"]
     assert seen == [record]
     assert retried is None
+
+
+class RecordingOutbox:
+    """Keeps what the service's outbox would journal, publish and alert."""
+
+    def __init__(self) -> None:
+        self.records: list[tuple[str, dict[str, Any]]] = []
+        self.alerts: list[str] = []
+
+    def record(self, run_id: str | None, kind: str, payload: dict[str, Any]) -> None:
+        self.records.append((kind, payload))
+
+    def publish(self, event: dict[str, Any]) -> None:
+        pass
+
+    def alert(self, kind: str, title: str, text: str) -> None:
+        self.alerts.append(title)
+
+
+async def test_the_service_reports_a_daily_retrain_that_could_not_run_and_goes_on(
+    settings: Settings,
+) -> None:
+    settings = settings.model_copy(update={"retrain_at_kst": "00:00"})  # always due
+    outbox = RecordingOutbox()
+
+    async with daily_retrain(settings, outbox) as scheduler:
+        assert scheduler is not None
+        await scheduler.tick()  # runs it, unless the service's own check already did
+    async with daily_retrain(settings.model_copy(update={"retrain_at_kst": None}), outbox) as off:
+        assert off is None
+
+    assert [kind for kind, _ in outbox.records] == ["retrain"]
+    payload = outbox.records[0][1]
+    assert payload["status"] == "failed" and "LXA_RETRAIN_CANDLES" in payload["error"]
+    assert outbox.alerts == ["daily retrain failed"]
