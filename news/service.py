@@ -29,7 +29,7 @@ import httpx
 
 from news.coins import CoinTagger
 from news.index import IndexView, ScorePoint, SentimentIndex, SentimentReading
-from news.items import TITLE_DEDUP_WINDOW, NewsItem, utc
+from news.items import TITLE_DEDUP_WINDOW, NewsItem, NoticeKind, utc
 from news.scoring import CoinScore, LexiconScorer, Scorer
 from news.sources import SourceConfig, SourceError, SourceState, SourceStats, fetch, parse
 
@@ -164,10 +164,34 @@ class NewsService:
                     break
         return found
 
-    def notices(self, market: str, *, since: datetime | None = None) -> list[ScoredNews]:
-        """Upbit notices about `market` (warnings, delistings, suspensions, other), newest first."""
-        about = self.recent(market, since=since, limit=RECENT_LIMIT)
-        return [s for s in about if s.item.kind == "notice"]
+    def notices(
+        self,
+        market: str,
+        *,
+        since: datetime | None = None,
+        kinds: Iterable[NoticeKind] | None = None,
+        published_within: timedelta | None = None,
+    ) -> list[ScoredNews]:
+        """Upbit notices about `market`, newest first: of `kinds` (warning, delisting,
+        suspension, other; default all), first seen since `since`.
+
+        With `published_within`, only notices whose usable time (`NewsItem.event_time`) is that
+        recent at the service's clock: the first poll after a start also sees notices weeks
+        old, first seen now, and a sell must not follow an old warning that was since lifted.
+        """
+        wanted = None if kinds is None else set(kinds)
+        now = self._clock()
+        found = []
+        for scored in self.recent(market, since=since, limit=RECENT_LIMIT):
+            item = scored.item
+            if item.kind != "notice" or (wanted is not None and item.notice_kind not in wanted):
+                continue
+            if published_within is not None:
+                when = item.event_time
+                if when is None or now - when > published_within:
+                    continue
+            found.append(scored)
+        return found
 
     def remember(self, items: Iterable[tuple[str, str, datetime]]) -> None:
         """Mark items seen before (link key, title key, first seen), e.g. from the journal."""

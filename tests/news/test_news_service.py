@@ -502,3 +502,34 @@ async def test_a_failing_scorer_leaves_the_items_with_the_other_scorers_scores(
     assert len(handed) == journal.count_news() == 3
     assert {s.scorer for scored in handed for s in scored.scores} == {"lexicon"}
     assert service.reading("KRW-BTC", T0).items == 1
+
+
+async def test_notices_filter_by_kind_and_by_how_recent_their_published_time_is(
+    server: NewsServer, journal: Journal
+) -> None:
+    old_warning = {
+        "id": 4000,
+        "title": "[거래] 유의 종목 지정 안내 (솔라나)",
+        "listed_at": T0 - timedelta(days=20),  # found by the first poll after a start
+    }
+    server.serve(
+        "/api/v1/announcements",
+        Feed(upbit_notices([*NOTICES, old_warning]), "application/json"),
+    )
+    service = service_for(server, journal, Clock())
+    try:
+        await service.poll_once()
+    finally:
+        await service.aclose()
+
+    warnings = service.notices("KRW-SOL", kinds=["warning", "delisting"])
+    fresh = service.notices("KRW-SOL", kinds=["warning"], published_within=timedelta(hours=1))
+    eth = service.notices("KRW-ETH", kinds=["warning", "delisting"])
+    assert [s.item.title for s in warnings] == [old_warning["title"]]
+    assert fresh == []
+    assert eth == []
+    assert [s.item.notice_kind for s in service.notices("KRW-ETH")] == ["suspension"]
+    assert [
+        s.item.title
+        for s in service.notices("KRW-XRP", kinds=["warning"], published_within=timedelta(hours=1))
+    ] == [NOTICES[0]["title"]]
