@@ -591,6 +591,10 @@ class SellOut(BaseModel):
     avg_price: Decimal | None = Field(description="KRW per coin; null when nothing filled")
     reason: str
     exit_reason: Literal["operator"] = "operator"
+    cooldown_until: datetime | None = Field(
+        default=None,
+        description="no entry into the market before this bar time (the watchdog's cooldown)",
+    )
 
 
 class ResumeRequest(BaseModel):

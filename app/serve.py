@@ -9,7 +9,7 @@ import secrets
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -157,9 +157,14 @@ class EngineBridge:
         engine = self.engine
         if market not in engine.markets:
             raise ValueError(f"market {market} is not traded here (markets: {engine.markets})")
+        # No entry into the market for the watchdog's cooldown, on bar time as its cooldowns.
+        start = (
+            engine.last_bar_ts + timedelta(minutes=1) if engine.last_bar_ts else datetime.now(UTC)
+        )
+        until = start + timedelta(seconds=engine.cooldown_s)
         async with engine._lock:  # never in the middle of a bar's orders
             try:
-                order = await engine.control.sell_now(market, reason)
+                order = await engine.control.sell_now(market, reason, until)
             except OrderRejected as exc:
                 raise RuntimeError(f"the sell was refused: {exc.reason}") from exc
         return {
@@ -170,6 +175,7 @@ class EngineBridge:
             "executed_volume": order.executed_volume,
             "avg_price": order.avg_price,
             "reason": reason,
+            "cooldown_until": until,
         }
 
     def reviewers(self) -> dict[str, dict[str, Any]]:

@@ -123,7 +123,8 @@ async def sell_now(
 
     Its resting orders are cancelled first; the sell goes through the risk guard as a flatten
     (allowed while halted), is journaled with its fills (the trade's exit: the operator's),
-    published as `operator_sell` and alerted. Needs the token.
+    published as `operator_sell` and alerted; the market then cools down like after a
+    watchdog trigger (no entry before `cooldown_until`). Needs the token.
     """
     seller = services.account
     if not isinstance(seller, Seller):

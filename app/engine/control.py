@@ -158,14 +158,17 @@ class TradingControl:
             self.journal.clear_flatten_request()
             self.outbox.alert("halt", "positions flattened", f"{len(orders)} sell order(s)")
 
-    async def sell_now(self, market: str, reason: str) -> Order:
+    async def sell_now(
+        self, market: str, reason: str, cooldown_until: datetime | None = None
+    ) -> Order:
         """The operator's exit from one market now (the viewer's "sell now"), outside the graph.
 
         Its resting orders are cancelled, then the whole free volume is market-sold through the
         guard as a flatten (allowed in every state); the fills are settled with the reason
-        `operator`, journaled as an `operator_sell` event, published and alerted. Raises
-        LookupError when nothing is held in `market`; the guard's refusal (OrderRejected)
-        propagates with its reason.
+        `operator`, journaled as an `operator_sell` event, published and alerted. With
+        `cooldown_until`, no entry into `market` before then (the policy would otherwise buy
+        it back at the next bar). Raises LookupError when nothing is held in `market`; the
+        guard's refusal (OrderRejected) propagates with its reason.
         """
         for resting in await self.exchange.open_orders(market):
             await self.exchange.cancel_order(resting.identifier)
@@ -185,6 +188,8 @@ class TradingControl:
         )
         order = await self.exchange.place_order(request, "flatten")
         await self.ledger.record_fills(None, order, None, reason="operator")
+        if cooldown_until is not None:
+            self.cool_down([market], cooldown_until, "operator")
         payload = {
             "market": market,
             "identifier": order.identifier,
@@ -193,6 +198,7 @@ class TradingControl:
             "executed_volume": str(order.executed_volume),
             "avg_price": None if order.avg_price is None else str(order.avg_price),
             "reason": reason,
+            "cooldown_until": None if cooldown_until is None else cooldown_until.isoformat(),
         }
         self.outbox.record(None, "operator_sell", payload)
         self.outbox.publish({"type": "operator_sell", **payload})

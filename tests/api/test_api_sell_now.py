@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -103,6 +103,14 @@ async def test_sell_now_closes_the_trip_as_the_operators_exit(engine: Engine) ->
     assert body["reason"] == "take it off"
     assert body["volume"] == str(position.volume) == body["executed_volume"]
     assert market not in (await engine.services.engine.venue.get_account()).positions
+    # The policy does not buy it back at the next bar: the market cools down.
+    running = engine.services.engine
+    assert running.last_bar_ts is not None
+    next_bar = running.last_bar_ts + timedelta(minutes=1)
+    assert datetime.fromisoformat(body["cooldown_until"]) == next_bar + timedelta(
+        seconds=running.cooldown_s
+    )
+    assert (running.blocked_reason(market, next_bar) or "").startswith("cooldown after operator")
     journal = engine.services.journal
     assert market not in journal.positions()
     [trip] = [

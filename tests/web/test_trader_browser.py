@@ -134,7 +134,9 @@ def test_sell_now_asks_first_then_the_trip_closes_as_the_operators(
 
         cell.get_by_test_id("sell-now").click()
         cell.get_by_test_id("sell-confirm-yes").click()
-        expect(page.get_by_test_id("sold-notice")).to_contain_text(market)
+        notice = page.get_by_test_id("sold-notice")
+        expect(notice).to_contain_text(market)
+        expect(notice).to_contain_text("no new entry before")
         expect(page.get_by_test_id(f"sell-{market}")).to_have_count(0)
         assert market not in served_positions(served)
         page.screenshot(path=str(artifacts / "desktop-sold.png"), full_page=True)

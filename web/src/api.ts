@@ -224,6 +224,7 @@ export interface SellOut {
   avg_price: string | null;
   reason: string;
   exit_reason: "operator";
+  cooldown_until?: string | null;
 }
 
 export interface Candle {

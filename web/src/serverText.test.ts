@@ -33,6 +33,9 @@ describe("the server's words in Korean", () => {
     expect(market).toBe("KRW-BTC");
     expect(blockedText(ko, "ko", why)).toBe("가격 급락 이후 2025-09-19 14:00까지 재진입 금지");
     expect(blockedText(en, "en", why)).toBe("cooldown after price drop until 2025-09-19 14:00");
+    expect(blockedText(ko, "ko", "cooldown after operator until 2025-09-19T05:00:00+00:00")).toBe(
+      "운영자 매도 이후 2025-09-19 14:00까지 재진입 금지",
+    );
     const fromPolicy = blockedOf({
       market: "KRW-ETH",
       nodes: { ml_signal: { proposal: { policy: { reason: "+20 bps on KRW-ETH clears the margin, but entries are barred: exchange unreachable" } } } },

@@ -143,6 +143,7 @@ export function LivePage({ canSell = false }: { canSell?: boolean }) {
               market: sold.market,
               volume: num(sold.executed_volume, 8),
               price: tickPrice(sold.avg_price),
+              until: kst(sold.cooldown_until, lang),
             })}{" "}
             <a href={`#/trades`}>{t("trades")} →</a>
           </p>
