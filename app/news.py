@@ -16,17 +16,21 @@ backtest, `headlines_from_journal` for a replayed decision's prompt.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
 
+from app.engine import Engine
+from app.engine.news import HEADLINES_WITHIN, LiveNews, load_journal_news
 from app.settings import Settings
 from news.index import IndexView, ScorePoint, SentimentIndex
 from news.items import CLOCK_SKEW, TITLE_DEDUP_WINDOW
 from news.scoring import LEXICON_SCORER
-from news.service import USER_AGENT, NewsService, NewsSink, ScoredNews, utc_now
+from news.service import NewsService, NewsSink, ScoredNews, utc_now
 from store.bus import EventBus
 from store.journal import Journal
 from store.rows import NewsItemRow, NewsScoreRow
@@ -38,6 +42,7 @@ __all__ = [
     "item_row",
     "journal_sink",
     "poll_news",
+    "running_news",
     "score_point",
     "score_rows",
 ]
@@ -193,11 +198,6 @@ def headlines_from_journal(
     )
 
 
-def client_for_news() -> httpx.AsyncClient:
-    """An HTTP client for the news sources (the service makes its own when not given one)."""
-    return httpx.AsyncClient(headers={"User-Agent": USER_AGENT}, follow_redirects=True)
-
-
 async def poll_news(
     settings: Settings,
     *,
@@ -223,3 +223,48 @@ async def poll_news(
         await service.aclose()
         if journal is not None:
             journal.close()
+
+
+@asynccontextmanager
+async def running_news(
+    settings: Settings, engine: Engine, journal: Journal, bus: EventBus | None = None
+) -> AsyncIterator[NewsService | None]:
+    """Poll the news while a live session runs (nothing without `LXA_NEWS_ENABLED`).
+
+    Each poll's new items are stored and published (`journal_sink`), then the engine's
+    `NewsWatch` acts on them at once: notices and a falling index sell through the watchdog's
+    fast path, outside the graph. The engine reads the headlines for its prompts from here,
+    and from what the journal held at start (notices stay in force across a restart).
+    """
+    if not settings.news_enabled:
+        yield None
+        return
+    store = journal_sink(journal, bus)
+
+    async def sink(batch: Sequence[ScoredNews]) -> None:
+        stored = store(batch)
+        if stored is not None:
+            await stored
+        if engine.news is not None:
+            await engine.news.check(utc_now())
+
+    service = build_news_service(settings, journal=journal, bus=bus, sink=sink)
+    half_life = timedelta(minutes=settings.news_half_life_minutes)
+    block = timedelta(hours=settings.news_notice_block_hours)
+    start = utc_now()
+    earlier = load_journal_news(
+        journal, since=start - max(block, HEADLINES_WITHIN), until=start, half_life=half_life,
+        require_time=False,
+    )  # fmt: skip
+    for market in engine.markets:  # the index goes on from what was stored
+        service.index.extend(earlier.index.points(market))
+    engine.attach_news(LiveNews(service, earlier), block)
+    stop = asyncio.Event()
+    task = asyncio.create_task(service.run(stop), name="news")
+    try:
+        yield service
+    finally:
+        stop.set()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(task, timeout=5.0)
+        await service.aclose()

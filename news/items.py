@@ -26,6 +26,7 @@ __all__ = [
     "link_key",
     "normalise_title",
     "title_key",
+    "utc",
 ]
 
 ItemKind = Literal["news", "notice"]

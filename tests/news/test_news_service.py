@@ -7,6 +7,7 @@ sink (`app.news.journal_sink`). Every headline is SYNTHETIC; the payloads' forma
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -14,7 +15,7 @@ from pathlib import Path
 import pytest
 from news_server import Feed, NewsServer, atom, cryptopanic_posts, rss, upbit_notices
 
-from app.news import index_from_journal, journal_sink
+from app.news import headlines_from_journal, index_from_journal, journal_sink
 from news.items import NewsItem
 from news.scoring import CoinScore, LexiconScorer
 from news.service import NewsService, ScoredNews
@@ -414,6 +415,11 @@ async def test_the_index_and_the_prompts_read_only_what_was_seen_by_then(
         RSS_ITEMS[0]["title"],
     ]
     assert [s.item.notice_kind for s in service.notices("KRW-XRP")] == ["warning"]
+    seen_before = headlines_from_journal(journal, "KRW-BTC", at=T0 + timedelta(minutes=9))
+    seen_after = headlines_from_journal(journal, "KRW-BTC", at=T0 + timedelta(minutes=10))
+    assert [h["title"] for h in seen_before] == [RSS_ITEMS[0]["title"]]
+    assert [h["title"] for h in seen_after] == [late["title"], RSS_ITEMS[0]["title"]]
+    assert seen_after[0]["scores"][0]["score"] < 0
 
 
 async def test_an_item_without_a_usable_time_is_kept_for_live_but_not_the_backtest(
@@ -533,3 +539,25 @@ async def test_notices_filter_by_kind_and_by_how_recent_their_published_time_is(
         s.item.title
         for s in service.notices("KRW-XRP", kinds=["warning"], published_within=timedelta(hours=1))
     ] == [NOTICES[0]["title"]]
+
+
+async def test_run_polls_until_it_is_stopped(
+    server: NewsServer,
+) -> None:
+    stop = asyncio.Event()
+    batches: list[int] = []
+
+    async def sink(batch: Sequence[ScoredNews]) -> None:
+        batches.append(len(batch))
+        stop.set()
+
+    service = NewsService(
+        [SourceConfig("rss", server.url("/feed/"))], sink=sink, poll_interval_s=3600
+    )
+    try:
+        await asyncio.wait_for(service.run(stop), timeout=30)
+    finally:
+        await service.aclose()
+
+    assert batches == [3]
+    assert service.stats()["rss"].polls == 1
