@@ -90,16 +90,18 @@ def period_scores(
     verdicts: Iterable[JudgedVerdict], rule: WeightRule, *, known_at: datetime
 ) -> dict[int, tuple[int, int]]:
     """Per period (`period_minutes` since the epoch): (right, wrong) known at `known_at`."""
-    limit = _one_ns(known_at)
+    verdicts = list(verdicts)
+    if not verdicts:
+        return {}
     period = rule.period_minutes * 60 * 10**9
-    counts: dict[int, tuple[int, int]] = {}
-    for verdict in verdicts:
-        if _one_ns(verdict.closes_at) > limit:
-            continue  # its window had not closed yet: unknown at `known_at`
-        key = _one_ns(verdict.bar_ts) // period
-        right, wrong = counts.get(key, (0, 0))
-        counts[key] = (right + verdict.right, wrong + (not verdict.right))
-    return counts
+    bars = utc_ns([v.bar_ts for v in verdicts])
+    closes = utc_ns([v.closes_at for v in verdicts])
+    right = np.array([v.right for v in verdicts], dtype=bool)
+    known = closes <= _one_ns(known_at)  # a window still open at `known_at` is unknown then
+    keys, where = np.unique(bars[known] // period, return_inverse=True)
+    rights = np.bincount(where, weights=right[known], minlength=len(keys))
+    totals = np.bincount(where, minlength=len(keys))
+    return {int(k): (int(r), int(t - r)) for k, r, t in zip(keys, rights, totals, strict=True)}
 
 
 def _factor(score: float, rule: WeightRule) -> float:
@@ -115,17 +117,20 @@ def _factor(score: float, rule: WeightRule) -> float:
 def _factors_from(
     ts_ns: np.ndarray, counts: dict[int, tuple[int, int]], rule: WeightRule
 ) -> np.ndarray:
-    period = rule.period_minutes * 60 * 10**9
     out = np.ones(len(ts_ns))
-    if not counts:
+    scored = {
+        key: _factor((right - wrong) / (right + wrong), rule)
+        for key, (right, wrong) in counts.items()
+        if right + wrong >= rule.min_verdicts
+    }
+    if not scored or not len(ts_ns):
         return out
-    keys = ts_ns // period
-    for key, (right, wrong) in counts.items():
-        if right + wrong < rule.min_verdicts:
-            continue
-        factor = _factor((right - wrong) / (right + wrong), rule)
-        if factor != 1.0:
-            out[keys == key] = factor
+    periods = np.array(sorted(scored), dtype="int64")
+    factors = np.array([scored[int(k)] for k in periods])
+    keys = ts_ns // (rule.period_minutes * 60 * 10**9)
+    index = np.minimum(np.searchsorted(periods, keys), len(periods) - 1)
+    hit = periods[index] == keys
+    out[hit] = factors[index[hit]]
     return out
 
 
