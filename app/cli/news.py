@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.table import Table
 
-from app.cli.common import load, out, print_json_line
+from app.cli.common import fail, load, out, print_json_line
 
 if TYPE_CHECKING:
     from news.service import NewsService, ScoredNews
@@ -80,7 +80,7 @@ def news(
 
     Feeds, Upbit's notices and (with LXA_NEWS_CRYPTOPANIC_KEY) CryptoPanic, as LXA_NEWS_FEEDS
     lists them; scored by the lexicon scorer. A source that fails is named with its error
-    below the table; the others are shown all the same.
+    below the table; the others are shown all the same. Exits 1 when no source answered.
     """
     import asyncio
 
@@ -100,4 +100,8 @@ def news(
         print_items(batch, market=wanted, limit=limit)
         print_sources(service)
 
-    asyncio.run(poll_news(settings, on_poll=on_poll, follow=follow, polls=polls, store=store))
+    service = asyncio.run(
+        poll_news(settings, on_poll=on_poll, follow=follow, polls=polls, store=store)
+    )
+    if all(stats.last_ok_at is None for stats in service.stats().values()):
+        fail("no news source answered (each one's error is above)", 1)

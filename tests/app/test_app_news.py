@@ -200,3 +200,20 @@ async def test_following_polls_each_interval_and_hands_each_poll_on(server: News
     assert waits == [30.0, 30.0]
     # The feed's 300 s floor: one request, the later polls were not due.
     assert len(server.requests("/feed/")) == 1
+
+
+def test_lxa_news_exits_1_when_no_source_answers(tmp_path: Path, server: NewsServer) -> None:
+    env = {**_env(tmp_path, server), "LXA_NEWS_FEEDS": f"broken={server.url('/broken')}"}
+
+    result = subprocess.run(
+        [*LXA, "news", "--json"],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+    assert result.returncode == 1
+    assert "no news source answered" in result.stderr
+    assert json.loads(result.stdout)["sources"]["broken"]["last_error"] == "http: HTTP 503"
