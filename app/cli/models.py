@@ -33,10 +33,17 @@ def _judged_line(judged: dict[str, Any]) -> str:
 
 def print_models(listing: dict[str, Any]) -> None:
     """The versions newest first, with the champion marked."""
-    out.print(f"models: {listing['models_dir']}", markup=False, highlight=False)
-    out.print(f"champion: {listing['champion'] or '-'}", markup=False, highlight=False)
+    out.print(f"models: {listing['models_dir']}", markup=False, highlight=False, soft_wrap=True)
+    out.print(
+        f"champion: {listing['champion'] or '-'}", markup=False, highlight=False, soft_wrap=True
+    )
     if listing.get("pinned"):
-        out.print(f"pinned by LXA_MODEL_DIR: {listing['pinned']}", markup=False, highlight=False)
+        out.print(
+            f"pinned by LXA_MODEL_DIR: {listing['pinned']}",
+            markup=False,
+            highlight=False,
+            soft_wrap=True,
+        )
     retrain = listing.get("retrain") or {}
     if retrain:
         out.print(
@@ -44,6 +51,7 @@ def print_models(listing: dict[str, Any]) -> None:
             + (f": {retrain.get('error')}" if retrain.get("error") else ""),
             markup=False,
             highlight=False,
+            soft_wrap=True,
         )
     for version in listing["versions"]:
         mark = "*" if version["status"] == "champion" else " "
@@ -53,9 +61,12 @@ def print_models(listing: dict[str, Any]) -> None:
             f"trained {window['first_ts']} .. {window['last_ts']}",
             markup=False,
             highlight=False,
+            soft_wrap=True,
         )
         if version.get("reason"):
-            out.print(f"    reason: {version['reason']}", markup=False, highlight=False)
+            out.print(
+                f"    reason: {version['reason']}", markup=False, highlight=False, soft_wrap=True
+            )
         weights = version.get("weights")
         summary = (
             "unweighted"
@@ -63,7 +74,7 @@ def print_models(listing: dict[str, Any]) -> None:
             else f"{weights.get('rule')} (min {weights.get('min')}, max {weights.get('max')}, "
             f"{weights.get('up_weighted')} up, {weights.get('down_weighted')} down)"
         )
-        out.print(f"    weights: {summary}", markup=False, highlight=False)
+        out.print(f"    weights: {summary}", markup=False, highlight=False, soft_wrap=True)
         evaluation = version.get("evaluation")
         if evaluation:
             out.print(
@@ -72,9 +83,12 @@ def print_models(listing: dict[str, Any]) -> None:
                 f"{_pct(evaluation.get('buy_and_hold_return'))}",
                 markup=False,
                 highlight=False,
+                soft_wrap=True,
             )
         if version.get("judged"):
-            out.print(_judged_line(version["judged"]), markup=False, highlight=False)
+            out.print(
+                _judged_line(version["judged"]), markup=False, highlight=False, soft_wrap=True
+            )
 
 
 @models_app.callback()
@@ -174,5 +188,5 @@ def retrain(
         print_json_line(result)
         return
     verdict = "promoted: now the champion" if result["promoted"] else "kept as a candidate"
-    out.print(f"{result['challenger']}: {verdict}", markup=False, highlight=False)
+    out.print(f"{result['challenger']}: {verdict}", markup=False, highlight=False, soft_wrap=True)
     out.print(f"  {result['reason']}", markup=False, highlight=False, soft_wrap=True)

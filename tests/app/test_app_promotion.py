@@ -21,6 +21,7 @@ from evaluation.promotion import seen_until
 from ml.champion import ModelRegistry
 from ml.data import load_candles
 from ml.registry import read_meta
+from store.journal import Journal
 
 pytestmark = pytest.mark.skipif(not SHARED_1M.is_file(), reason="../shared/data is not here")
 
@@ -110,13 +111,19 @@ def test_promote_and_rollback_by_hand_move_the_pointer_and_are_listed(
 ) -> None:
     copy_set(settings.models_dir, "set-a")
     copy_set(settings.models_dir, "set-b")
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    Journal.open(settings.journal_url).close()  # a journal is configured: the switches go in
 
     promoted = promote_by_hand(settings, "set-a", reason="the operator's choice")
     back = rollback_by_hand(settings)
     listing = list_models(settings)
+    with Journal.open(settings.journal_url) as journal:
+        promoted_event = journal.latest_event("model_promoted")
+        rollback_event = journal.latest_event("model_rollback")
 
-    assert promoted["model_id"] == "set-a" and promoted["journaled"] is False
+    assert promoted["model_id"] == "set-a" and promoted["journaled"] is True
     assert back["model_id"] == promoted["previous"]
+    assert promoted_event is not None and promoted_event["payload"]["model_id"] == "set-a"
+    assert promoted_event["payload"]["reason"] == "the operator's choice"
+    assert rollback_event is not None and rollback_event["payload"]["model_id"] == "set-b"
     assert listing["champion"] == back["model_id"]
     assert {v["model_id"]: v["status"] for v in listing["versions"]}["set-a"] == "retired"

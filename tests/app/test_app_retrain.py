@@ -199,3 +199,11 @@ async def test_the_service_reports_a_daily_retrain_that_could_not_run_and_goes_o
     payload = outbox.records[0][1]
     assert payload["status"] == "failed" and "LXA_RETRAIN_CANDLES" in payload["error"]
     assert outbox.alerts == ["daily retrain failed"]
+
+
+def test_the_retrain_time_is_read_as_kst_hh_mm_and_a_bad_one_names_the_variable() -> None:
+    from app.settings import SettingsError, load_settings
+
+    assert load_settings(_env_file=None, retrain_at_kst="4:05").retrain_at_kst == "04:05"
+    with pytest.raises(SettingsError, match="LXA_RETRAIN_AT_KST: not a time of day"):
+        load_settings(_env_file=None, retrain_at_kst="25:00")
