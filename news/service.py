@@ -209,7 +209,8 @@ class NewsService:
         due = [s for s in self._states.values() if force or s.due(now)]
         results = await asyncio.gather(*(self._poll_source(state) for state in due))
         fresh: list[ScoredNews] = []
-        batch_keys: set[str] = set()
+        # Items still waiting for the sink are not new either.
+        batch_keys = {k for p in self._pending for k in (p.item.link_key, p.item.title_key)}
         for items in results:
             for item in items:
                 keys = {item.link_key, item.title_key}
