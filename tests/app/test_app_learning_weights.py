@@ -6,6 +6,7 @@ all wrong in hour 1, none in hour 2.
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -16,11 +17,12 @@ import pandas as pd
 import pytest
 from learning_journal import T0, bundled_candles, scripted_journal
 
-from app.outcomes import record_outcomes, reviewer_weights
+from app.outcomes import record_outcomes, reviewer_weights, weights_for_retrain
 from app.settings import Settings
 from app.training import train_model_set
+from app.wiring import BUNDLED_MODELS
 from ml.features import FEATURE_NAMES
-from ml.registry import read_meta
+from ml.registry import latest_model_dir, read_meta, update_meta
 from ml.training.quick_pair import build_dataset, train_quick
 from ml.training.weights import reviewer_factors
 from store.journal import Journal
@@ -114,3 +116,22 @@ def test_a_retrain_uses_the_weights_and_records_their_summary(
     weighted_scores = lgb.Booster(model_file=str(trained.model_dir / "model_buy.txt")).predict(x)
     plain_scores = lgb.Booster(model_file=str(plain / "model_buy.txt")).predict(x)
     assert not np.allclose(weighted_scores, plain_scores)  # the weights changed the model
+
+
+def test_a_retrain_keeps_rows_before_the_replaced_sets_cutoff_as_known_then(
+    journal: Journal, settings: Settings, tmp_path: Path
+) -> None:
+    bundled = latest_model_dir(BUNDLED_MODELS)
+    assert bundled is not None
+    serving = tmp_path / "serving"
+    shutil.copytree(bundled, serving)
+    update_meta(serving, until=(T0 + HOUR).isoformat())
+    settings = settings.model_copy(update={"database_url": str(journal.engine.url)})
+
+    weights = weights_for_retrain(settings, known_at=END, replacing=serving)
+
+    assert weights.frozen_before == T0 + HOUR
+    assert weights.known_at == END
+    _, summary = weights.weights(hour_rows(bundled_candles()))
+    assert summary["frozen_before"] == pd.Timestamp(T0 + HOUR).isoformat()
+    assert (summary["up_weighted"], summary["down_weighted"]) == (60 * 4, 60 * 4)
