@@ -124,7 +124,14 @@ def run_retrain(job: RetrainJob, log: Log | None = None) -> dict[str, Any]:
 
 
 def _child(job: RetrainJob, sender: Connection) -> None:
-    """The spawned process: run the job and send ("ok", summary) or ("error", text)."""
+    """The spawned process: run the job and send ("ok", summary) or ("error", text).
+
+    Its progress goes to the inherited stderr (the terminal of `lxa retrain`, the service's log).
+    """
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("retrain: %(message)s"))
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
     try:
         sender.send(("ok", run_retrain(job, log=log.info)))
     except BaseException as exc:  # everything goes back to the parent as words
@@ -232,7 +239,10 @@ class DailyRetrain:
     async def run_forever(self, every_s: float = 30.0) -> None:
         """Check every `every_s` seconds until cancelled."""
         while True:
-            await self.tick()
+            try:
+                await self.tick()
+            except Exception:  # an unreadable state file: say so, and look again later
+                log.exception("daily retrain: the check failed; trying again in %s s", every_s)
             await asyncio.sleep(every_s)
 
 
