@@ -5,9 +5,10 @@
 that fails is counted in its `SourceStats` and skipped; the others go on. New items (not
 seen before by canonical link, nor by normalised title within `TITLE_DEDUP_WINDOW`) are
 tagged with the coins they name, scored by each scorer, added to the live `SentimentIndex`
-and handed, in one batch per poll, to the `sink` the app composes (the journal writer and
-the event bus). A batch the sink refuses is kept and handed again at the next poll; an item
-counts as seen only once the sink took it.
+at once (a journal that is away never blinds the live readers) and handed, in one batch per
+poll, to the `sink` the app composes (the journal writer and the event bus). A batch the
+sink refuses is kept and handed again, with the next poll's, until it is taken (at most
+`PENDING_LIMIT` items are kept; beyond that the oldest are dropped and counted).
 
 `run(stop)` polls every `poll_interval_s` until `stop` is set. Everything the engine, the
 watchdog, the prompts and the features need is read here without I/O: `reading(market)`,
@@ -41,6 +42,8 @@ USER_AGENT = "AutoTrader-LXA/0.1 news reader (polls politely, conditional GET)"
 # In-memory dedup keys and live points are kept this long; the journal keeps items forever.
 MEMORY = timedelta(days=30)
 RECENT_LIMIT = 2000
+# Items kept for a sink that keeps failing (the journal away for long): the newest this many.
+PENDING_LIMIT = 5000
 # A fetch may take this many of its source's timeouts in all before it counts as timed out.
 TOTAL_TIMEOUTS = 3
 
@@ -131,6 +134,7 @@ class NewsService:
         self._pending: list[ScoredNews] = []
         self._recent: list[ScoredNews] = []
         self.sink_errors = 0
+        self.sink_dropped = 0
 
     # ---- what the rest of the app reads ----------------------------------------------------
 
@@ -204,13 +208,12 @@ class NewsService:
     # ---- polling ---------------------------------------------------------------------------
 
     async def poll_once(self, *, force: bool = False) -> list[ScoredNews]:
-        """Poll the due sources (all with `force`) once; return the items handed to the sink."""
+        """Poll the due sources (all with `force`) once; return the new items, newest poll's."""
         now = self._clock()
         due = [s for s in self._states.values() if force or s.due(now)]
         results = await asyncio.gather(*(self._poll_source(state) for state in due))
         fresh: list[ScoredNews] = []
-        # Items still waiting for the sink are not new either.
-        batch_keys = {k for p in self._pending for k in (p.item.link_key, p.item.title_key)}
+        batch_keys: set[str] = set()
         for items in results:
             for item in items:
                 keys = {item.link_key, item.title_key}
@@ -301,26 +304,27 @@ class NewsService:
         return ScoredNews(item, tuple(scores))
 
     async def _hand_on(self, fresh: list[ScoredNews]) -> list[ScoredNews]:
-        batch = [*self._pending, *fresh]
-        if not batch:
-            return []
-        if self._sink is not None:
-            try:
-                result = self._sink(batch)
-                if inspect.isawaitable(result):
-                    await result
-            except Exception as exc:
-                self.sink_errors += 1
-                self._pending = batch
-                log.warning(
-                    "news sink failed on %d item(s), kept for the next poll: %s", len(batch), exc
-                )
-                return []
-        self._pending = []
-        for scored in batch:
+        for scored in fresh:
             self._accept(scored)
-        self._forget(self._clock() - MEMORY)
-        return batch
+        if fresh:
+            self._forget(self._clock() - MEMORY)
+        batch = [*self._pending, *fresh]
+        if not batch or self._sink is None:
+            return fresh
+        try:
+            result = self._sink(batch)
+            if inspect.isawaitable(result):
+                await result
+        except Exception as exc:
+            self.sink_errors += 1
+            self.sink_dropped += max(0, len(batch) - PENDING_LIMIT)
+            self._pending = batch[-PENDING_LIMIT:]
+            log.warning(
+                "news sink failed on %d item(s), kept for the next poll: %s", len(batch), exc
+            )
+        else:
+            self._pending = []
+        return fresh
 
     def _accept(self, scored: ScoredNews) -> None:
         item = scored.item

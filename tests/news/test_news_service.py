@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from news_server import Feed, NewsServer, atom, cryptopanic_posts, rss, upbit_notices
 
+import news.service
 from app.news import headlines_from_journal, index_from_journal, journal_sink
 from news.items import NewsItem
 from news.scoring import CoinScore, LexiconScorer
@@ -331,7 +332,7 @@ async def test_a_wrong_or_missing_cryptopanic_key_is_an_error_of_that_source_onl
     assert journal.count_news() == 6
 
 
-async def test_a_sink_that_fails_gets_the_same_batch_at_the_next_poll(
+async def test_a_sink_that_fails_gets_the_batch_again_and_the_live_index_has_it_at_once(
     server: NewsServer,
 ) -> None:
     batches: list[int] = []
@@ -342,25 +343,54 @@ async def test_a_sink_that_fails_gets_the_same_batch_at_the_next_poll(
         if fail[0]:
             raise ConnectionError("database away")
 
-    # Upbit's list without validators: fetched again in full, its notices still pending.
+    # Upbit's list without validators: fetched again in full, its notices already kept.
     server.serve("/api/v1/announcements", Feed(upbit_notices(NOTICES), "application/json"))
     clock = Clock()
     service = NewsService(sources(server), sink=flaky, cryptopanic_key=KEY, clock=clock)
     try:
         first = await service.poll_once()
-        fail[0] = False
+        reading = service.reading("KRW-XRP")
         clock.advance(61)
         second = await service.poll_once()
-        clock.advance(301)
+        fail[0] = False
+        clock.advance(61)
         third = await service.poll_once()
+        clock.advance(301)
+        fourth = await service.poll_once()
     finally:
         await service.aclose()
 
-    assert first == []
-    assert len(second) == 7  # the kept batch; Upbit's notices, fetched again, not twice
-    assert third == []
-    assert batches == [7, 7]
-    assert service.sink_errors == 1
+    assert len(first) == 7  # new, and in the live index although the sink failed
+    assert reading.items == 2 and reading.index is not None and reading.index < 0
+    assert second == third == fourth == []  # nothing new: the kept batch is not new again
+    assert batches == [7, 7, 7]  # failed, failed, taken; then nothing left to hand on
+    assert service.sink_errors == 2
+    assert service.sink_dropped == 0
+
+
+async def test_a_sink_that_never_recovers_keeps_only_the_newest_items_and_counts_the_rest(
+    server: NewsServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(news.service, "PENDING_LIMIT", 3)
+    batches: list[list[str]] = []
+
+    async def away(batch: Sequence[ScoredNews]) -> None:
+        batches.append([s.item.title for s in batch])
+        raise ConnectionError("database away")
+
+    clock = Clock()
+    service = NewsService(sources(server), sink=away, cryptopanic_key=KEY, clock=clock)
+    try:
+        first = await service.poll_once()
+        clock.advance(61)
+        await service.poll_once()
+    finally:
+        await service.aclose()
+
+    assert [len(b) for b in batches] == [7, 3]
+    assert batches[1] == [s.item.title for s in first][-3:]
+    assert service.sink_dropped == 4
+    assert service.sink_errors == 2
 
 
 async def test_after_a_restart_the_journal_keeps_the_service_from_handing_on_twice(
