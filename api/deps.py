@@ -19,6 +19,7 @@ from store.bus import EventBus
 from store.journal import Journal
 
 __all__ = [
+    "LLM_SETTINGS",
     "AccountSource",
     "BusDep",
     "CandleSource",
@@ -34,6 +35,13 @@ __all__ = [
     "require_read_access",
     "require_token",
 ]
+
+# What makes each LLM node an LLM instead of its rule-based stand-in (app/settings.py).
+LLM_SETTINGS: dict[str, str] = {
+    "groq_check": "LXA_GROQ_API_KEY",
+    "ollama_check": "LXA_OLLAMA_HOST",
+    "sizing": "LXA_SIZING_PROVIDER=groq or ollama (with that provider configured)",
+}
 
 TOKEN_NOT_SET = (
     "no API token is configured (set LXA_API_TOKEN or start `lxa serve`): changes refused"

@@ -6,6 +6,7 @@ from fastapi import APIRouter, Depends
 
 from api.deps import (
     CHANGE_RESPONSES,
+    LLM_SETTINGS,
     ReviewerSource,
     Seller,
     Services,
@@ -13,7 +14,6 @@ from api.deps import (
     require_read_access,
     require_token,
 )
-from api.routes.reviewers import LLM_SETTINGS
 from api.schemas import AuthCheck, Health, InfoOut, ReviewerInfo
 from api.version import API_VERSION
 

@@ -10,7 +10,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query
 
-from api.deps import JournalDep, ServicesDep, require_read_access
+from api.deps import LLM_SETTINGS, JournalDep, ServicesDep, require_read_access
 from api.routes.runs import Time, as_utc
 from exchange.rules import FEE_RATE
 from store.reviewer_ledger import horizon_of, veto_ledger
@@ -18,12 +18,6 @@ from store.reviewer_ledger import horizon_of, veto_ledger
 router = APIRouter(prefix="/api", tags=["reviewers"], dependencies=[Depends(require_read_access)])
 
 MAX_DECISIONS = 200_000  # about 140 days of minutes
-# What makes each node an LLM instead of its rule-based stand-in (app/settings.py).
-LLM_SETTINGS = {
-    "groq_check": "LXA_GROQ_API_KEY",
-    "ollama_check": "LXA_OLLAMA_HOST",
-    "sizing": "LXA_SIZING_PROVIDER=groq or ollama (with that provider configured)",
-}
 IN_USE_PAGE = 500
 IN_USE_PAGES = 8  # the latest 4,000 runs: a session whose ML proposed nothing asks no one
 

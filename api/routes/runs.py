@@ -10,6 +10,7 @@ from pydantic import BeforeValidator
 
 from api.deps import (
     CHANGE_RESPONSES,
+    LLM_SETTINGS,
     JournalDep,
     ReplayerDep,
     ReviewerSource,
@@ -234,14 +235,6 @@ async def replay_run(
     return ReplayOut.model_validate(result)
 
 
-# The LLM nodes whose prompt an edit can change, and what makes each an LLM (app/settings.py).
-LLM_PROMPTS = {
-    "groq_check": "LXA_GROQ_API_KEY",
-    "ollama_check": "LXA_OLLAMA_HOST",
-    "sizing": "LXA_SIZING_PROVIDER=groq or ollama (with that provider configured)",
-}
-
-
 def useless_replay(
     services: Services,
     decision: dict[str, Any],
@@ -253,7 +246,7 @@ def useless_replay(
     A fork runs the checks after the ML signal with the reviewers configured now: an edited
     prompt matters only where an LLM reads it, and only when the ML proposed something.
     """
-    edited = [name for name in prompts if name in LLM_PROMPTS]
+    edited = [name for name in prompts if name in LLM_SETTINGS]
     if not edited or request.groq_model is not None or request.ollama_model is not None:
         return None
     proposal = ((decision.get("nodes") or {}).get("ml_signal") or {}).get("proposal") or {}
@@ -266,7 +259,7 @@ def useless_replay(
     rule_based = [name for name in edited if configured.get(name) is False]
     if len(rule_based) < len(edited):
         return None
-    settings = ", ".join(f"{name}: {LLM_PROMPTS[name]}" for name in rule_based)
+    settings = ", ".join(f"{name}: {LLM_SETTINGS[name]}" for name in rule_based)
     return (
         f"{', '.join(rule_based)} rule-based here (no LLM configured): the stand-in reads no "
         f"prompt, so an edited prompt changes nothing; configure an LLM first ({settings})"
