@@ -24,6 +24,7 @@ import pandas as pd
 
 from alerts.types import Alert
 from app.engine import Engine
+from app.news import running_news
 from app.retrain import daily_retrain
 from app.session import ProgressCallback, SessionSummary, collect_closes, serving, summarize
 from app.settings import Settings
@@ -263,6 +264,7 @@ async def run_live_session(
         async with (
             daily_retrain(settings, engine.outbox),  # LXA_RETRAIN_AT_KST, in its own process
             serving(services, enabled=serve, on_ready=on_ready),
+            running_news(settings, engine, services.journal, services.bus),  # LXA_NEWS_ENABLED
         ):
             runner = LiveRunner(services, on_event=on_event)
             settle_heap()

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
@@ -46,6 +47,8 @@ __all__ = [
     "score_point",
     "score_rows",
 ]
+
+log = logging.getLogger(__name__)
 
 # How far back the service's dedup memory reaches into the journal at start.
 REMEMBER = timedelta(days=30)
@@ -239,16 +242,7 @@ async def running_news(
     if not settings.news_enabled:
         yield None
         return
-    store = journal_sink(journal, bus)
-
-    async def sink(batch: Sequence[ScoredNews]) -> None:
-        stored = store(batch)
-        if stored is not None:
-            await stored
-        if engine.news is not None:
-            await engine.news.check(utc_now())
-
-    service = build_news_service(settings, journal=journal, bus=bus, sink=sink)
+    service = build_news_service(settings, journal=journal, bus=bus)
     half_life = timedelta(minutes=settings.news_half_life_minutes)
     block = timedelta(hours=settings.news_notice_block_hours)
     start = utc_now()
@@ -258,9 +252,21 @@ async def running_news(
     )  # fmt: skip
     for market in engine.markets:  # the index goes on from what was stored
         service.index.extend(earlier.index.points(market))
-    engine.attach_news(LiveNews(service, earlier), block)
+    watch = engine.attach_news(LiveNews(service, earlier), block)
+    await watch.check(start)  # what the journal holds acts now: a restart keeps the blocks
     stop = asyncio.Event()
-    task = asyncio.create_task(service.run(stop), name="news")
+
+    async def poll_and_watch() -> None:  # `NewsService.run`, then the watch on what came
+        while not stop.is_set():
+            try:
+                if await service.poll_once() and engine.news is not None:
+                    await engine.news.check(utc_now())
+            except Exception:  # a bug in one poll must not end the service
+                log.exception("news poll failed")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=settings.news_poll_interval_s)
+
+    task = asyncio.create_task(poll_and_watch(), name="news")
     try:
         yield service
     finally:

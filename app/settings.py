@@ -361,6 +361,13 @@ class Settings(BaseSettings):
     news_cryptopanic_key: SecretStr | None = Field(
         default=None, description="CryptoPanic API key; when set, its posts are polled too."
     )
+    news_notice_block_hours: float = Field(
+        default=168.0,
+        ge=0.0,
+        le=24.0 * 365,
+        description="An Upbit trading warning or delisting notice bars entries into its coin "
+        "for this many hours after it was first seen (and sells it at once).",
+    )
     # Retraining weights (ml/training/weights.py): the reviewers' record per period, recency.
     retrain_weight_rule: Literal["none", "step", "linear"] = Field(
         default="linear",

@@ -107,7 +107,7 @@ class Trigger:
     detector: str
     ts_ms: int
     price: float | None
-    details: dict[str, float] = field(default_factory=dict)
+    details: dict[str, Any] = field(default_factory=dict)
 
 
 # --------------------------------------------------------------------------------------------

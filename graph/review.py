@@ -34,7 +34,9 @@ class ReviewRequest:
     exit_probability: float | None
     features: dict[str, float | None]
     position: dict[str, Any] | None  # the held position in this market, if any
-    news: list[str] = field(default_factory=list)  # headlines when a news source exists
+    # The newest items about the market (title, source, first_seen_at, score, relevance,
+    # reason, notice) when a news source is connected; empty otherwise.
+    news: list[dict[str, Any]] = field(default_factory=list)
     model_id: str = ""
     bar_time: str = ""  # ISO-8601 UTC open time of the bar
     recent_closes: tuple[float, ...] = ()  # oldest first

@@ -27,6 +27,7 @@ class MarketSnapshot(TypedDict, total=False):
     blocked: str | None  # why entries are not allowed now (cooldown, ...), else None
     recent_closes: list[float]  # the last closes, oldest first (what the reviewers are shown)
     policy: PolicyMemory  # absent in runs checkpointed before the policy existed
+    news: list[dict[str, Any]]  # the newest items about it first seen by the close, scored
 
 
 class PositionView(TypedDict):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 from graph.review import (
     Check,
@@ -63,26 +64,44 @@ def _check_at_least(name: str, value: float | None, limit: float) -> Check:
     return Check(name, value, limit, value is not None and value >= limit)
 
 
+def news_mood(news: list[dict[str, Any]]) -> float | None:
+    """The relevance-weighted mean score of the scored items shown, or None without any."""
+    scored = [
+        (float(item["score"]), float(item.get("relevance") or 0.0))
+        for item in news
+        if isinstance(item, dict) and item.get("score") is not None
+    ]
+    weight = sum(relevance for _, relevance in scored)
+    if weight <= 0.0:
+        return None
+    return round(sum(score * relevance for score, relevance in scored) / weight, 4)
+
+
 @dataclass
 class RuleBasedMoodReviewer:
-    """Stands in for the Groq mood check: no news source, so it judges the tape's mood.
+    """Stands in for the Groq mood check: the tape's mood, and the news when there is some.
 
-    Buys pass when the last hour did not fall hard and minute volatility is not in turmoil.
-    Exits always pass: leaving the market is never the risky side of a mood check.
+    Buys pass when the last hour did not fall hard, minute volatility is not in turmoil and,
+    where the news service scored items about the coin, their relevance-weighted mean score
+    is not below `min_news_score`. Exits always pass: leaving the market is never the risky
+    side of a mood check.
     """
 
     max_hour_drop: float = -0.015  # 60-minute log return
     max_volatility_60m: float = 0.004  # std of 1-minute log returns
+    min_news_score: float = -0.3  # relevance-weighted mean score of the items shown
     name: str = RULE_BASED
 
     async def review(
         self, request: ReviewRequest, on_token: TokenCallback | None = None
     ) -> Verdict:
         """Apply the mood rules."""
-        risks = ["no news source configured: sentiment unknown"]
+        mood = news_mood(request.news)
+        risks = [] if mood is not None else ["no scored news about the coin: sentiment unknown"]
         if request.action == "sell":
             return _verdict_from_checks(request, [], "mood check", risks)
-        checks = [
+        checks = [] if mood is None else [_check_at_least("news_score", mood, self.min_news_score)]
+        checks += [
             _check_at_least("ret_60", _feature(request.features, "ret_60"), self.max_hour_drop),
             _check_at_most(
                 "volatility_60",

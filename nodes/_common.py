@@ -55,6 +55,7 @@ async def run_check(role: str, reviewer: Reviewer, state: TradeState) -> dict[st
         model_id=state.get("model_id", ""),
         bar_time=state.get("bar_ts", ""),
         recent_closes=tuple(snapshot.get("recent_closes", ())),
+        news=list(snapshot.get("news") or []),
         account=dict(account),
     )
     emit({"type": "llm_start", "node": role, "reviewer": reviewer.name})

@@ -30,6 +30,7 @@ from app.engine.ledger import (
     str_or_none,
 )
 from app.engine.models import ModelSwitch
+from app.engine.news import NewsReader, NewsWatch
 from app.engine.protections import Protections
 from app.engine.record import CycleResult, RunRecorder
 from app.engine.runs import GraphRuns
@@ -90,6 +91,7 @@ class Engine:
     _lock: asyncio.Lock = field(init=False, default_factory=asyncio.Lock)
     _manual_runs: int = field(init=False, default=0)
     _tasks: set[asyncio.Task[CycleResult]] = field(init=False, default_factory=set)
+    news: NewsWatch | None = field(init=False, default=None)
 
     def __post_init__(self) -> None:
         self.features = {m: LiveFeatures(history_bars=self.history_bars) for m in self.markets}
@@ -208,8 +210,15 @@ class Engine:
         self.control.announce_model(status)
 
     def blocked_reason(self, market: str, at: datetime) -> str | None:
-        """Why entries into `market` are refused at `at`, or None."""
-        return self.control.blocked_reason(market, at)
+        """Why entries into `market` are refused at `at` (the controls, a notice), or None."""
+        notice = None if self.news is None else self.news.blocked_reason(market, at)
+        return notice or self.control.blocked_reason(market, at)
+
+    def attach_news(self, reader: NewsReader, notice_block: timedelta) -> NewsWatch:
+        """Read the news through `reader`: headlines in the prompts, notices and the index
+        acted on at each bar close (and live, as a poll brings items: `NewsWatch.check`)."""
+        self.news = NewsWatch(reader, self.watchdog, self.on_trigger, self.markets, notice_block)
+        return self.news
 
     # Feeding ----------------------------------------------------------------------------------
     def warm_up(self, closes: Iterable[BarClose]) -> int:
@@ -264,6 +273,8 @@ class Engine:
                     if trigger is not None:
                         await self.on_trigger(trigger, bar.ts + timedelta(minutes=1))
             self.last_bar_ts = close.ts
+            if self.news is not None:  # notices and the index, as known at the close
+                await self.news.check(close.ts + timedelta(minutes=1))
             outcome: CycleResult | BaseException | None = synced
             if outcome is None:
                 outcome = await self._transient(self._decide(close))
@@ -410,6 +421,7 @@ class Engine:
                 "blocked": self.blocked_reason(market, at),
                 "recent_closes": list(self.recent_closes[market]),
                 "policy": self.book.snapshot(market, at),  # type: ignore[typeddict-item]
+                "news": [] if self.news is None else self.news.headlines(market, at),
             }
         return snapshots
 

@@ -116,6 +116,8 @@ class RunRecorder:
                     "account": final.get("account"),
                     "closes": {m: v.get("close") for m, v in markets.items()},
                     "recent_results": final.get("recent_results"),
+                    # The news items each market's reviewers were shown (point in time).
+                    "news": {m: v["news"] for m, v in markets.items() if v.get("news")},
                 },
                 "ml_signal": {"proposal": final.get("proposal"), "signals": final.get("signals")},
                 "groq_check": final.get("groq"),

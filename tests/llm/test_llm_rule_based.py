@@ -97,6 +97,41 @@ async def test_mood_verdict_names_the_missing_news_source_as_a_risk() -> None:
     result = await RuleBasedMoodReviewer().review(_request())
 
     assert any("news" in risk for risk in result.risks)
+    assert all(check.name != "news_score" for check in result.checks)
+
+
+def _news(*scored: tuple[float | None, float]) -> list[dict[str, Any]]:
+    return [
+        {"title": f"item {n}", "score": score, "relevance": relevance}
+        for n, (score, relevance) in enumerate(scored)
+    ]
+
+
+@pytest.mark.parametrize(
+    ("news", "mood", "verdict"),
+    [
+        (_news((-0.8, 1.0), (0.2, 1.0)), -0.3, "buy"),  # at the limit: passes
+        (_news((-0.8, 1.0), (0.2, 0.5)), -0.4667, "hold"),  # weighted by relevance
+        (_news((0.5, 0.4)), 0.5, "buy"),
+        (_news((-0.9, 1.0), (None, 1.0)), -0.9, "hold"),  # an unscored item does not count
+    ],
+)
+async def test_mood_with_scored_news_holds_a_buy_when_their_weighted_score_is_below_the_limit(
+    news: list[dict[str, Any]], mood: float, verdict: str
+) -> None:
+    result = await RuleBasedMoodReviewer().review(replace(_request(), news=news))
+
+    assert result.verdict == verdict
+    check = _check(result, "news_score")
+    assert check.value == pytest.approx(mood, abs=1e-4)
+    assert check.passed is (verdict == "buy")
+    assert not any("sentiment unknown" in risk for risk in result.risks)
+
+
+async def test_mood_lets_an_exit_through_whatever_the_news() -> None:
+    request = replace(_request("sell"), news=_news((-1.0, 1.0)))
+
+    assert (await RuleBasedMoodReviewer().review(request)).verdict == "sell"
 
 
 # -- technical reviewer (stands in for Ollama) ------------------------------------------------
