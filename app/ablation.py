@@ -13,6 +13,11 @@ Every LLM answer goes through the response cache (`--reviewers llm` calls only w
 `cache-only` calls nothing and stops on a miss). Return, drawdown, round trips, entries and
 fees for each variant go side by side into `ablation.json`, with the spread of the random
 vetoes.
+
+Each replay is the fast path (`app.graph_loop`: the simulator walks the bars, the graph runs at
+each proposed order; the arrays and features are made once for all the variants), so the
+twenty random-veto seeds cost little; `engine_path` replays every bar through the engine
+instead (the reference).
 """
 
 from __future__ import annotations
@@ -30,11 +35,14 @@ import numpy as np
 
 from app.backtest import (
     AgreeReviewer,
+    PreparedBacktest,
     Simulation,
     llm_reviewers,
     prepare_backtest,
     simulate,
+    simulate_fast,
 )
+from app.graph_loop import FastInputs, fast_inputs
 from app.llm import Reviewers, build_meter
 from app.session import collect_closes
 from app.settings import Settings
@@ -42,6 +50,7 @@ from evaluation.policy_result import json_ready
 from graph.review import ReviewRequest, TokenCallback, Verdict
 from llm.rule_based import RuleBasedSizer
 from ml.evaluate import fold_fills, max_drawdown
+from ml.predict import Predictor
 from prompts.loader import Blind
 
 VARIANTS = ("ml_alone", "groq_only", "ollama_only", "both")
@@ -122,11 +131,13 @@ async def run_ablation(
     seeds: int = 20,
     blind: bool = False,
     on_progress: AblationProgress | None = None,
+    engine_path: bool = False,
 ) -> dict[str, Any]:
     """Replay the candles once per variant and write `ablation.json`; return it.
 
     `blind` adds `both_blind`: the plan with the prompts stripped of what identifies the
-    period (`prompts.loader.Blind`), to put against `both` (named).
+    period (`prompts.loader.Blind`), to put against `both` (named). `engine_path` replays
+    through the engine instead of the fast path.
     """
     prepared = prepare_backtest(
         settings,
@@ -138,7 +149,14 @@ async def run_ablation(
         keep_llm=True,
     )
     settings = prepared.settings
-    closes = await collect_closes(prepared.candles)
+    replay = _Replayer(settings, report_dir, minutes, on_progress)
+    if engine_path:
+        replay.closes = await collect_closes(prepared.candles)
+    else:
+        replay.fast = (
+            prepared,
+            fast_inputs(settings, prepared.candles, Predictor.load(prepared.model_path), minutes),
+        )
     meter = build_meter(settings)
     configured, cache_journal = llm_reviewers(
         settings, reviewers_mode, llm_cache or prepared.llm_cache, meter
@@ -164,23 +182,12 @@ async def run_ablation(
     results: dict[str, Any] = {}
     try:
         for name, reviewers in plans.items():
-            results[name] = variant_figures(
-                await _replay(name, settings, closes, report_dir, minutes, reviewers, on_progress)
-            )
+            results[name] = variant_figures(await replay(name, reviewers))
         rate = results["both"]["veto_rate"] or 0.0
         random_rows = []
         for seed in range(seeds):
             coin = RandomVetoReviewer(rate, seed)
-            name = f"random_veto_{seed}"
-            simulation = await _replay(
-                name,
-                settings,
-                closes,
-                report_dir,
-                minutes,
-                Reviewers(coin, agree, sizer),
-                on_progress,
-            )
+            simulation = await replay(f"random_veto_{seed}", Reviewers(coin, agree, sizer))
             random_rows.append(variant_figures(simulation))
     finally:
         for journal in journals:
@@ -197,6 +204,7 @@ async def run_ablation(
         },
         "reviewers": {"groq": configured.groq.name, "ollama": configured.ollama.name},
         "reviewers_mode": reviewers_mode,
+        "path": "engine" if engine_path else "fast",
         "blind": blind,
         "llm": meter.to_json(),
         "bars": minutes,
@@ -206,30 +214,46 @@ async def run_ablation(
     return report
 
 
-async def _replay(
-    name: str,
-    settings: Settings,
-    closes: Sequence[Any],
-    report_dir: Path,
-    minutes: int | None,
-    reviewers: Reviewers,
-    on_progress: AblationProgress | None,
-) -> Simulation:
-    folder = report_dir / name
-    folder.mkdir(parents=True, exist_ok=True)
-    variant = settings.model_copy(
-        update={"database_url": f"sqlite:///{(folder / 'journal.db').resolve()}"}
-    )
+@dataclass
+class _Replayer:
+    """One replay of the candles per variant, each with its own journal under the report."""
 
-    def progress(done: int, total: int, _llm: Any) -> None:
-        if on_progress is not None:
-            on_progress(name, done, total)
+    settings: Settings
+    report_dir: Path
+    minutes: int | None
+    on_progress: AblationProgress | None
+    closes: Sequence[Any] = ()  # the engine path's bar closes
+    fast: tuple[PreparedBacktest, FastInputs] | None = None  # the fast path's inputs
 
-    return await simulate(
-        variant,
-        closes,
-        report_dir=folder,
-        minutes=minutes,
-        on_progress=progress,
-        reviewers=reviewers,
-    )
+    async def __call__(self, name: str, reviewers: Reviewers) -> Simulation:
+        folder = self.report_dir / name
+        folder.mkdir(parents=True, exist_ok=True)
+        variant = self.settings.model_copy(
+            update={"database_url": f"sqlite:///{(folder / 'journal.db').resolve()}"}
+        )
+        on_progress = self.on_progress
+
+        def progress(done: int, total: int, _llm: Any) -> None:
+            if on_progress is not None:
+                on_progress(name, done, total)
+
+        if self.fast is not None:
+            prepared, inputs = self.fast
+            return await simulate_fast(
+                variant,
+                prepared.candles,
+                prepared.model_path,
+                report_dir=folder,
+                minutes=self.minutes,
+                on_progress=progress,
+                reviewers=reviewers,
+                inputs=inputs,
+            )
+        return await simulate(
+            variant,
+            self.closes,
+            report_dir=folder,
+            minutes=self.minutes,
+            on_progress=progress,
+            reviewers=reviewers,
+        )

@@ -29,6 +29,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from app.graph_loop import (
+    ENGINE_PATH_NAME,
+    PATH_NAME,
+    FastInputs,
+    fast_inputs,
+    fast_simulation_parts,
+    run_fast,
+)
 from app.llm import Reviewers, build_meter, build_reviewers
 from app.session import (
     collect_closes,
@@ -216,21 +224,88 @@ async def simulate(
             f"the candles hold {len(closes)} bar(s): a backtest needs more than the "
             f"{WARMUP_BARS} warm-up bars"
         )
-    for stale in ("journal.db", "journal.db-wal", "journal.db-shm", "paper_account.json"):
-        (report_dir / stale).unlink(missing_ok=True)
+    _clear_report(report_dir)
     session_id = new_session_id("backtest")
     started = time.perf_counter()
     meter = meter or build_meter(settings)
-    cache_journal = None
-    if reviewers is None and reviewers_mode == "off":
-        reviewers = Reviewers(groq=AgreeReviewer(), ollama=AgreeReviewer(), sizer=RuleBasedSizer())
-    elif reviewers is None:
-        reviewers, cache_journal = llm_reviewers(settings, reviewers_mode, llm_cache, meter, blind)
+    reviewers, cache_journal = _reviewers_for(
+        settings, reviewers_mode, llm_cache, reviewers, meter, blind
+    )
     try:
         return await _trade(
             settings, closes, to_run, report_dir, session_id, started, reviewers, meter, on_progress
         )
     finally:
+        if cache_journal is not None:
+            cache_journal.close()
+
+
+def _clear_report(report_dir: Path) -> None:
+    for stale in ("journal.db", "journal.db-wal", "journal.db-shm", "paper_account.json"):
+        (report_dir / stale).unlink(missing_ok=True)
+
+
+def _reviewers_for(
+    settings: Settings,
+    mode: str,
+    llm_cache: Path | None,
+    reviewers: Reviewers | None,
+    meter: CallMeter,
+    blind: Blind | None,
+) -> tuple[Reviewers, Journal | None]:
+    """The given reviewers, the agree stand-ins (`off`), or the configured LLM checks."""
+    if reviewers is not None:
+        return reviewers, None
+    if mode == "off":
+        agree = AgreeReviewer()
+        return Reviewers(groq=agree, ollama=agree, sizer=RuleBasedSizer()), None
+    return llm_reviewers(settings, mode, llm_cache, meter, blind)
+
+
+async def simulate_fast(
+    settings: Settings,
+    candles: pd.DataFrame,
+    model_path: Path,
+    *,
+    report_dir: Path,
+    minutes: int | None,
+    on_progress: ProgressCallback | None = None,
+    reviewers_mode: str = "off",
+    llm_cache: Path | None = None,
+    reviewers: Reviewers | None = None,
+    meter: CallMeter | None = None,
+    blind: Blind | None = None,
+    inputs: FastInputs | None = None,
+) -> Simulation:
+    """The fast graph-in-the-loop path (`app.graph_loop`): the simulator walks the bars and
+    the graph reviews each proposed order. Same arguments as `simulate`, with the candles and
+    the model set instead of the engine's closes; the journal is `settings.database_url`.
+    `inputs` (`app.graph_loop.fast_inputs`) are made here unless given (the ablation shares
+    them between its replays)."""
+    started = time.perf_counter()
+    _clear_report(report_dir)
+    session_id = new_session_id("backtest")
+    meter = meter or build_meter(settings)
+    reviewers, cache_journal = _reviewers_for(
+        settings, reviewers_mode, llm_cache, reviewers, meter, blind
+    )
+    predictor = Predictor.load(model_path)
+    inputs = inputs or fast_inputs(settings, candles, predictor, minutes)
+
+    def progress(done: int, total: int) -> None:
+        if on_progress is not None:
+            on_progress(done, total, meter.totals())
+
+    journal = Journal.open(str(settings.database_url))
+    try:
+        fast = await run_fast(
+            settings, inputs, predictor, reviewers, journal, session_id, on_progress=progress
+        )
+        parts = fast_simulation_parts(fast, settings, predictor, journal, meter, reviewers)
+        parts["summary"]["elapsed_s"] = time.perf_counter() - started
+        return Simulation(**parts)
+    finally:
+        journal.close()
         if cache_journal is not None:
             cache_journal.close()
 
@@ -419,10 +494,14 @@ async def run_backtest(
     reviewers_mode: str = "off",
     llm_cache: Path | None = None,
     blind: bool = False,
+    engine_path: bool = False,
 ) -> dict[str, Any]:
     """Run the backtest, write metrics.json, equity.png and report.html; return the metrics.
 
     `blind` hides from the LLM prompts what identifies the period (`prompts.loader.Blind`).
+    With the LLM checks on (`llm`, `cache-only`) the fast path runs (`simulate_fast`: the
+    simulator, the graph at each proposed order) unless `engine_path` asks for the engine's
+    replay (one graph run per bar, the reference); with them off, the engine's replay runs.
     """
     if reviewers_mode not in REVIEWER_MODES:
         raise BacktestError(
@@ -440,17 +519,30 @@ async def run_backtest(
     candles, markets, model_path = prepared.candles, prepared.markets, prepared.model_path
     meta, settings = prepared.meta, prepared.settings
     llm_cache = llm_cache or prepared.llm_cache
-    closes = await collect_closes(candles)
-    simulation = await simulate(
-        settings,
-        closes,
-        report_dir=report_dir,
-        minutes=minutes,
-        on_progress=on_progress,
-        reviewers_mode=reviewers_mode,
-        llm_cache=llm_cache,
-        blind=Blind(tuple(markets)) if blind else None,
-    )
+    fast = reviewers_mode != "off" and not engine_path
+    if fast:
+        simulation = await simulate_fast(
+            settings,
+            candles,
+            model_path,
+            report_dir=report_dir,
+            minutes=minutes,
+            on_progress=on_progress,
+            reviewers_mode=reviewers_mode,
+            llm_cache=llm_cache,
+            blind=Blind(tuple(markets)) if blind else None,
+        )
+    else:
+        simulation = await simulate(
+            settings,
+            await collect_closes(candles),
+            report_dir=report_dir,
+            minutes=minutes,
+            on_progress=on_progress,
+            reviewers_mode=reviewers_mode,
+            llm_cache=llm_cache,
+            blind=Blind(tuple(markets)) if blind else None,
+        )
     predictor = Predictor.load(model_path)
     scored = score_bars(candles, predictor)
     first_ts, last_ts = simulation.equity.index[0], simulation.equity.index[-1]
@@ -536,6 +628,7 @@ async def run_backtest(
             else " then ".join(simulation.reviewer_names[k] for k in ("groq", "ollama"))
         ),
         "reviewers_mode": reviewers_mode,
+        "path": _path_figures(fast, simulation),
         "blind": blind,
         "llm": simulation.llm,
         "veto_ledger": {k: v for k, v in simulation.veto_ledger.items() if k != "rows"},
@@ -609,6 +702,20 @@ def _fast_path(
     }
 
 
+def _path_figures(fast: bool, simulation: Simulation) -> dict[str, Any]:
+    """Which path traded, and its graph runs (the fast path runs one per proposed order)."""
+    bars = len(simulation.equity)
+    summary = simulation.summary
+    runs = summary.get("graph_runs", bars) if fast else bars
+    return {
+        "name": "fast" if fast else "engine",
+        "description": PATH_NAME if fast else ENGINE_PATH_NAME,
+        "graph_runs": runs,
+        "orders_agreed": summary.get("went_ahead") if fast else None,
+        "cycles_per_s": bars / summary["elapsed_s"] if summary.get("elapsed_s") else None,
+    }
+
+
 def _notes(metrics: dict[str, Any], simulation: Simulation) -> list[str]:
     if metrics["reviewers_mode"] == "off":
         reviewing = (
@@ -642,8 +749,15 @@ def _notes(metrics: dict[str, Any], simulation: Simulation) -> list[str]:
             f"unproven model: {status.get('verdict')}. Live trading refuses its entries unless "
             "LXA_ALLOW_UNPROVEN_MODEL (--allow-unproven-model) is set."
         )
+    if metrics["path"]["name"] == "fast":
+        notes.append(
+            "fast path: the simulator traded the bars and the graph ran at each of the "
+            f"{metrics['path']['graph_runs']} proposed orders (--engine-path replays every bar "
+            "through the engine instead); its prompts show the simulator's float account, so "
+            "its cached answers are its own."
+        )
     fast = metrics.get("fast_path") or {}
-    if fast and fast.get("entries") != metrics["buys"]:
+    if fast and metrics["path"]["name"] == "engine" and fast.get("entries") != metrics["buys"]:
         notes.append(
             f"the fast simulator made {fast.get('entries')} entries where the engine made "
             f"{metrics['buys']}: the engine's figures are the reference"
@@ -661,4 +775,6 @@ __all__ = [
     "AgreeReviewer",
     "BacktestError",
     "run_backtest",
+    "simulate",
+    "simulate_fast",
 ]

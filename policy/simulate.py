@@ -394,7 +394,7 @@ def _equity(
 # - guard: RiskGuard's day and month (`_observe`); counts: fills written, results kept, round
 #   trips closed, entries made;
 # - out: what `simulate` reads back: (fills, equity after each close, rule counts, round trips'
-#   minutes, entry ratios).
+#   minutes, entry ratios, the rule of each bar).
 #
 # Speed: numba counts a reference for every array a compiled function is handed (or takes out of
 # a tuple) and drops it after the array's last use: two atomic operations a call, unless its
@@ -438,7 +438,7 @@ def _run(
 ) -> int:
     """The bar loop: the engine's order at each close, from bar `control[C_NEXT]` on. Returns
     the bar it stopped at for a review (see `control` above), or the number of bars when done."""
-    _, equity_out, rule_counts, _, ratios = out
+    _, equity_out, rule_counts, _, ratios, bar_rules = out
     book, memory, view, guard, counts = state
     has_bar = bars[0]
     n_bars, n_markets = has_bar.shape
@@ -482,6 +482,7 @@ def _run(
                     expected_now, held, held_minutes, since_exit, entries_now, blocked, params
                 )
                 rule_counts[rule] += 1
+            bar_rules[t] = rule
             if review and action != HOLD:  # stop here until the reviewers answer
                 control[C_NEXT], control[C_ACTION], control[C_MARKET] = t, action, chosen
                 control[C_RULE] = rule
@@ -1033,12 +1034,14 @@ class SimulationRun:
             np.zeros(16, dtype=np.int64),
             trips,
             np.zeros(capacity),
+            np.full(n_bars, -1, dtype=np.int64),
         )
         self.book = _new_book(n_markets, data.tick_rounding, fills, trips)
         self.memory = _new_memory(n_markets)
         self.guard = np.array([np.nan, 0.0, 0.0, np.nan, 0.0, 0.0])
         self.counts = np.zeros(4, dtype=np.int64)  # fills, results kept, round trips, entries
-        self._state = (self.book, self.memory, _new_view(n_markets), self.guard, self.counts)
+        self.view = _new_view(n_markets)
+        self._state = (self.book, self.memory, self.view, self.guard, self.counts)
         self.control = np.zeros(CONTROL_SIZE, dtype=np.int64)
         self.control[C_REVIEW] = 1 if review else 0
         self.scalars = np.array([self.settings.initial_krw, -np.inf, np.nan, np.nan])
@@ -1062,6 +1065,11 @@ class SimulationRun:
     def done(self) -> bool:
         """Every bar is walked."""
         return int(self.control[C_NEXT]) >= len(self.data)
+
+    @property
+    def bar_rules(self) -> npt.NDArray[np.int64]:
+        """The rule that decided each bar so far (`policy.rules.Rule`; -1: not reached)."""
+        return self._out[5]
 
     @property
     def krw(self) -> float:
@@ -1096,7 +1104,7 @@ class SimulationRun:
 
     def result(self) -> SimulationResult:
         """What the run did (all of it once done; the bars so far otherwise)."""
-        fills, equity, rule_counts, trips, ratios = self._out
+        fills, equity, rule_counts, trips, ratios, _ = self._out
         n_fills, n_trips, n_entries = (int(x) for x in self.counts[[0, 2, 3]])
         used = fills[:n_fills]
         return SimulationResult(

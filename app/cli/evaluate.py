@@ -64,12 +64,23 @@ def backtest(
             "prices as an index, no dates, no news); with --ablation, blind against named.",
         ),
     ] = False,
+    engine_path: Annotated[
+        bool,
+        typer.Option(
+            "--engine-path",
+            help="With --reviewers llm or cache-only: replay every bar through the engine (one "
+            "graph run per bar, the reference) instead of the fast path (the simulator, the "
+            "graph at each proposed order). Its prompts differ in the last digits: its own cache.",
+        ),
+    ] = False,
 ) -> None:
     """Score the model on unseen candles and trade them, the LLM checks off unless asked.
 
     The real engine runs (paper account, fees and minimums, rule-based sizing, stop-loss and
     take-profit, watchdog, risk limits); with --reviewers off both checks agree with every ML
-    proposal, with llm or cache-only the same compiled graph asks the configured models.
+    proposal. With llm or cache-only the fast path runs: the compiled simulator (the engine's
+    trades, fill for fill) walks the bars and the same compiled graph asks the configured models
+    at each proposed order; --engine-path replays every bar through the engine instead.
     """
     from app.backtest import BacktestError, run_backtest
     from app.wiring import ModelNotFoundError
@@ -91,6 +102,7 @@ def backtest(
             seeds,
             blind,
             as_json,
+            engine_path,
         )
         return
     with progress("backtest", quiet=as_json) as bar:
@@ -120,12 +132,19 @@ def backtest(
                     reviewers_mode=reviewers,
                     llm_cache=llm_cache,
                     blind=blind,
+                    engine_path=engine_path,
                 )
             )
     if as_json:
         print_json_line(metrics)
         return
     print_backtest(metrics, report)
+    path = metrics["path"]
+    out.print(
+        f"path: {path['description']} ({path['graph_runs']} graph runs)",
+        markup=False,
+        highlight=False,
+    )
 
 
 def lookahead(
@@ -178,6 +197,7 @@ def _ablation(
     seeds: int,
     blind: bool,
     as_json: bool,
+    engine_path: bool = False,
 ) -> None:
     """`lxa backtest --ablation`: the variants side by side (app.ablation)."""
     from app.ablation import run_ablation
@@ -212,6 +232,7 @@ def _ablation(
                     seeds=seeds,
                     blind=blind,
                     on_progress=on_progress,
+                    engine_path=engine_path,
                 )
             )
     if as_json:
@@ -237,5 +258,5 @@ def _ablation(
     llm = result["llm"]
     out.print(
         f"LLM: {llm['calls']} call(s) out, {llm['cache_hits']} from the cache, "
-        f"${llm['cost_usd']:.4f}; written to {report / 'ablation.json'}"
+        f"${llm['cost_usd']:.4f}; {result['path']} path; written to {report / 'ablation.json'}"
     )

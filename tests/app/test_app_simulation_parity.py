@@ -5,23 +5,34 @@ policy set loose enough to trade often (the default policy does not trade this m
 so every path is exercised: entries, exits by the policy's signal and its time stop, stop-loss,
 the watchdog's emergency sell and cooldown, the re-entry pause, the daily count and the monthly
 loss cap stopping entries. Every fill must agree: time, market, side, price and volume.
+
+The fast graph-in-the-loop path (`app.backtest.simulate_fast`: the simulator, the graph at
+each proposed order) is held to the engine's path (`app.backtest.simulate`, a graph run per
+bar) the same way, with reviewers that answer by a fixed policy (always agree, always veto,
+agree only when the market's last close rose, a seeded coin keyed on the market and the bar):
+the same fills, the same verdicts, the same ledger.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import pytest
 
-from app.backtest import backtest_settings
+from app.backtest import Simulation, backtest_settings, simulate_fast
 from app.backtest import simulate as engine_backtest
+from app.llm import Reviewers
 from app.session import collect_closes
 from app.settings import Settings
 from app.simulation import prepare, simulation_settings
 from app.wiring import BUNDLED_CANDLES, BUNDLED_MODELS, policy_params_from
+from graph.review import ReviewRequest, TokenCallback, Verdict
+from llm.rule_based import RuleBasedSizer
 from ml.data import load_candles
 from ml.predict import Predictor
 from ml.registry import latest_model_dir
@@ -125,3 +136,121 @@ def test_the_simulator_makes_the_engines_trades_on_real_candles(tmp_path: Path, 
     if case == "monthly-cap":
         # The loose policy enters whenever allowed: hours without a fill are the cap at work.
         assert engine[-1][0] < pd.Timestamp("2025-09-19T16:00:00Z")
+
+
+@dataclass(frozen=True)
+class FixedPolicy:
+    """A reviewer that answers by a fixed rule of what it is shown (no LLM)."""
+
+    rule: str  # "agree", "veto", "rising" or "coin"
+
+    @property
+    def name(self) -> str:
+        """How its verdicts are labelled in the journal."""
+        return f"fixed:{self.rule}"
+
+    def agrees(self, request: ReviewRequest) -> bool:
+        """Agree always, never, when the last close rose, or by a coin keyed on market and bar."""
+        if self.rule in ("agree", "veto"):
+            return self.rule == "agree"
+        if self.rule == "rising":
+            closes = request.recent_closes
+            return len(closes) >= 2 and closes[-1] > closes[-2]
+        key = f"{request.role}|{request.market}|{request.bar_time}".encode()
+        return hashlib.sha256(key).digest()[0] < 128
+
+    async def review(
+        self, request: ReviewRequest, on_token: TokenCallback | None = None
+    ) -> Verdict:
+        """The proposed action when the rule agrees, else hold."""
+        return Verdict(
+            verdict=request.action if self.agrees(request) else "hold",
+            confidence=1.0,
+            reasoning=f"fixed policy {self.rule}",
+            reviewer=self.name,
+        )
+
+
+REVIEWED = {**LOOSE, "policy_exit_margin_bps": -1000.0, "policy_reentry_pause_minutes": 0}
+REVIEWED_MINUTES = 240
+REVIEWER_CASES = {
+    "agree": ("agree", "agree"),
+    "groq-vetoes": ("veto", "agree"),
+    "rising-then-coin": ("rising", "coin"),
+}
+
+
+def _fills_of(simulation: Simulation) -> list[tuple[Any, ...]]:
+    return [
+        (
+            pd.Timestamp(f["ts"]),
+            f["market"],
+            f["side"],
+            float(str(f["price"])),
+            float(str(f["volume"])),
+        )
+        for f in simulation.fills
+    ]
+
+
+@pytest.mark.parametrize("case", list(REVIEWER_CASES))
+def test_the_fast_path_reviews_and_trades_as_the_engine_does(tmp_path: Path, case: str) -> None:
+    groq, ollama = (FixedPolicy(rule) for rule in REVIEWER_CASES[case])
+    reviewers = Reviewers(groq=groq, ollama=ollama, sizer=RuleBasedSizer())
+    model = latest_model_dir(BUNDLED_MODELS)
+    assert model is not None
+    candles = load_candles([BUNDLED_CANDLES])
+    markets = sorted(candles["market"].unique())
+
+    def settings_in(folder: Path) -> Settings:
+        base = Settings(_env_file=None, data_dir=tmp_path, **REVIEWED)  # type: ignore[call-arg]
+        folder.mkdir()
+        return backtest_settings(base, report_dir=folder, markets=markets, model_dir=model)
+
+    engine = asyncio.run(
+        engine_backtest(
+            settings_in(tmp_path / "engine"),
+            asyncio.run(collect_closes(candles)),
+            report_dir=tmp_path / "engine",
+            minutes=REVIEWED_MINUTES,
+            reviewers=reviewers,
+        )
+    )
+    fast = asyncio.run(
+        simulate_fast(
+            settings_in(tmp_path / "fast"),
+            candles,
+            model,
+            report_dir=tmp_path / "fast",
+            minutes=REVIEWED_MINUTES,
+            reviewers=reviewers,
+        )
+    )
+
+    engine_fills, fast_fills = _fills_of(engine), _fills_of(fast)
+    ledger, fast_ledger = engine.veto_ledger, fast.veto_ledger
+    assert ledger["proposals"] > 20  # the reviewers had proposals to judge
+    assert fast.summary["graph_runs"] == ledger["proposals"]
+    assert [f[:3] for f in fast_fills] == [f[:3] for f in engine_fills]
+    for (*_, price, volume), (*_, fast_price, fast_volume) in zip(
+        engine_fills, fast_fills, strict=True
+    ):
+        assert fast_price == pytest.approx(price, rel=1e-9)
+        assert fast_volume == pytest.approx(volume, abs=1e-9)
+    assert fast.equity.iloc[-1] == pytest.approx(engine.equity.iloc[-1], rel=1e-9)
+    assert fast_ledger["agreement"] == ledger["agreement"]
+    assert fast_ledger["reviewers"] == ledger["reviewers"]
+    assert [r["run_id"].rsplit("-", 1)[1] for r in fast_ledger["rows"]] == [
+        r["run_id"].rsplit("-", 1)[1] for r in ledger["rows"]
+    ]
+    assert fast.holds == engine.holds
+    if case == "agree":
+        assert len(engine_fills) > 20 and ledger["reviewers"]["groq"]["vetoed"] == 0
+        assert ledger["proposals"] < REVIEWED_MINUTES / 2  # the graph ran at a few bars only
+    elif case == "groq-vetoes":  # nothing is ever bought: a buy is proposed at every bar
+        assert engine_fills == [] and ledger["reviewers"]["ollama"]["asked"] == 0
+        assert ledger["proposals"] == REVIEWED_MINUTES
+    else:
+        vetoed = ledger["reviewers"]
+        assert vetoed["groq"]["vetoed"] > 0 and vetoed["ollama"]["vetoed"] > 0
+        assert len(engine_fills) > 4
