@@ -120,7 +120,10 @@ def test_sell_now_asks_first_then_the_trip_closes_as_the_operators(
     market = held[0]
     for page, errors in _browse(DESKTOP):
         page.add_init_script(f"localStorage.setItem('lxa-token', '{TOKEN}')")
+        # Live lists the positions with the button too; Home, the money first, is where we sell.
         page.goto(served.url + "/#/live")
+        expect(page.get_by_test_id(f"sell-{market}")).to_be_visible()
+        page.goto(served.url + "/")
         cell = page.get_by_test_id(f"sell-{market}")
         cell.get_by_test_id("sell-now").click()
         dialog = cell.get_by_test_id("sell-confirm")
@@ -167,14 +170,14 @@ def test_phone_pages_fit_and_korean_reads_the_engines_sentences(
         page.goto(served.url + "/")
         if page.get_by_test_id("lang").inner_text() != "English":
             page.get_by_test_id("lang").click()
-        for name in ("charts", "live"):
+        for name in ("", "charts", "live"):
             page.goto(f"{served.url}/#/{name}")
             page.wait_for_load_state("networkidle")
             page.wait_for_timeout(300)
             wide = page.evaluate(_TOO_WIDE)
             assert wide["scrollWidth"] <= PHONE["width"], (name, wide)
             assert wide["out"] == [], (name, wide)
-            page.screenshot(path=str(artifacts / f"phone-ko-{name}.png"), full_page=True)
+            page.screenshot(path=str(artifacts / f"phone-ko-{name or 'home'}.png"), full_page=True)
         # Live events: their types in Korean.
         page.request.post(
             served.url + "/api/runs", headers={"Authorization": f"Bearer {TOKEN}"}, data={}

@@ -97,7 +97,7 @@ function Shell() {
         </div>
       )}
       <main>
-        {page === undefined && <HomePage />}
+        {page === undefined && <HomePage canSell={info.data?.can_sell ?? false} />}
         {page === "live" && <LivePage canSell={info.data?.can_sell ?? false} />}
         {page === "trades" && <TradesPage markets={info.data?.markets ?? []} />}
         {page === "runs" && rest.length === 0 && <RunsPage markets={info.data?.markets ?? []} />}

@@ -1,5 +1,6 @@
 import type { Period, Summary } from "../api";
 import { ErrorText, Panel, krw, signClass, signedKrw, signedPct } from "../components/Bits";
+import { PositionsPanel } from "../components/Positions";
 import { useGet } from "../hooks";
 import { hasLabel, kst, useLang } from "../i18n";
 import { useStreamEvents } from "../stream";
@@ -20,7 +21,7 @@ function Figure({ label, value, sub, tone, testId }: { label: string; value: str
 
 /** The money first: equity against buy-and-hold and cash, P&L, fees, drawdown, win rate, and
  * what the engine may do now, in words. Every figure comes from GET /api/summary. */
-export function HomePage() {
+export function HomePage({ canSell = false }: { canSell?: boolean }) {
   const { t, lang } = useLang();
   const summary = useGet<Summary>("/api/summary");
   const reload = useMemo(() => throttle(3000), []);
@@ -140,6 +141,7 @@ export function HomePage() {
           <a href="#/trades">{t("trades")} →</a>
         </p>
       </Panel>
+      <PositionsPanel canSell={canSell} />
     </div>
   );
 }

@@ -1,29 +1,21 @@
-import { useState } from "react";
-import type { GraphOut, Position, SellOut } from "../api";
+import type { GraphOut } from "../api";
 import { ActionLabel, ErrorText, Panel, num } from "../components/Bits";
 import { GraphView } from "../components/GraphView";
-import { SellNow } from "../components/SellNow";
+import { PositionsPanel } from "../components/Positions";
 import { runHref, useGet } from "../hooks";
-import { fill, kst, reasonLabel, useLang } from "../i18n";
+import { kst, reasonLabel, useLang } from "../i18n";
 import { tickPrice } from "../ticks";
 import { triggerLabel } from "./RunsPage";
 import { codeText, eventSummary, eventType, reasoningText } from "../serverText";
-import { useStream, useStreamEvents } from "../stream";
+import { useStream } from "../stream";
 
 const LLM_NODES = ["groq_check", "ollama_check", "sizing"];
 
 /** The run streaming now: the graph lighting up, LLM text as it arrives, the decision. */
 export function LivePage({ canSell = false }: { canSell?: boolean }) {
   const { t, lang } = useLang();
-  const [sold, setSold] = useState<SellOut | null>(null);
   const graph = useGet<GraphOut>("/api/graph");
   const { live, recent } = useStream();
-  const positions = useGet<{ positions: Position[]; source: string }>("/api/positions");
-  useStreamEvents((event) => {
-    if (event.type === "fill" || event.type === "position_closed" || event.type === "run_finished") {
-      positions.reload();
-    }
-  });
   const textNodes = LLM_NODES.filter((node) => live.tokens[node] || live.reviewers[node]);
   return (
     <div className="grid">
@@ -135,70 +127,7 @@ export function LivePage({ canSell = false }: { canSell?: boolean }) {
           </div>
         )}
       </Panel>
-      <Panel title={t("positions")} wide testId="positions">
-        <ErrorText error={positions.error} />
-        {sold && (
-          <p className="small ok-box" data-testid="sold-notice">
-            {fill(t("soldNotice"), {
-              market: sold.market,
-              volume: num(sold.executed_volume, 8),
-              price: tickPrice(sold.avg_price),
-              until: kst(sold.cooldown_until, lang),
-            })}{" "}
-            <a href={`#/trades`}>{t("trades")} →</a>
-          </p>
-        )}
-        {positions.data && positions.data.positions.length === 0 && <p className="muted">{t("noPositions")}</p>}
-        {positions.data && positions.data.positions.length > 0 && (
-          <div className="table-wrap">
-          <table>
-            <thead>
-              <tr>
-                <th>{t("market")}</th>
-                <th className="num">{t("volume")}</th>
-                <th className="num">{t("avgBuy")}</th>
-                <th className="num">{t("mark")}</th>
-                <th className="num">{t("pl")}</th>
-                <th className="num">{t("stopLoss")}</th>
-                <th className="num">{t("takeProfit")}</th>
-                <th>{t("run")}</th>
-                {canSell && <th />}
-              </tr>
-            </thead>
-            <tbody>
-              {positions.data.positions.map((position) => (
-                <tr key={position.market}>
-                  <td>{position.market}</td>
-                  <td className="num">{num(position.volume, 8)}</td>
-                  <td className="num">{tickPrice(position.avg_buy_price)}</td>
-                  <td className="num">{tickPrice(position.mark_price)}</td>
-                  {/* unrealized_pct is already in percent */}
-                  <td className={`num ${(position.unrealized_pct ?? 0) >= 0 ? "ok" : "bad"}`}>
-                    {position.unrealized_pct === null || position.unrealized_pct === undefined
-                      ? "-"
-                      : `${position.unrealized_pct.toFixed(2)}%`}
-                  </td>
-                  <td className="num">{tickPrice(position.stop_loss_price)}</td>
-                  <td className="num">{tickPrice(position.take_profit_price)}</td>
-                  <td className="small">{position.run_id ? <a href={runHref(position.run_id)}>{t("openRun")}</a> : "-"}</td>
-                  {canSell && (
-                    <td data-testid={`sell-${position.market}`}>
-                      <SellNow
-                        position={position}
-                        onSold={(result) => {
-                          setSold(result);
-                          positions.reload();
-                        }}
-                      />
-                    </td>
-                  )}
-                </tr>
-              ))}
-            </tbody>
-          </table>
-          </div>
-        )}
-      </Panel>
+      <PositionsPanel canSell={canSell} />
       <Panel title={t("events")} wide>
         <ol className="events">
           {recent.slice(0, 25).map((event, index) => (
