@@ -11,7 +11,8 @@ The engine reads the news through a `NewsReader`, always point in time:
 watchdog triggers (`Engine.on_trigger` -> `EmergencyExits`), with the item in the event:
 
 - an Upbit trading warning (유의 종목) or delisting notice about a market sells what is held of
-  it at once and bars entries into it for `notice_block` after the notice was first seen;
+  it at once and bars entries into it for `notice_block` after the notice was issued (its
+  published time; a notice issued longer ago than that does nothing);
 - a market's sentiment index at or below the watchdog's threshold (the plan's -0.6, settable)
   sells it (`Watchdog.on_sentiment`: one trigger each time the index crosses down).
 
@@ -58,6 +59,7 @@ def headline(scored: ScoredNews, market: str) -> dict[str, Any]:
         "link": item.link,
         "source": item.source,
         "first_seen_at": item.first_seen_at,
+        "published_at": item.published_at,
         "notice": item.notice_kind,
         "score": None if score is None else round(score.score, 3),
         "relevance": None if score is None else round(score.relevance, 3),
@@ -74,6 +76,7 @@ def row_headline(row: dict[str, Any], market: str) -> dict[str, Any]:
         "link": row["link"],
         "source": row["source"],
         "first_seen_at": row["first_seen_at"],
+        "published_at": row.get("published_at"),
         "notice": row.get("notice_kind"),
         "score": None if score is None else round(float(score["score"]), 3),
         "relevance": None if score is None else round(float(score["relevance"]), 3),
@@ -84,9 +87,16 @@ def row_headline(row: dict[str, Any], market: str) -> dict[str, Any]:
 
 def for_prompt(item: dict[str, Any]) -> dict[str, Any]:
     """What a reviewer is shown of an item (JSON: the time as text, no link)."""
-    shown = {k: v for k, v in item.items() if k not in ("link", "scorer") and v is not None}
+    hidden = ("link", "scorer", "published_at")
+    shown = {k: v for k, v in item.items() if k not in hidden and v is not None}
     shown["first_seen_at"] = item["first_seen_at"].isoformat()
     return shown
+
+
+def notice_time(item: dict[str, Any]) -> datetime:
+    """When a notice was issued: its published time (never after first seen), else first seen."""
+    published, seen = item.get("published_at"), item["first_seen_at"]
+    return seen if published is None else min(published, seen)
 
 
 @dataclass
@@ -226,7 +236,7 @@ class NewsWatch:
         ts_ms = int(at.timestamp() * 1000)
         for market in self.markets:
             new = self.reader.items(market, since, at)
-            trigger = self._notice(market, new, ts_ms)
+            trigger = self._notice(market, new, at, ts_ms)
             if trigger is None:
                 trigger = self._sentiment(market, new, at, ts_ms)
             if trigger is not None:
@@ -234,13 +244,21 @@ class NewsWatch:
                 fired.append(trigger)
         return fired
 
-    def _notice(self, market: str, new: list[dict[str, Any]], ts_ms: int) -> Trigger | None:
-        notices = [item for item in new if item["notice"] in BLOCKING_NOTICES]
+    def _notice(
+        self, market: str, new: list[dict[str, Any]], at: datetime, ts_ms: int
+    ) -> Trigger | None:
+        # A notice issued longer than `notice_block` ago (an old one the first poll after a
+        # start sees for the first time) neither sells nor bars.
+        notices = [
+            item
+            for item in new
+            if item["notice"] in BLOCKING_NOTICES and notice_time(item) > at - self.notice_block
+        ]
         if not notices:
             return None
         # A delisting outranks a warning; the newest of a kind otherwise.
-        notice = max(notices, key=lambda n: (n["notice"] == "delisting", n["first_seen_at"]))
-        until = notice["first_seen_at"] + self.notice_block
+        notice = max(notices, key=lambda n: (n["notice"] == "delisting", notice_time(n)))
+        until = notice_time(notice) + self.notice_block
         current = self._blocks.get(market)
         if current is None or current[0] < until:
             kind, title = notice["notice"], notice["title"]

@@ -159,6 +159,32 @@ async def test_an_upbit_warning_notice_sells_the_coin_and_bars_entries_across_a_
         assert svc.engine.blocked_reason(MARKET, after_block) is None
 
 
+async def test_an_old_notice_a_first_poll_sees_neither_sells_nor_bars(
+    tmp_path: Path, server: NewsServer, closes: list[BarClose]
+) -> None:
+    notice = "[거래] 리플(XRP) 투자 유의 종목 지정 안내"
+    issued = datetime.now(UTC) - timedelta(days=30)
+    server.serve(
+        NOTICES_PATH,
+        Feed(
+            upbit_notices([{"id": 4001, "title": notice, "listed_at": issued}]),
+            media_type="application/json",
+        ),
+    )
+    settings = settings_for(tmp_path, news_feeds=[f"upbit={server.url(NOTICES_PATH)}"])
+    async with open_services(settings, session_id="o", account_path=tmp_path / "a.json") as svc:
+        svc.engine.warm_up(closes[:WARMUP_BARS])
+        await buy(svc)
+        async with running_news(settings, svc.engine, svc.journal, svc.bus):
+            await until(lambda: bool(svc.journal.news_items(market=MARKET)))
+            await svc.engine.news.check(datetime.now(UTC))  # type: ignore[union-attr]
+            reason = svc.engine.blocked_reason(MARKET, datetime.now(UTC))
+
+        assert news_triggers(svc.journal) == []
+        assert reason is None
+        assert MARKET in (await svc.exchange.get_account()).positions
+
+
 def store_item(journal: Journal, title: str, seen: datetime, score: float) -> None:
     item = NewsItem(
         source="wire",
