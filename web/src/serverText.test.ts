@@ -79,6 +79,7 @@ describe("the engine's sentences in Korean", () => {
     "rule-based sizing: strong signal, low volatility; 3 wins in a row; risk level low",
     "rule-based sizing: weak or volatile signal; risk level medium",
     "no news source configured: sentiment unknown",
+    "no scored news about the coin: sentiment unknown",
     "groq_check failed: TimeoutError: read timed out",
   ];
 

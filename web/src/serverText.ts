@@ -174,6 +174,10 @@ const REASONING: Rule[] = [
     (f) => `규칙 기반 사이징: ${sizingTier(f[1])}; 위험 수준 ${RISK_LEVEL_KO[f[2]]}`,
   ],
   [/^no news source configured: sentiment unknown$/, () => "뉴스 소스 없음: 시장 심리 알 수 없음"],
+  [
+    /^no scored news about the coin: sentiment unknown$/,
+    () => "이 코인에 대한 점수 매긴 뉴스 없음: 시장 심리 알 수 없음",
+  ],
   [/^exit: sell the whole position$/, () => "청산: 포지션 전부 매도"],
   [/^(groq_check|ollama_check|sizing) failed: (.+)$/, (f) => `${f[1]} 실패: ${f[2]}`],
 ];
