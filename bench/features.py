@@ -123,6 +123,8 @@ def reference(regular: pd.DataFrame) -> Pair:
     out["tod_cos"] = np.cos(angle)
     out["trade_intensity"] = np.nan
     out["spread_bps"] = np.nan
+    out["news_sentiment"] = np.nan  # no news on candles
+    out["news_count"] = np.nan
     log_range_sq = (np.log(high) - np.log(low)) ** 2
     for window in (10, 60):
         mean_sq = rolling(log_range_sq, window).mean().droplevel(0)

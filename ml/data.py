@@ -16,6 +16,11 @@ PRICE_COLUMNS: tuple[str, ...] = ("open", "high", "low", "close", "volume")
 LIVE_COLUMNS: tuple[str, ...] = ("trade_intensity", "spread_bps")
 """Per-bar values only a live feed has (``lxa record`` writes them with each bar; candle files
 lack them). ``load_candles`` carries them when a file has them; missing is NaN, never 0."""
+NEWS_COLUMNS: tuple[str, ...] = ("news_sentiment", "news_count")
+"""Per-bar news values, never in a candle file: the coin's sentiment index at the bar's close
+and the items counted in it (``news.index.SentimentReading``). Live, the engine reads them at
+each bar close; for training, ``app.news_features`` puts them on the candles from a journal,
+point in time. ``regularize`` carries them (NaN on filled bars); missing is NaN, never 0."""
 _LIVE_BOUNDS = {"trade_intensity": (-1.0, 1.0), "spread_bps": (0.0, math.inf)}
 _RECORDED_BARS = "bars"  # the folder of closed bars under an `lxa record` folder
 BAR = pd.Timedelta(minutes=1)
@@ -263,7 +268,8 @@ def regularize(
     A jump in time larger than ``max_gap`` starts a new segment (int column ``segment``).
     Inside a segment, a missing bar is a quiet one (Upbit sends no candle when nothing
     traded): it becomes a flat bar at the previous close with volume 0 and ``filled`` True.
-    ``LIVE_COLUMNS`` in the input are kept, NaN on filled bars (nothing traded, no spread seen).
+    ``LIVE_COLUMNS`` and ``NEWS_COLUMNS`` in the input are kept, NaN on filled bars (nothing
+    traded, no spread seen; live, the engine reads the news only at a real bar's close).
     """
     for column in ("ts", "open", "high", "low", "close", "volume"):
         if column not in frame_one_market.columns:
@@ -286,7 +292,7 @@ def regularize(
     if ts.tz is None:
         raise ValueError("regularize needs timezone-aware 'ts' (UTC)")
     ts = ts.tz_convert("UTC").as_unit("ns")
-    live_columns = [column for column in LIVE_COLUMNS if column in frame.columns]
+    live_columns = [c for c in (*LIVE_COLUMNS, *NEWS_COLUMNS) if c in frame.columns]
     values = {
         column: frame[column].to_numpy(dtype="float64")
         for column in (*PRICE_COLUMNS, *live_columns)

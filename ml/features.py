@@ -17,7 +17,7 @@ import numba
 import numpy as np
 import pandas as pd
 
-from ml.data import BAR, LIVE_COLUMNS, SEGMENT_GAP
+from ml.data import BAR, LIVE_COLUMNS, NEWS_COLUMNS, SEGMENT_GAP
 
 FEATURE_NAMES: tuple[str, ...] = (
     "ret_1",
@@ -48,11 +48,20 @@ FEATURE_NAMES: tuple[str, ...] = (
     "park_240",
     "vol_ratio_60_240",
     "volume_ratio_10_240",
+    "news_sentiment",
+    "news_count",
 )
-# Features candles cannot provide (they need ticks or the orderbook): NaN from candles; the
-# bar's own value where the bars were recorded live (``ml.data.LIVE_COLUMNS``, the same names).
-MISSING_FROM_CANDLES: tuple[str, ...] = ("trade_intensity", "spread_bps")
-assert MISSING_FROM_CANDLES == LIVE_COLUMNS
+# Features candles cannot provide: NaN from candles. Those that need ticks or the orderbook
+# take the bar's own value where the bars were recorded live (``ml.data.LIVE_COLUMNS``, the
+# same names); the news ones (``ml.data.NEWS_COLUMNS``) the coin's sentiment index at the
+# bar's close and the items counted in it (``news.index.SentimentReading.index`` and
+# ``.items``: first seen by the close, with a usable time, within the index's horizon), where
+# news was collected: the engine reads them at each bar close, training takes them from a
+# journal (``app.news_features``). Both NaN, never 0, where no news was collected (a count of
+# 0 means news was collected and none counts; the index is then NaN, as no news is not
+# neutral news). A set trained before them (meta ``feature_names`` without them) is unchanged.
+MISSING_FROM_CANDLES: tuple[str, ...] = ("trade_intensity", "spread_bps", *NEWS_COLUMNS)
+assert MISSING_FROM_CANDLES == LIVE_COLUMNS + NEWS_COLUMNS
 # Four-hour features: NaN until a segment has LONG_BARS bars (after WARMUP_BARS), so a model
 # must accept them as missing. Measured on validation windows inside the training data (Upbit
 # 2025-09-14..17, LightGBM trained on earlier Upbit and Binance bars): the margin of the
@@ -114,9 +123,10 @@ _FASTMATH = {"reassoc", "contract"}  # lets LLVM vectorise the window sums; NaN 
 _N_FEATURES = len(FEATURE_NAMES)
 # _fill_rows writes the columns by index, in this order.
 assert _RETURN_LAGS == (1, 5, 10, 30, 60) and _VOLATILITY_WINDOWS == (10, 30, 60)
-assert FEATURE_NAMES.index("tod_cos") == 17 and FEATURE_NAMES[18:20] == MISSING_FROM_CANDLES
+assert FEATURE_NAMES.index("tod_cos") == 17 and FEATURE_NAMES[18:20] == LIVE_COLUMNS
 assert FEATURE_NAMES[20:24] == ("park_10", "park_60", "vol_ratio_10_60", "park_ratio_10_60")
-assert FEATURE_NAMES[24:] == LONG_FEATURES and LONG_BARS > WARMUP_BARS
+assert FEATURE_NAMES[24:28] == LONG_FEATURES and LONG_BARS > WARMUP_BARS
+assert FEATURE_NAMES[28:] == NEWS_COLUMNS
 _LONG_FIRST_ROW = LONG_BARS - 1
 _LONG_VOLUME_SHORT = 10
 assert _PARKINSON_WINDOWS == (10, 60)
@@ -431,11 +441,14 @@ def _rows(
         out[i, 17] = tod_cos[minute]
         out[i, 18] = np.nan  # trade_intensity, spread_bps: missing here (NaN, never zero);
         out[i, 19] = np.nan  # compute_features / LiveFeatures copy in a recorded bar's values
+        out[i, 28] = np.nan  # news_sentiment, news_count: likewise, where news was collected
+        out[i, 29] = np.nan
 
 
 _CHUNK = 4096
 _WINDOW_POSITIONS = np.arange(LONG_BARS, dtype=np.int64)  # a live window is one segment's start
 _LIVE_SLOTS = [FEATURE_NAMES.index(name) for name in MISSING_FROM_CANDLES]
+_NO_LIVE_VALUES = (math.nan,) * len(MISSING_FROM_CANDLES)
 
 
 @numba.njit(cache=True, parallel=True)
@@ -597,8 +610,9 @@ def compute_features(frame_one_market: pd.DataFrame) -> pd.DataFrame:
 
     Rows with fewer than ``WARMUP_BARS`` bars of their segment behind them (themselves
     included) are all NaN; rows with fewer than ``LONG_BARS`` have NaN ``LONG_FEATURES``.
-    ``trade_intensity`` and ``spread_bps`` are the frame's own columns of those names where it
-    has them (recorded bars), else NaN. The result is indexed like the input.
+    ``MISSING_FROM_CANDLES`` (``trade_intensity`` and ``spread_bps``, the news columns) are the
+    frame's own columns of those names where it has them (recorded bars, news put on the
+    candles), else NaN. The result is indexed like the input.
     """
     frame = frame_one_market
     for column in ("ts", "open", "high", "low", "close", "volume", "segment"):
@@ -658,8 +672,9 @@ class LiveFeatures:
     Applies the rules of ``ml.data.regularize`` as bars arrive: a missing bar up to
     ``max_gap`` away is filled flat (previous close, volume 0, no live values); a longer jump
     starts a new segment and forgets the history. A bar with the same ts as the newest
-    replaces it. A live bar's ``trade_intensity`` and ``spread_bps`` (NaN when not given)
-    become its row's values, as ``compute_features`` takes them from recorded bars.
+    replaces it. A live bar's ``trade_intensity`` and ``spread_bps``, and the news read at its
+    close (``news_sentiment``, ``news_count``), NaN when not given, become its row's values,
+    as ``compute_features`` takes them from the frame's columns.
     """
 
     def __init__(
@@ -678,7 +693,7 @@ class LiveFeatures:
         if self._bar_s <= 0 or self._max_gap_s < self._bar_s:
             raise ValueError("bar must be positive and max_gap at least one bar")
         capacity = 2 * self._history
-        # o, h, l, c, v, minute, trade_intensity, spread_bps
+        # o, h, l, c, v, minute, then MISSING_FROM_CANDLES (trade_intensity, spread_bps, news)
         self._data = np.empty((6 + len(MISSING_FROM_CANDLES), capacity), dtype="float64")
         self._size = 0
         self._segment_bars = 0
@@ -713,7 +728,7 @@ class LiveFeatures:
         lo: float,
         c: float,
         v: float,
-        live: tuple[float, float] = (math.nan, math.nan),
+        live: tuple[float, ...] = _NO_LIVE_VALUES,
     ) -> None:
         """Append one bar to the buffer, compacting it when full."""
         data = self._data
@@ -728,7 +743,7 @@ class LiveFeatures:
         data[3, i] = c
         data[4, i] = v
         data[5, i] = (ts_s // 60) % _MINUTES_PER_DAY
-        data[6, i], data[7, i] = live
+        data[6:, i] = live
         self._size = i + 1
         self._segment_bars += 1
         self._last_ts_s = ts_s
@@ -744,11 +759,17 @@ class LiveFeatures:
         *,
         trade_intensity: float = math.nan,
         spread_bps: float = math.nan,
+        news_sentiment: float = math.nan,
+        news_count: float = math.nan,
     ) -> None:
-        """Add the bar that opened at ``ts`` (timezone-aware), with its live values if any."""
+        """Add the bar that opened at ``ts`` (timezone-aware), with its live values if any.
+
+        ``news_sentiment`` and ``news_count``: the market's news read at the bar's close (NaN
+        where no news is collected, or where the index counts no item).
+        """
         if ts.tzinfo is None:
             raise ValueError("ts must be timezone-aware (UTC)")
-        live = (float(trade_intensity), float(spread_bps))
+        live = (float(trade_intensity), float(spread_bps), float(news_sentiment), float(news_count))
         ts_s = int(ts.timestamp())
         last = self._last_ts_s
         self._cache_valid = False
@@ -762,7 +783,7 @@ class LiveFeatures:
                 data[2, i] = low
                 data[3, i] = close
                 data[4, i] = volume
-                data[6, i], data[7, i] = live
+                data[6:, i] = live
                 return
             if step < 0:
                 raise ValueError(

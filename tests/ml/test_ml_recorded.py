@@ -22,7 +22,7 @@ import pytest
 from exchange.bars import LiveBarClose, LiveBarFeatures
 from exchange.recorder import ParquetRecorder
 from exchange.types import Bar
-from ml.data import LIVE_COLUMNS, load_candles, regularize
+from ml.data import LIVE_COLUMNS, NEWS_COLUMNS, load_candles, regularize
 from ml.features import (
     FEATURE_NAMES,
     MISSING_FROM_CANDLES,
@@ -253,7 +253,9 @@ def test_a_full_set_trained_on_recorded_bars_reads_their_live_values(
 
     meta = read_meta(model_dir)
     assert set(MISSING_FROM_CANDLES) <= set(meta["feature_names"])
-    assert meta["hybrid"]["feature_names"][-2:] == list(MISSING_FROM_CANDLES)
+    # The hybrid reads the live-only features the rows have: recorded bars, no news.
+    assert meta["hybrid"]["feature_names"][-2:] == list(LIVE_COLUMNS)
+    assert not set(NEWS_COLUMNS) & set(meta["hybrid"]["feature_names"])
     for side in ("buy", "sell"):
         booster = lgb.Booster(model_file=str(model_dir / f"model_{side}.txt"))
         splits = dict(zip(booster.feature_name(), booster.feature_importance(), strict=True))
