@@ -16,8 +16,12 @@ counts only once its last fill is at or before `now`.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
-from datetime import datetime, timedelta
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -42,6 +46,9 @@ from store.reviewer_ledger import (
 from store.rows import OutcomeRow
 
 DEFAULT_LOOKBACK = timedelta(days=3)
+OUTCOMES_EVERY_S = 300.0  # the service writes the outcomes that became known this often
+
+log = logging.getLogger(__name__)
 
 
 def _proposal(decision: Mapping[str, Any]) -> tuple[str | None, str | None]:
@@ -246,3 +253,39 @@ def weights_for_retrain(
         return reviewer_weights(
             journal, settings, known_at=known_at, frozen_before=training_cutoff(replacing)
         )
+
+
+@asynccontextmanager
+async def periodic_outcomes(
+    journal: Journal,
+    *,
+    every_s: float = OUTCOMES_EVERY_S,
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    on_run: Callable[[dict[str, Any]], None] | None = None,
+) -> AsyncIterator[None]:
+    """Inside the service: `record_outcomes` every `every_s` seconds while the block runs.
+
+    Each run reads and writes the journal in a thread (never on the loop the watchdog uses);
+    a run that fails (the database away) is logged and the next one tries again, so the
+    learning loop's outcomes never stop the trading.
+    """
+    if every_s <= 0:
+        raise ValueError(f"every_s must be positive, got {every_s}")
+
+    async def loop() -> None:
+        while True:
+            try:
+                done = await asyncio.to_thread(record_outcomes, journal, now=clock())
+                if on_run is not None:
+                    on_run(done)
+            except Exception as exc:
+                log.warning("the outcome job failed, trying again in %.0f s: %s", every_s, exc)
+            await asyncio.sleep(every_s)
+
+    task = asyncio.create_task(loop(), name="lxa-outcomes")
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Iterator
 from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -14,6 +16,7 @@ import pytest
 from learning_journal import (
     FEE,
     HORIZON,
+    HOURS,
     T0,
     bundled_candles,
     closes_by_market,
@@ -24,7 +27,7 @@ from learning_journal import (
 from typer.testing import CliRunner
 
 from app.cli import app
-from app.outcomes import decision_outcomes, record_outcomes, trade_outcomes
+from app.outcomes import decision_outcomes, periodic_outcomes, record_outcomes, trade_outcomes
 from evaluation.outcomes import CloseBook, window_end
 from store.journal import Journal
 from store.journal.trades import round_trips_from_fills
@@ -190,3 +193,41 @@ def test_lxa_outcomes_writes_the_known_outcomes_of_the_settings_journal(
     with Journal.open(url) as journal:
         assert written == len(journal.list_outcomes()) > 0
     assert json.loads(again.output)["outcomes_written"] == 0
+
+
+async def test_the_service_writes_outcomes_as_their_windows_close_and_survives_a_failed_run(
+    candles: pd.DataFrame, tmp_path: Path
+) -> None:
+    journal = scripted_journal(f"sqlite:///{tmp_path / 'j.db'}", candles)
+    clock = [T0 + timedelta(minutes=30)]  # half an hour in: only the first windows closed
+    runs: list[dict[str, Any]] = []
+    calls = 0
+    real = journal.decisions_without_outcomes
+
+    def flaky(**kwargs: Any) -> Any:  # the database away on the first run only
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise OSError("database away")
+        return real(**kwargs)
+
+    journal.decisions_without_outcomes = flaky  # type: ignore[method-assign]
+    async with periodic_outcomes(journal, every_s=0.05, clock=lambda: clock[0], on_run=runs.append):
+        for _ in range(200):
+            if runs:
+                break
+            await asyncio.sleep(0.02)
+        early = {row["bar_ts"] for row in journal.list_outcomes()}
+        clock[0] = T0 + timedelta(hours=HOURS, minutes=HORIZON + 2)  # every window closed
+        seen = len(runs)
+        for _ in range(200):
+            if len(runs) > seen:
+                break
+            await asyncio.sleep(0.02)
+    late = journal.list_outcomes()
+    journal.close()
+
+    assert calls >= 3 and runs  # the failed first run did not end the job
+    assert early and max(early) <= T0 + timedelta(minutes=30 - HORIZON - 1)
+    assert len(late) > len(early)
+    assert len({(row["run_id"], row["subject"]) for row in late}) == len(late)
