@@ -494,14 +494,15 @@ async def run_backtest(
     reviewers_mode: str = "off",
     llm_cache: Path | None = None,
     blind: bool = False,
-    engine_path: bool = False,
+    engine_path: bool | None = None,
 ) -> dict[str, Any]:
     """Run the backtest, write metrics.json, equity.png and report.html; return the metrics.
 
     `blind` hides from the LLM prompts what identifies the period (`prompts.loader.Blind`).
     With the LLM checks on (`llm`, `cache-only`) the fast path runs (`simulate_fast`: the
     simulator, the graph at each proposed order) unless `engine_path` asks for the engine's
-    replay (one graph run per bar, the reference); with them off, the engine's replay runs.
+    replay (one graph run per bar, the reference); with them off, the engine's replay runs
+    unless `engine_path` is False.
     """
     if reviewers_mode not in REVIEWER_MODES:
         raise BacktestError(
@@ -519,7 +520,7 @@ async def run_backtest(
     candles, markets, model_path = prepared.candles, prepared.markets, prepared.model_path
     meta, settings = prepared.meta, prepared.settings
     llm_cache = llm_cache or prepared.llm_cache
-    fast = reviewers_mode != "off" and not engine_path
+    fast = reviewers_mode != "off" if engine_path is None else not engine_path
     if fast:
         simulation = await simulate_fast(
             settings,

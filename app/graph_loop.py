@@ -476,6 +476,7 @@ def record_holds(
     created = datetime.now(UTC)
     rows = []
     markets = builder.markets
+    named = run.bar_markets.tolist()
     for t, rule in enumerate(run.bar_rules.tolist()):
         if t in skip or rule < 0:
             continue
@@ -487,7 +488,7 @@ def record_holds(
             "created_at": created,
             "trigger": "bar",
             "action": "hold",
-            "market": None,
+            "market": markets[named[t]] if named[t] >= 0 else None,
             "reason": RULE_NAMES[rule],
             "duration_ms": 0.0,
             "nodes": {

@@ -394,7 +394,7 @@ def _equity(
 # - guard: RiskGuard's day and month (`_observe`); counts: fills written, results kept, round
 #   trips closed, entries made;
 # - out: what `simulate` reads back: (fills, equity after each close, rule counts, round trips'
-#   minutes, entry ratios, the rule of each bar).
+#   minutes, entry ratios, each bar's rule and the market it named).
 #
 # Speed: numba counts a reference for every array a compiled function is handed (or takes out of
 # a tuple) and drops it after the array's last use: two atomic operations a call, unless its
@@ -482,7 +482,7 @@ def _run(
                     expected_now, held, held_minutes, since_exit, entries_now, blocked, params
                 )
                 rule_counts[rule] += 1
-            bar_rules[t] = rule
+            bar_rules[t, 0], bar_rules[t, 1] = rule, chosen
             if review and action != HOLD:  # stop here until the reviewers answer
                 control[C_NEXT], control[C_ACTION], control[C_MARKET] = t, action, chosen
                 control[C_RULE] = rule
@@ -1034,7 +1034,7 @@ class SimulationRun:
             np.zeros(16, dtype=np.int64),
             trips,
             np.zeros(capacity),
-            np.full(n_bars, -1, dtype=np.int64),
+            np.full((n_bars, 2), -1, dtype=np.int64),
         )
         self.book = _new_book(n_markets, data.tick_rounding, fills, trips)
         self.memory = _new_memory(n_markets)
@@ -1069,7 +1069,12 @@ class SimulationRun:
     @property
     def bar_rules(self) -> npt.NDArray[np.int64]:
         """The rule that decided each bar so far (`policy.rules.Rule`; -1: not reached)."""
-        return self._out[5]
+        return self._out[5][:, 0]
+
+    @property
+    def bar_markets(self) -> npt.NDArray[np.int64]:
+        """The market each bar's decision named (what it proposed or held off; -1: none)."""
+        return self._out[5][:, 1]
 
     @property
     def krw(self) -> float:

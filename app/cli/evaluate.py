@@ -132,7 +132,7 @@ def backtest(
                     reviewers_mode=reviewers,
                     llm_cache=llm_cache,
                     blind=blind,
-                    engine_path=engine_path,
+                    engine_path=True if engine_path else None,
                 )
             )
     if as_json:

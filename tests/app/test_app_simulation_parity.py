@@ -37,6 +37,7 @@ from ml.data import load_candles
 from ml.predict import Predictor
 from ml.registry import latest_model_dir
 from policy.simulate import FILL_REASONS, simulate
+from store.journal import Journal
 
 LOOSE = {
     "policy_entry_margin_bps": -1000.0,  # any forecast clears it: trade as often as allowed
@@ -193,6 +194,16 @@ def _fills_of(simulation: Simulation) -> list[tuple[Any, ...]]:
     ]
 
 
+def _decisions(report: Path) -> list[tuple[Any, ...]]:
+    """Every journaled decision: bar, action, market, reason (the run id's time stamp)."""
+    with Journal.open(f"sqlite:///{report / 'journal.db'}") as journal:
+        rows = journal.list_decisions(limit=10_000)
+    return sorted(
+        (r["run_id"].rsplit("-", 1)[1], str(r["bar_ts"]), r["action"], r["market"], r["reason"])
+        for r in rows
+    )
+
+
 @pytest.mark.parametrize("case", list(REVIEWER_CASES))
 def test_the_fast_path_reviews_and_trades_as_the_engine_does(tmp_path: Path, case: str) -> None:
     groq, ollama = (FixedPolicy(rule) for rule in REVIEWER_CASES[case])
@@ -244,6 +255,7 @@ def test_the_fast_path_reviews_and_trades_as_the_engine_does(tmp_path: Path, cas
         r["run_id"].rsplit("-", 1)[1] for r in ledger["rows"]
     ]
     assert fast.holds == engine.holds
+    assert _decisions(tmp_path / "fast") == _decisions(tmp_path / "engine")
     if case == "agree":
         assert len(engine_fills) > 20 and ledger["reviewers"]["groq"]["vetoed"] == 0
         assert ledger["proposals"] < REVIEWED_MINUTES / 2  # the graph ran at a few bars only

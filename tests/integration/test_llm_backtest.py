@@ -9,6 +9,7 @@ enter on any forecast so the reviewers have proposals to judge.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import os
 import random
@@ -130,6 +131,8 @@ def test_random_ollama_vetoes_show_in_the_ledger_and_a_cached_rerun_calls_nothin
     assert ledger["groq"]["vetoed"] == 0
     assert ledger["ollama"]["asked"] == len(vetoes) > 0
     assert ledger["ollama"]["vetoed"] == sum(vetoes)
+    assert first["path"]["name"] == again["path"]["name"] == "fast"  # the default
+    assert first["path"]["graph_runs"] == first["veto_ledger"]["proposals"] < MINUTES
     assert calls_after_again == calls_after_first  # the rerun called nothing
     assert again["llm"]["calls"] == 0 and again["llm"]["cache_hits"] == calls_after_first
     assert decisions(tmp_path / "again") == decisions(tmp_path / "first")
@@ -154,6 +157,52 @@ def test_random_ollama_vetoes_show_in_the_ledger_and_a_cached_rerun_calls_nothin
             served = client.get("/api/reviewers").json()
     assert served["reviewers"] == first["veto_ledger"]["reviewers"]
     assert served["agreement"] == first["veto_ledger"]["agreement"]
+
+
+def coin_on_market_and_bar(request_json: dict[str, Any]) -> Text:
+    """Agree or hold by a coin keyed on the prompt's market and bar time (the same question on
+    either path gets the same answer, whatever else the prompt shows)."""
+    user = " ".join(str(m.get("content", "")) for m in request_json.get("messages", []))
+    market = re.search(r"KRW-[A-Z]+", user)
+    bar = re.search(r"20\d\d-\d\d-\d\dT\d\d:\d\d", user)
+    assert market is not None and bar is not None
+    heads = hashlib.sha256(f"{market.group()}|{bar.group()}".encode()).digest()[0] < 150
+    return verdict(proposed(request_json) if heads else "hold")
+
+
+def test_the_fast_path_and_the_engine_path_decide_alike_through_the_llm_clients(
+    tmp_path: Path,
+) -> None:
+    with (
+        GroqServer(default=coin_on_market_and_bar) as groq,
+        OllamaServer(default=coin_on_market_and_bar) as ollama,
+    ):
+        settings = settings_for(tmp_path, groq, ollama)
+        fast = backtest(settings, tmp_path / "fast", "llm")
+        engine = asyncio.run(
+            run_backtest(
+                settings.model_copy(update={"data_dir": tmp_path / "engine-data"}),
+                candles_paths=[BUNDLED_CANDLES],
+                report_dir=tmp_path / "engine",
+                minutes=MINUTES,
+                reviewers_mode="llm",
+                engine_path=True,
+            )
+        )
+
+    assert (fast["path"]["name"], engine["path"]["name"]) == ("fast", "engine")
+    assert engine["path"]["graph_runs"] == MINUTES > fast["path"]["graph_runs"]
+    ledger = engine["veto_ledger"]
+    assert ledger["reviewers"]["groq"]["vetoed"] > 0 and fast["buys"] > 0
+    assert fast["veto_ledger"]["reviewers"] == ledger["reviewers"]
+    assert fast["veto_ledger"]["agreement"] == ledger["agreement"]
+    assert fast["llm"]["calls"] == engine["llm"]["calls"]  # each path asked every question
+    for key in ("buys", "sells", "n_trades", "total_return", "fees_paid", "max_drawdown"):
+        assert fast[key] == pytest.approx(engine[key], rel=1e-9, abs=1e-12), key
+    assert [t["exit_reason"] for t in fast["trades"]] == [
+        t["exit_reason"] for t in engine["trades"]
+    ]
+    assert decisions(tmp_path / "fast") == decisions(tmp_path / "engine")
 
 
 def test_cache_only_stops_on_a_miss_and_calls_nothing(tmp_path: Path) -> None:
