@@ -264,7 +264,8 @@ async def run_live_session(
         async with (
             daily_retrain(settings, engine.outbox),  # LXA_RETRAIN_AT_KST, in its own process
             serving(services, enabled=serve, on_ready=on_ready),
-            running_news(settings, engine, services.journal, services.bus),  # LXA_NEWS_ENABLED
+            # LXA_NEWS_ENABLED; the news scorer's LLM calls count on the checks' meter
+            running_news(settings, engine, services.journal, services.bus, meter=services.meter),
         ):
             runner = LiveRunner(services, on_event=on_event)
             settle_heap()

@@ -10,6 +10,7 @@ from app.settings import Settings
 from graph.review import Reviewer, Sizer
 from llm.cache import ResponseCache
 from llm.cost import CallMeter
+from llm.news_scorer import NEWS_SENTIMENT_PROMPT, NEWS_SENTIMENT_VARIABLES, LLMNewsScorer
 from llm.provider import ChatProvider
 from llm.resilience import CircuitBreaker
 from llm.reviewers import REVIEW_VARIABLES, SIZING_VARIABLES, LLMReviewer, LLMSizer
@@ -151,3 +152,35 @@ def build_reviewers(
         ),
         sizer=sizer,
     )
+
+
+def news_scorer_choice(settings: Settings) -> str:
+    """Who scores the news: `LXA_NEWS_SCORER`, else groq with a key, ollama with a host, or
+    the lexicon."""
+    if settings.news_scorer is not None:
+        return settings.news_scorer
+    if settings.groq_api_key is not None:
+        return "groq"
+    if settings.ollama_host is not None:
+        return "ollama"
+    return "lexicon"
+
+
+def build_news_scorer(
+    settings: Settings, cache: ResponseCache | None, meter: CallMeter | None = None
+) -> LLMNewsScorer | None:
+    """The LLM news scorer the settings choose (None: the lexicon alone scores).
+
+    Its provider is its own (its own breaker: a failing news call never opens the checks'),
+    sharing the response cache and the meter, so its calls count against the daily budget.
+    """
+    choice = news_scorer_choice(settings)
+    if choice == "lexicon":
+        return None
+    prompts = PromptLibrary(settings.prompts_dir or DEFAULT_PROMPTS_DIR)
+    prompts.require([NEWS_SENTIMENT_PROMPT], {NEWS_SENTIMENT_PROMPT: set(NEWS_SENTIMENT_VARIABLES)})
+    if choice == "groq":
+        provider = groq_provider(settings, cache, meter)
+    else:
+        provider = ollama_provider(settings, cache, meter)
+    return LLMNewsScorer(provider, prompts)

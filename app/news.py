@@ -7,6 +7,16 @@ event per stored item on the bus. `index_from_journal` rebuilds the sentiment in
 journal for a backtest or replay, point in time (only items first seen by `until`, only
 items with a usable time).
 
+Who scores (`news_scorers`): with an LLM (`LXA_NEWS_SCORER`, default groq with a Groq key,
+else ollama with a host, else the lexicon alone) the service holds two scorers, the LLM's
+(`LLMScorer` over `llm.news_scorer.LLMNewsScorer`) first and the lexicon second. Both scores
+are stored (the LLM's named provider:model, the lexicon's "lexicon"); the index, and so the
+watchdog's -0.6 sell, and the prompts' headlines read the first score of each item and coin:
+the LLM's when it answered, the lexicon's when it did not (no LLM, a failed call, a bad
+answer, a coin the answer left out, the daily budget spent). Each LLM call is journaled in
+`llm_calls` like the checks' (node `news_sentiment`, run id `news-<link key>`, its cost in
+`response.cost_usd`).
+
 What the later integration calls (#17): `NewsService.reading(market, at)` (the watchdog's
 index and the features), `NewsService.recent(market)` and `notices(market)` (the prompts'
 headlines, the watchdog's notices), `index_from_journal(...).index_at(market, bar_ts)` in a
@@ -27,21 +37,28 @@ import httpx
 
 from app.engine import Engine
 from app.engine.news import HEADLINES_WITHIN, LiveNews, load_journal_news
+from app.llm import build_meter, build_news_scorer
 from app.settings import Settings
+from llm.cache import MemoryResponseCache, ResponseCache
+from llm.cost import CallMeter
+from llm.news_scorer import NEWS_SENTIMENT_PROMPT, LLMNewsScorer, NewsScoring
 from news.index import IndexView, ScorePoint, SentimentIndex
-from news.items import CLOCK_SKEW, TITLE_DEDUP_WINDOW
-from news.scoring import LEXICON_SCORER
+from news.items import CLOCK_SKEW, TITLE_DEDUP_WINDOW, NewsItem
+from news.scoring import LEXICON_SCORER, CoinScore, LexiconScorer, Scorer
 from news.service import NewsService, NewsSink, ScoredNews, utc_now
 from store.bus import EventBus
-from store.journal import Journal
-from store.rows import NewsItemRow, NewsScoreRow
+from store.journal import Journal, JournalResponseCache
+from store.rows import LlmCallRow, NewsItemRow, NewsScoreRow
 
 __all__ = [
+    "LLMScorer",
     "build_news_service",
     "headlines_from_journal",
     "index_from_journal",
     "item_row",
     "journal_sink",
+    "news_call_row",
+    "news_scorers",
     "poll_news",
     "running_news",
     "score_point",
@@ -52,6 +69,106 @@ log = logging.getLogger(__name__)
 
 # How far back the service's dedup memory reaches into the journal at start.
 REMEMBER = timedelta(days=30)
+# LLM call rows kept while the journal refuses them (written with the next call's).
+CALLS_PENDING_LIMIT = 1000
+
+
+def news_call_row(item: NewsItem, scoring: NewsScoring) -> LlmCallRow:
+    """The `llm_calls` row of a news item's scoring call (as the checks' calls are recorded)."""
+    call = scoring.call
+    assert call is not None
+    return {
+        "run_id": f"news-{item.link_key}",
+        "node": NEWS_SENTIMENT_PROMPT,
+        "provider": call.provider,
+        "model": call.model,
+        "prompt_ref": call.prompt_ref,
+        "request": {
+            "system": call.system,
+            "user": call.user,
+            "input_sha256": call.input_sha256,
+            "title": item.title,
+            "link": item.link,
+        },
+        "response": {
+            "raw": call.raw,
+            "thinking": call.thinking,
+            "cost_usd": call.cost_usd,
+            "outcome": scoring.outcome,
+            "missing": list(scoring.missing),
+            "scores": [
+                {"market": s.market, "score": s.score, "relevance": s.relevance, "reason": s.reason}
+                for s in scoring.scores
+            ],
+        },
+        "verdict": None,
+        "latency_ms": float(call.latency_ms),
+        "input_tokens": call.input_tokens,
+        "output_tokens": call.output_tokens,
+        "cached": call.cached,
+        "attempts": call.attempts,
+        "created_at": utc_now(),
+        "error": call.error or scoring.error,
+    }
+
+
+class LLMScorer:
+    """`news.scoring.Scorer` over the LLM news scorer: its scores as `CoinScore`s, each call
+    journaled (`news_call_row`); a call the journal refuses is kept and written with the next."""
+
+    def __init__(self, scorer: LLMNewsScorer, journal: Journal | None = None) -> None:
+        self.scorer = scorer
+        self.name = scorer.name
+        self._journal = journal
+        self._calls: list[LlmCallRow] = []
+        self.journal_errors = 0
+
+    async def score(self, item: NewsItem) -> list[CoinScore]:
+        """The LLM's scores of the item's coins (none where it did not answer)."""
+        scoring = await self.scorer.score_item(item)
+        call = scoring.call  # one refused before it went out (budget, breaker) is not a call
+        if call is not None and (call.attempts or call.cached) and self._journal is not None:
+            self._calls.append(news_call_row(item, scoring))
+            await self._write_calls()
+        return [
+            CoinScore(s.market, s.score, s.relevance, s.reason, s.scorer) for s in scoring.scores
+        ]
+
+    async def _write_calls(self) -> None:
+        journal = self._journal
+        assert journal is not None
+        while self._calls:
+            try:
+                await asyncio.to_thread(journal.record_llm_call, self._calls[0])
+            except Exception as exc:  # the journal away: keep the rows, score on
+                self.journal_errors += 1
+                self._calls = self._calls[-CALLS_PENDING_LIMIT:]
+                log.warning(
+                    "news scorer: %d LLM call row(s) wait for the journal: %s",
+                    len(self._calls),
+                    exc,
+                )
+                return
+            self._calls.pop(0)
+
+
+def news_scorers(
+    settings: Settings,
+    *,
+    journal: Journal | None = None,
+    meter: CallMeter | None = None,
+    cache: ResponseCache | None = None,
+) -> tuple[Scorer, ...]:
+    """The LLM's scorer then the lexicon (module docstring), or the lexicon alone.
+
+    The cache defaults to the journal's (a restart asks nothing twice), else one in memory;
+    the meter to a new one from the settings (pass the checks' to share the daily budget).
+    """
+    if cache is None:
+        cache = JournalResponseCache(journal) if journal is not None else MemoryResponseCache()
+    llm = build_news_scorer(settings, cache, meter if meter is not None else build_meter(settings))
+    lexicon = LexiconScorer()
+    return (lexicon,) if llm is None else (LLMScorer(llm, journal), lexicon)
 
 
 def item_row(scored: ScoredNews) -> NewsItemRow:
@@ -119,14 +236,23 @@ def build_news_service(
     bus: EventBus | None = None,
     sink: NewsSink | None = None,
     client: httpx.AsyncClient | None = None,
+    scorers: Sequence[Scorer] | None = None,
+    meter: CallMeter | None = None,
+    cache: ResponseCache | None = None,
 ) -> NewsService:
-    """The service the settings describe; with a journal, it stores and remembers through it."""
+    """The service the settings describe; with a journal, it stores and remembers through it.
+
+    `scorers` default to `news_scorers(settings, ...)`: the LLM's, then the lexicon.
+    """
     key = settings.news_cryptopanic_key
     if sink is None and journal is not None:
         sink = journal_sink(journal, bus)
+    if scorers is None:
+        scorers = news_scorers(settings, journal=journal, meter=meter, cache=cache)
     service = NewsService(
         settings.news_sources,
         sink=sink,
+        scorers=scorers,
         half_life=timedelta(minutes=settings.news_half_life_minutes),
         poll_interval_s=settings.news_poll_interval_s,
         cryptopanic_key=key.get_secret_value() if key is not None else None,
@@ -230,7 +356,12 @@ async def poll_news(
 
 @asynccontextmanager
 async def running_news(
-    settings: Settings, engine: Engine, journal: Journal, bus: EventBus | None = None
+    settings: Settings,
+    engine: Engine,
+    journal: Journal,
+    bus: EventBus | None = None,
+    *,
+    meter: CallMeter | None = None,
 ) -> AsyncIterator[NewsService | None]:
     """Poll the news while a live session runs (nothing without `LXA_NEWS_ENABLED`).
 
@@ -238,11 +369,12 @@ async def running_news(
     `NewsWatch` acts on them at once: notices and a falling index sell through the watchdog's
     fast path, outside the graph. The engine reads the headlines for its prompts from here,
     and from what the journal held at start (notices stay in force across a restart).
+    `meter`: the checks' (`Services.meter`), so the news scorer's calls share the daily budget.
     """
     if not settings.news_enabled:
         yield None
         return
-    service = build_news_service(settings, journal=journal, bus=bus)
+    service = build_news_service(settings, journal=journal, bus=bus, meter=meter)
     half_life = timedelta(minutes=settings.news_half_life_minutes)
     block = timedelta(hours=settings.news_notice_block_hours)
     start = utc_now()

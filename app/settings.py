@@ -368,6 +368,12 @@ class Settings(BaseSettings):
         description="An Upbit trading warning or delisting notice bars entries into its coin "
         "for this many hours after it was first seen (and sells it at once).",
     )
+    news_scorer: Literal["lexicon", "groq", "ollama"] | None = Field(
+        default=None,
+        description="Who scores news items per coin: groq, ollama (through prompts/"
+        "news_sentiment.md, cached, costed, under the daily LLM budget) or the lexicon; "
+        "default groq with a Groq key, else ollama with a host, else the lexicon.",
+    )
     # Retraining weights (ml/training/weights.py): the reviewers' record per period, recency.
     retrain_weight_rule: Literal["none", "step", "linear"] = Field(
         default="linear",
@@ -489,6 +495,15 @@ class Settings(BaseSettings):
     @field_validator("sizing_provider")
     @classmethod
     def _sizing_provider_is_configured(cls, value: str, info: ValidationInfo) -> str:
+        if value == "groq" and info.data.get("groq_api_key") is None:
+            raise ValueError("is groq but LXA_GROQ_API_KEY is not set")
+        if value == "ollama" and info.data.get("ollama_host") is None:
+            raise ValueError("is ollama but LXA_OLLAMA_HOST is not set")
+        return value
+
+    @field_validator("news_scorer")
+    @classmethod
+    def _news_scorer_is_configured(cls, value: str | None, info: ValidationInfo) -> str | None:
         if value == "groq" and info.data.get("groq_api_key") is None:
             raise ValueError("is groq but LXA_GROQ_API_KEY is not set")
         if value == "ollama" and info.data.get("ollama_host") is None:

@@ -100,10 +100,48 @@ class SizingAnswer(BaseModel):
         return abs(stop), abs(take)
 
 
+class CoinSentimentAnswer(BaseModel):
+    """One coin's score in a news item's sentiment answer."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    market: str = Field(
+        min_length=1, max_length=20, description="The market as given, e.g. KRW-BTC."
+    )
+    score: float = Field(
+        ge=-1.0, le=1.0, description="-1 very bad news for this coin, 0 neutral, 1 very good."
+    )
+    relevance: float = Field(
+        ge=0.0, le=1.0, description="How much the item is about this coin: 0 not, 1 only it."
+    )
+    reason: str = Field(min_length=1, max_length=300, description="One short line.")
+
+    @field_validator("score", "relevance", mode="before")
+    @classmethod
+    def _number(cls, value: Any) -> Any:
+        number = read_number(value, percent_means_fraction=True)
+        if number is None:
+            raise ValueError("a number is required")
+        return number
+
+    @field_validator("reason", mode="before")
+    @classmethod
+    def _one_line(cls, value: Any) -> Any:
+        return " ".join(str(value).split()) if value is not None else value
+
+
+class NewsSentimentAnswer(BaseModel):
+    """The JSON a news item's sentiment scorer must answer with: one entry per coin."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    scores: list[CoinSentimentAnswer] = Field(min_length=1, max_length=20)
+
+
 # Every model an answer is parsed into. Each one's schema goes to the providers (Ollama's
 # `format`), so each must compile into a llama.cpp grammar: tests walk this tuple, and the
 # provider refuses a model that is not in it.
-ANSWER_MODELS: tuple[type[BaseModel], ...] = (VerdictAnswer, SizingAnswer)
+ANSWER_MODELS: tuple[type[BaseModel], ...] = (VerdictAnswer, SizingAnswer, NewsSentimentAnswer)
 
 
 class AnswerSchemaError(ValueError):

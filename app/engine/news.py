@@ -85,6 +85,15 @@ def row_headline(row: dict[str, Any], market: str) -> dict[str, Any]:
     }
 
 
+def first_scores(row: dict[str, Any]) -> list[dict[str, Any]]:
+    """An item row's first score per market (the LLM's when it answered, else the lexicon's:
+    the service's scorers in order, `app.news`), as the live index reads them."""
+    taken: dict[str, dict[str, Any]] = {}
+    for score in row.get("scores") or []:
+        taken.setdefault(score["market"], score)
+    return list(taken.values())
+
+
 def for_prompt(item: dict[str, Any]) -> dict[str, Any]:
     """What a reviewer is shown of an item (JSON: the time as text, no link)."""
     hidden = ("link", "scorer", "published_at")
@@ -137,7 +146,7 @@ class JournalNews:
     def __post_init__(self) -> None:
         ordered = sorted(self.rows, key=lambda row: row["first_seen_at"])
         for row in ordered:
-            for score in row.get("scores") or []:
+            for score in first_scores(row):
                 seen, items = self._by_market.setdefault(score["market"], ([], []))
                 seen.append(row["first_seen_at"])
                 items.append(row_headline(row, score["market"]))
@@ -156,7 +165,7 @@ class JournalNews:
         rows = list(rows)
         index = SentimentIndex(half_life)
         for row in rows:
-            for score in row.get("scores") or []:
+            for score in first_scores(row):
                 index.add(
                     ScorePoint(
                         market=score["market"],

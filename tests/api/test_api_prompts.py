@@ -55,11 +55,10 @@ async def test_list_names_every_prompt_with_its_ref(
     response = await client.get("/api/prompts")
 
     body = response.json()
-    assert [p["name"] for p in body["prompts"]] == ["groq_check", "ollama_check", "sizing"]
+    names = ["groq_check", "news_sentiment", "ollama_check", "sizing"]
+    assert [p["name"] for p in body["prompts"]] == names
     library = PromptLibrary(prompts_dir)
-    assert [p["ref"] for p in body["prompts"]] == [
-        library.get(name).ref for name in ("groq_check", "ollama_check", "sizing")
-    ]
+    assert [p["ref"] for p in body["prompts"]] == [library.get(name).ref for name in names]
     assert all(p["valid"] for p in body["prompts"])
 
 
@@ -79,7 +78,8 @@ async def test_unknown_prompt_is_404_listing_the_available_ones(client: httpx.As
 
     assert response.status_code == 404
     assert response.json() == {
-        "detail": "prompt 'nope' not found (available: groq_check, ollama_check, sizing)"
+        "detail": "prompt 'nope' not found "
+        "(available: groq_check, news_sentiment, ollama_check, sizing)"
     }
 
 
