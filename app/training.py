@@ -162,12 +162,16 @@ def train_model_set(
     eval_fraction: float = EVAL_FRACTION,
     log: Log | None = None,
     weights: TrainingWeights | None = None,
+    news: dict[str, Any] | None = None,
 ) -> TrainedSet:
     """Train (quick or full), calibrate the expected return, and evaluate the policy.
 
     `weights`: weight the models' training rows by the reviewers' record and recency
     (`app.outcomes.reviewer_weights`); only what was known by the models' own cutoff (the
     evaluation window's start) counts, and the set records the summary as `training_weights`.
+    The news features are the candles' `ml.data.NEWS_COLUMNS` where they have them
+    (`app.news_features.with_news_columns`), else NaN; `news`: their summary, recorded as
+    `news_features`.
     """
     say = log or (lambda _: None)
     if until is not None:
@@ -203,6 +207,8 @@ def train_model_set(
             data_files=data_files,
             log=say,
         )
+    if news is not None:
+        update_meta(model_dir, news_features=news)
     meta = read_meta(model_dir)
     horizon = int((meta.get("label") or {}).get("horizon", 10))
     calibration = calibrate(

@@ -82,6 +82,14 @@ def train(
             "hold-out window (its result is stored with the set)."
         ),
     ] = 0.15,
+    news_journal: Annotated[
+        str | None,
+        typer.Option(
+            help="Journal URL whose stored news give the news features (each bar's sentiment "
+            "index and item count, point in time, LXA_NEWS_HALF_LIFE_MINUTES); without it they "
+            "are NaN."
+        ),
+    ] = None,
 ) -> None:
     """Train a model set on real candles and save it to the model registry.
 
@@ -99,6 +107,10 @@ def train(
             [str(p) for p in candles], markets=None if all_markets else settings.markets
         )
     files = [str(p) for p in candles]
+    news = None
+    if news_journal is not None:
+        with exits_on(ValueError, code=2):
+            frame, news = _news_columns(frame, news_journal, settings, until)
     target = out_dir or settings.models_dir
     from app.training import train_model_set
 
@@ -125,6 +137,7 @@ def train(
             eval_fraction=eval_fraction,
             log=err.print,
             weights=row_weights,
+            news=news,
         )
     meta = trained.meta
     out.print(f"saved {meta['model_id']} to {trained.model_dir}")
@@ -193,6 +206,32 @@ def _reviewer_weights(settings: Settings, until: datetime | None) -> TrainingWei
     return weights_for_retrain(settings, known_at=known_at, replacing=serving)
 
 
+def _news_columns(
+    frame: pd.DataFrame, url: str, settings: Settings, until: datetime | None
+) -> tuple[pd.DataFrame, dict[str, object]]:
+    """The candles with the news features from the journal at `url`, and their summary."""
+    from datetime import timedelta
+
+    from app.news_features import with_news_columns
+    from store.journal import Journal
+
+    journal = Journal.open(url)
+    try:
+        with_news, summary = with_news_columns(
+            frame,
+            journal,
+            half_life=timedelta(minutes=settings.news_half_life_minutes),
+            until=until,
+        )
+    finally:
+        journal.close()
+    err.print(
+        f"news features from {_without_password(url)}: {summary.items} scored items, "
+        f"{summary.bars_with_index} of {summary.bars} bars with an index"
+    )
+    return with_news, summary.to_json()
+
+
 def _without_password(url: str) -> str:
     from sqlalchemy.engine import make_url
 
@@ -220,6 +259,14 @@ def walkforward(
     max_windows: Annotated[
         int | None, typer.Option(min=1, help="Stop after this many windows (a quick look).")
     ] = None,
+    workers: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            max=64,
+            help="Run the windows in this many processes (same report, in window order).",
+        ),
+    ] = 1,
     margins: Annotated[
         list[float] | None,
         typer.Option(
@@ -255,6 +302,7 @@ def walkforward(
             files=[str(p) for p in candles],
             log=err.print,
             entry_margins=margins,
+            workers=workers,
         )
     if as_json:
         print_json_line(report["total"])

@@ -60,6 +60,19 @@ def live_values(close: BarClose, market: str) -> dict[str, float]:
     return dict(close.live_values.get(market, {}))
 
 
+def news_values(news: NewsWatch | None, market: str, at: datetime) -> dict[str, float]:
+    """The market's news features read at `at` (a bar's close), point in time.
+
+    `news_sentiment` is the index (NaN when no item counts), `news_count` the items counted in
+    it; none without a reader, so both stay NaN (no news collected, never 0).
+    """
+    if news is None:
+        return {}
+    reading = news.reader.reading(market, at)
+    sentiment = math.nan if reading.index is None else float(reading.index)
+    return {"news_sentiment": sentiment, "news_count": float(reading.items)}
+
+
 @dataclass
 class Engine:
     """Owns the account, the features and the graph runs of one trading session.
@@ -240,10 +253,12 @@ class Engine:
         return count
 
     def _apply_bar(self, market: str, bar: Bar, live: dict[str, float]) -> None:
-        """Mark the bar and add it to the market's features (``live``: its live-only values)."""
+        """Mark the bar and add it to the market's features (``live``: its live-only values;
+        the news as read at the bar's close join them when a reader is attached)."""
         self.venue.on_bar(bar)
+        news = news_values(self.news, market, bar.ts + timedelta(minutes=1))
         self.features[market].update(
-            bar.ts, bar.open, bar.high, bar.low, bar.close, bar.volume, **live
+            bar.ts, bar.open, bar.high, bar.low, bar.close, bar.volume, **live, **news
         )
         self.closes[market] = bar.close
         self.recent_closes[market].append(bar.close)
