@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from api.deps import AccountSource, Replayer, Runner, Services
+from api.deps import AccountSource, ModelSource, Replayer, Runner, Services
 from api.routes import (
     account,
     charts,
@@ -20,7 +20,9 @@ from api.routes import (
     graph,
     health,
     model,
+    models,
     money,
+    news,
     prompts,
     reviewers,
     runs,
@@ -69,6 +71,7 @@ def create_app(
     feed: str = "none: this API has no engine",
     reads_need_token: bool = False,
     bus_kind: str = "in-process",
+    model_source: ModelSource | None = None,
 ) -> FastAPI:
     """Return the API and viewer app over `journal` and `bus`.
 
@@ -104,6 +107,7 @@ def create_app(
         feed=feed,
         reads_need_token=reads_need_token,
         bus_kind=bus_kind,
+        models=model_source,
     )
     for router in (
         health.router,
@@ -116,7 +120,9 @@ def create_app(
         control.router,
         model.router,
         graph.router,
+        models.router,
         reviewers.router,
+        news.router,
     ):
         app.include_router(router)
     docs.install(app)

@@ -25,6 +25,8 @@ __all__ = [
     "CandleSource",
     "DailyLimitSource",
     "JournalDep",
+    "ModelSource",
+    "NewsSourceStats",
     "Replayer",
     "ReviewerSource",
     "Runner",
@@ -140,6 +142,32 @@ class CandleSource(Protocol):
         ...
 
 
+@runtime_checkable
+class NewsSourceStats(Protocol):
+    """The engine's running news service, as its sources' counters (optional beside
+    `AccountSource`)."""
+
+    def news_sources(self) -> list[dict[str, Any]] | None:
+        """Per source: name, kind, url, language, min_interval_s and `NewsService.stats()`'s
+        counters (polls, fetched, errors, last_error, last_ok_at, ...).
+
+        None when the engine runs no news service (LXA_NEWS_ENABLED off, or a replay).
+        """
+        ...
+
+
+@runtime_checkable
+class ModelSource(Protocol):
+    """The model registry, read only (`app.models.list_models` and `ml.champion`)."""
+
+    def models(self) -> dict[str, Any]:
+        """Return the ModelsOut fields: models_dir, champion, champion_pointer, pinned,
+        versions (each with its training window, weights, evaluation, judged figures),
+        history (the champions before, newest first) and retrain (the retrain's memory).
+        """
+        ...
+
+
 @dataclass(frozen=True, slots=True)
 class Services:
     """Everything the routes use; one instance lives on `app.state.services`."""
@@ -159,6 +187,7 @@ class Services:
     feed: str = "none: this API has no engine"
     reads_need_token: bool = False
     bus_kind: str = "in-process"
+    models: ModelSource | None = None
     accepted_runs: set[str] = field(default_factory=set)
 
 

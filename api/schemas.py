@@ -33,7 +33,13 @@ __all__ = [
     "InfoOut",
     "LlmCallOut",
     "ModelStatusOut",
+    "ModelsOut",
     "MonthlyCapOut",
+    "NewsItemOut",
+    "NewsList",
+    "NewsScoreOut",
+    "NewsSourceOut",
+    "NewsSourcesOut",
     "OrderList",
     "OrderOut",
     "PositionList",
@@ -52,6 +58,9 @@ __all__ = [
     "ReplayOutcome",
     "ReplayRequest",
     "ResumeRequest",
+    "ReviewerDayOut",
+    "ReviewerRecordOut",
+    "RightWrongOut",
     "RunAccepted",
     "RunDetail",
     "RunList",
@@ -96,6 +105,8 @@ STREAM_EVENT_TYPES: dict[str, str] = {
     "executed_volume, avg_price, reason)",
     "replay_started": "a fork of a past run began (run_id = fork id, forked_from)",
     "replay_finished": "a fork ended (run_id = fork id, action, market, reason)",
+    "news": "a news item stored for the first time (source, kind, notice_kind, title, link, "
+    "published_at, first_seen_at, coins, scores: market, score, relevance, reason, scorer)",
     "gap": "no id: the events after after_seq are no longer buffered (read the journal)",
     "overflow": "no id: this client fell too far behind and was dropped; reconnect",
 }
@@ -705,4 +716,125 @@ class ModelStatusOut(BaseModel):
     stale: bool = Field(default=False, description="older than max_age_days: retrain it")
     switched_from: str | None = Field(
         default=None, description="the set it replaced between bars (a new champion)"
+    )
+
+
+class NewsScoreOut(BaseModel):
+    """One coin's score of a news item."""
+
+    market: str
+    scorer: str = Field(description="who scored it: lexicon, or provider:model for an LLM")
+    score: float = Field(description="-1 (bad for the coin) to 1 (good)")
+    relevance: float = Field(description="0 to 1: how much the item is about the coin")
+    reason: str = Field(description="one line a person can check")
+    scored_at: datetime
+
+
+class NewsItemOut(BaseModel):
+    """A news item as the journal stored it, with its per-coin scores."""
+
+    id: int
+    source: str = Field(description="the source's name (LXA_NEWS_SOURCES)")
+    kind: str = Field(description="news, or notice (Upbit's own notices)")
+    notice_kind: str | None = Field(
+        description="for a notice: warning, delisting, suspension, ... (else null)"
+    )
+    title: str
+    link: str
+    published_at: datetime | None = Field(description="as the source gave it (null: none)")
+    first_seen_at: datetime = Field(description="when the service first saw it")
+    coins: list[str]
+    scores: list[NewsScoreOut]
+
+
+class NewsList(BaseModel):
+    """Items newest first (by first seen)."""
+
+    items: list[NewsItemOut]
+    market: str | None
+    since: datetime | None
+    limit: int
+
+
+class NewsSourceOut(BaseModel):
+    """One source the running news service polls, and what polling it has done."""
+
+    model_config = ConfigDict(extra="allow")
+
+    name: str
+    kind: str
+    url: str
+    polls: int
+    fetched: int
+    not_modified: int
+    items: int
+    new_items: int
+    errors: dict[str, int]
+    consecutive_errors: int
+    last_error: str | None
+    last_polled_at: datetime | None
+    last_ok_at: datetime | None
+
+
+class NewsSourcesOut(BaseModel):
+    """The running news service's sources; `running` false (and no sources) without one."""
+
+    running: bool
+    note: str
+    sources: list[NewsSourceOut]
+
+
+class ModelsOut(BaseModel):
+    """The model registry: versions newest first, the champion and the promotion decisions."""
+
+    model_config = ConfigDict(extra="allow")
+
+    available: bool = Field(description="false when this server was handed no registry")
+    note: str | None = Field(default=None, description="why nothing is listed, when so")
+    models_dir: str | None
+    champion: str | None = Field(description="the set the engine trades with")
+    champion_pointer: dict[str, Any] | None = Field(
+        description="champion.json: model_id, since, by, reason"
+    )
+    pinned: str | None = Field(description="LXA_MODEL_DIR when a set is pinned")
+    versions: list[dict[str, Any]] = Field(
+        description="each: model_id, created_at, kind, status, reason, training_window, "
+        "until, weights, evaluation, judged (promote, reason, champion, challenger)"
+    )
+    history: list[dict[str, Any]] = Field(description="the champions before, newest first")
+    decisions: list[dict[str, Any]] = Field(
+        description="promotion decisions, newest first: each judged version's verdict and "
+        "figures, and the journal's model_promoted / model_rollback events"
+    )
+    retrain: dict[str, Any] = Field(description="the daily retrain's memory (retrain.json)")
+
+
+class RightWrongOut(BaseModel):
+    """How often a reviewer was right or wrong (outcome known), and how many wait."""
+
+    right: int
+    wrong: int
+    pending: int = Field(description="asked, but the outcome's window has not closed")
+    accuracy: float | None = Field(description="right / (right + wrong); null with none")
+
+
+class ReviewerDayOut(BaseModel):
+    """One KST day of the record."""
+
+    day: date
+    reviewers: dict[str, RightWrongOut]
+
+
+class ReviewerRecordOut(BaseModel):
+    """Each reviewer's right/wrong record per KST day (the veto ledger's rule)."""
+
+    days: int
+    since: datetime
+    until: datetime
+    horizon_minutes: int
+    totals: dict[str, RightWrongOut]
+    series: list[ReviewerDayOut]
+    from_outcomes: int = Field(description="verdicts judged by the outcome job (outcomes table)")
+    from_ledger: int = Field(
+        description="verdicts judged here from the journaled closes (no outcome row yet)"
     )

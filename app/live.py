@@ -26,6 +26,7 @@ from alerts.types import Alert
 from app.engine import Engine
 from app.news import running_news
 from app.retrain import daily_retrain
+from app.serve import LiveBars
 from app.session import ProgressCallback, SessionSummary, collect_closes, serving, summarize
 from app.settings import Settings
 from app.wiring import Services, open_services
@@ -121,9 +122,12 @@ class LiveRunner:
         on_event: FeedEventCallback | None = None,
         clock: Callable[[], float] = time.monotonic,
         recorder: ParquetRecorder | None = None,
+        on_bar: Callable[[LiveBarClose], None] | None = None,
     ) -> None:
-        """Build the client and the bar builder from the services' settings."""
+        """Build the client and the bar builder from the services' settings (`on_bar`: told
+        each bar close the engine was given, after it)."""
         self.services = services
+        self._on_bar = on_bar
         self.engine: Engine = services.engine
         settings = services.settings
         self._clock = clock
@@ -211,6 +215,8 @@ class LiveRunner:
                 if engine.last_bar_ts is not None and close.ts <= engine.last_bar_ts:
                     continue  # a minute the warm-up already covered
                 result = await engine.on_bar_close(close)
+                if self._on_bar is not None:
+                    self._on_bar(close)
                 done.append((close, result))
                 if on_progress is not None:
                     on_progress(len(done), minutes or 0, result)
@@ -261,13 +267,15 @@ async def run_live_session(
                 http, settings.upbit_rest_url, list(engine.markets), LONG_BARS + 16
             )
         engine.warm_up(warm)
+        bars = LiveBars()  # the charts' OHLCV: the warm-up candles, then each live close
+        bars.extend(warm)
         async with (
             daily_retrain(settings, engine.outbox),  # LXA_RETRAIN_AT_KST, in its own process
-            serving(services, enabled=serve, on_ready=on_ready),
+            serving(services, enabled=serve, on_ready=on_ready, live_bars=bars),
             # LXA_NEWS_ENABLED; the news scorer's LLM calls count on the checks' meter
             running_news(settings, engine, services.journal, services.bus, meter=services.meter),
         ):
-            runner = LiveRunner(services, on_event=on_event)
+            runner = LiveRunner(services, on_event=on_event, on_bar=bars.record)
             settle_heap()
             done = await runner.run(minutes=minutes, on_progress=on_progress)
             if serve and keep_serving is not None:

@@ -6,7 +6,8 @@ import dataclasses
 import logging
 import os
 import secrets
-from collections.abc import Iterator, Mapping
+from collections import deque
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -17,9 +18,11 @@ from typing import Any
 import pandas as pd
 
 from app.engine import Engine
+from app.engine.news import LiveNews
 from app.llm import groq_provider, ollama_provider
 from app.settings import Settings
 from app.wiring import Services
+from exchange.feed import BarClose
 from exchange.types import AccountSnapshot, OrderRejected, OrderRequest
 from llm.cache import ResponseCache
 from llm.reviewers import REVIEW_VARIABLES, SIZING_VARIABLES, LLMReviewer, LLMSizer
@@ -140,6 +143,59 @@ def _fork_nodes(values: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
+Candle = tuple[datetime, float, float, float, float, float]
+LIVE_BARS_KEPT = 14 * 24 * 60  # two weeks of minutes per market
+
+
+class LiveBars:
+    """The bars a live session's engine was given (warm-up candles, then the closes the
+    feed built from trades), kept per market for the charts' OHLCV."""
+
+    def __init__(self, kept: int = LIVE_BARS_KEPT) -> None:
+        self._by_market: dict[str, deque[Candle]] = {}
+        self._kept = kept
+
+    def record(self, close: BarClose) -> None:
+        """Keep each market's bar of one close (a minute already kept is skipped)."""
+        for market, bar in close.bars.items():
+            rows = self._by_market.setdefault(market, deque(maxlen=self._kept))
+            ts = _utc(bar.ts)
+            if rows and rows[-1][0] >= ts:
+                continue
+            rows.append((ts, bar.open, bar.high, bar.low, bar.close, bar.volume))
+
+    def extend(self, closes: Iterable[BarClose]) -> None:
+        """Keep many closes, oldest first."""
+        for close in closes:
+            self.record(close)
+
+    def candles(self, market: str, since: datetime | None, until: datetime | None) -> list[Candle]:
+        """Bars of `market` in [since, until), oldest first."""
+        rows = self._by_market.get(market, ())
+        low = None if since is None else _utc(since)
+        high = None if until is None else _utc(until)
+        return [
+            row
+            for row in rows
+            if (low is None or row[0] >= low) and (high is None or row[0] < high)
+        ]
+
+
+@dataclass(frozen=True)
+class ModelCatalog:
+    """The model registry, read only, for the API (`GET /api/models`)."""
+
+    settings: Settings
+
+    def models(self) -> dict[str, Any]:
+        """`lxa models --json` and the champions before the current one."""
+        from app.models import list_models, registry_for
+
+        found = list_models(self.settings)
+        history = registry_for(self.settings).read_champion().get("history") or []
+        return {**found, "history": list(history)}
+
+
 @dataclass
 class EngineBridge:
     """The engine as the API sees it: `Runner`, `Replayer` and `AccountSource` in one."""
@@ -149,6 +205,8 @@ class EngineBridge:
     cache: ResponseCache | None = None
     # The candles a replay plays (market, ts, open, high, low, close, volume); None when live.
     bars: pd.DataFrame | None = None
+    # A live session's bars (None in a replay, which has `bars`).
+    live_bars: LiveBars | None = None
     _forks: int = field(default=0, init=False)
     _bars_by_market: dict[str, pd.DataFrame] = field(default_factory=dict, init=False)
 
@@ -199,9 +257,18 @@ class EngineBridge:
     def candles(
         self, market: str, since: datetime | None, until: datetime | None
     ) -> list[tuple[datetime, float, float, float, float, float]] | None:
-        """The replayed bars of `market` up to the engine's last bar (None when live)."""
+        """The replayed (or live) bars of `market` up to the engine's last bar (None when
+        neither is kept)."""
         if self.bars is None:
-            return None
+            if self.live_bars is None:
+                return None
+            last = self.engine.last_bar_ts
+            if last is None:
+                return []
+            end = _utc(last) + timedelta(minutes=1)
+            return self.live_bars.candles(
+                market, since, end if until is None else min(_utc(until), end)
+            )
         last = self.engine.last_bar_ts
         first = self.engine.journal.first_bar_ts(self.engine.session_id)
         if last is None or first is None:
@@ -229,6 +296,26 @@ class EngineBridge:
                 chosen["volume"].astype(float),
                 strict=True,
             )
+        ]
+
+    def news_sources(self) -> list[dict[str, Any]] | None:
+        """The running news service's sources with their counters (None without one)."""
+        watch = self.engine.news
+        reader = None if watch is None else watch.reader
+        if not isinstance(reader, LiveNews):
+            return None
+        service = reader.service
+        stats = service.stats()
+        return [
+            {
+                "name": source.name,
+                "kind": source.kind,
+                "url": source.url,
+                "language": source.language,
+                "min_interval_s": source.min_interval_s,
+                **(stats[source.name].as_dict() if source.name in stats else {}),
+            }
+            for source in service.sources
         ]
 
     async def evaluate_now(self, market: str | None = None) -> str:
@@ -448,16 +535,26 @@ class EngineBridge:
 
 
 def create_api(
-    services: Services, token: str, *, feed: str | None = None, bars: pd.DataFrame | None = None
+    services: Services,
+    token: str,
+    *,
+    feed: str | None = None,
+    bars: pd.DataFrame | None = None,
+    live_bars: LiveBars | None = None,
 ) -> Any:
-    """Build the API and viewer app over a running engine's services (`bars`: a replay's)."""
+    """Build the API and viewer app over a running engine's services (`bars`: a replay's,
+    `live_bars`: a live session's)."""
     from api.app import create_app
     from prompts.loader import DEFAULT_PROMPTS_DIR
     from store.journal import JournalResponseCache
 
     settings = services.settings
     bridge = EngineBridge(
-        services.engine, settings, JournalResponseCache(services.journal), bars=bars
+        services.engine,
+        settings,
+        JournalResponseCache(services.journal),
+        bars=bars,
+        live_bars=live_bars,
     )
     local = settings.api_host in ("127.0.0.1", "localhost", "::1")
     return create_app(
@@ -475,6 +572,7 @@ def create_api(
         feed=feed or f"live Upbit WebSocket ({getattr(settings, 'upbit_ws_url', 'upbit')})",
         reads_need_token=not local,
         bus_kind="redis" if settings.redis_url else "in-process",
+        model_source=ModelCatalog(settings),
     )
 
 
@@ -502,4 +600,5 @@ def open_api_alone(settings: Settings, token: str) -> Iterator[Any]:
             feed="the engine's, in another process",
             reads_need_token=not local,
             bus_kind="redis",
+            model_source=ModelCatalog(settings),
         )

@@ -309,7 +309,11 @@ async def run_replay_session(
 
 
 async def start_server(
-    services: Services, *, feed: str | None = None, bars: pd.DataFrame | None = None
+    services: Services,
+    *,
+    feed: str | None = None,
+    bars: pd.DataFrame | None = None,
+    live_bars: Any = None,
 ) -> tuple[Any, asyncio.Task[Any]]:
     """Start the API and viewer in this event loop (the engine's), with its bearer token.
 
@@ -327,7 +331,7 @@ async def start_server(
             f"API token (shown once; kept in {token_path(settings)}): {token}\n"
             "send it as 'Authorization: Bearer <token>' to change anything\n"
         )
-    app = create_api(services, token, feed=feed, bars=bars)
+    app = create_api(services, token, feed=feed, bars=bars, live_bars=live_bars)
     config = uvicorn.Config(
         app, host=settings.api_host, port=settings.api_port, log_level="warning", lifespan="on"
     )
@@ -349,16 +353,17 @@ async def serving(
     feed: str | None = None,
     on_ready: Callable[[str], None] | None = None,
     bars: pd.DataFrame | None = None,
+    live_bars: Any = None,
 ) -> AsyncIterator[None]:
     """Serve the API and viewer while the block runs (when `enabled`), then stop the server.
 
     `on_ready` is told the viewer's URL once the server listens; `bars` are a replay's
-    candles, for the charts' OHLCV.
+    candles, for the charts' OHLCV (`live_bars`: a live session's, `app.serve.LiveBars`).
     """
     if not enabled:
         yield
         return
-    server, task = await start_server(services, feed=feed, bars=bars)
+    server, task = await start_server(services, feed=feed, bars=bars, live_bars=live_bars)
     if on_ready is not None:
         settings = services.settings
         on_ready(f"http://{settings.api_host}:{settings.api_port}/")
