@@ -7,6 +7,8 @@ import { LangProvider, useLang } from "./i18n";
 import { ChartsPage } from "./pages/ChartsPage";
 import { HomePage } from "./pages/HomePage";
 import { LivePage } from "./pages/LivePage";
+import { ModelsPage } from "./pages/ModelsPage";
+import { NewsPage } from "./pages/NewsPage";
 import { PromptsPage } from "./pages/PromptsPage";
 import { ReviewersPage } from "./pages/ReviewersPage";
 import { RunPage } from "./pages/RunPage";
@@ -36,8 +38,10 @@ function Shell() {
     ["live", t("live")],
     ["runs", t("runs")],
     ["charts", t("charts")],
+    ["news", t("news")],
     ["prompts", t("prompts")],
     ["reviewers", t("reviewers")],
+    ["models", t("models")],
   ];
   const [menuOpen, setMenuOpen] = useState(false);
   useEffect(() => setMenuOpen(false), [page]);
@@ -103,6 +107,8 @@ function Shell() {
         {page === "runs" && rest.length === 0 && <RunsPage markets={info.data?.markets ?? []} />}
         {page === "runs" && rest.length > 0 && <RunPage runId={rest[0]} />}
         {page === "charts" && <ChartsPage markets={info.data?.markets ?? []} />}
+        {page === "news" && <NewsPage markets={info.data?.markets ?? []} />}
+        {page === "models" && <ModelsPage />}
         {page === "reviewers" && <ReviewersPage session={info.data?.session_id ?? null} />}
         {page === "prompts" && <PromptsPage name={rest[0] ?? null} runId={rest[1] ?? null} />}
       </main>

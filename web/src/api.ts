@@ -578,3 +578,135 @@ export function isLlmLabel(label: string | null | undefined): boolean {
 export function llmRan(labels: Record<string, string | null> | null | undefined): boolean {
   return Object.values(labels ?? {}).some((label) => isLlmLabel(label));
 }
+
+export interface NewsScore {
+  market: string;
+  scorer: string;
+  score: number;
+  relevance: number;
+  reason: string;
+  scored_at?: string;
+}
+
+/** One item of GET /api/news (or a live `news` event): the journal's row with its scores. */
+export interface NewsItem {
+  id?: number;
+  source: string;
+  kind: string;
+  notice_kind: string | null;
+  title: string;
+  link: string;
+  published_at: string | null;
+  first_seen_at: string;
+  coins: string[];
+  scores: NewsScore[];
+}
+
+export interface NewsList {
+  items: NewsItem[];
+  market: string | null;
+  since: string | null;
+  limit: number;
+}
+
+export interface NewsSource {
+  name: string;
+  kind: string;
+  url: string;
+  polls: number;
+  fetched: number;
+  not_modified: number;
+  items: number;
+  new_items: number;
+  errors: Record<string, number>;
+  consecutive_errors: number;
+  last_error: string | null;
+  last_polled_at: string | null;
+  last_ok_at: string | null;
+}
+
+/** GET /api/news/sources: the engine's news service, when one runs. */
+export interface NewsSources {
+  running: boolean;
+  note: string;
+  sources: NewsSource[];
+}
+
+/** What a decision's reviewers were shown of an item (`nodes.input.news[market]`). */
+export interface ShownNews {
+  title: string;
+  source?: string;
+  first_seen_at?: string;
+  score?: number | null;
+  relevance?: number | null;
+  reason?: string | null;
+  notice?: string | null;
+}
+
+export interface PolicyFigures {
+  window?: { first_ts?: string | null; last_ts?: string | null; bars?: number } | null;
+  total_return?: number | null;
+  entries?: number | null;
+  buy_and_hold_return?: number | null;
+  proven?: boolean | null;
+  [key: string]: unknown;
+}
+
+export interface ModelVersion {
+  model_id: string;
+  created_at: string;
+  kind: string;
+  status: string;
+  reason: string | null;
+  training_window: { first_ts: string | null; last_ts: string | null };
+  until: string | null;
+  weights: Record<string, unknown> | null;
+  evaluation: PolicyFigures | null;
+  judged: { promote?: boolean; reason?: string; champion?: PolicyFigures; challenger?: PolicyFigures } | null;
+}
+
+export interface PromotionDecision {
+  kind: string;
+  model_id: string | null;
+  at: string | null;
+  promote: boolean | null;
+  reason: string | null;
+  status: string | null;
+  challenger: PolicyFigures | null;
+  champion: PolicyFigures | null;
+  by?: string | null;
+  previous?: string | null;
+}
+
+/** GET /api/models: the registry (ml/champion.py) as `lxa models` lists it. */
+export interface Models {
+  available: boolean;
+  note?: string | null;
+  models_dir: string | null;
+  champion: string | null;
+  champion_pointer: Record<string, unknown> | null;
+  pinned: string | null;
+  versions: ModelVersion[];
+  history: Record<string, unknown>[];
+  decisions: PromotionDecision[];
+  retrain: Record<string, unknown>;
+}
+
+export interface RightWrong {
+  right: number;
+  wrong: number;
+  pending: number;
+  accuracy: number | null;
+}
+
+/** GET /api/reviewers/record: each reviewer's right/wrong verdicts per KST day. */
+export interface ReviewerRecord {
+  days: number;
+  since: string;
+  until: string;
+  horizon_minutes: number;
+  totals: Record<string, RightWrong>;
+  series: { day: string; reviewers: Record<string, RightWrong> }[];
+  from_outcomes: number;
+  from_ledger: number;
+}

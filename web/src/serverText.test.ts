@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { labelsFor, type LabelKey } from "./i18n";
-import { blockedOf, blockedText, codeText, eventSummary, eventType, glossKeys, modelVerdict, policyText, reasoningText, serverText } from "./serverText";
+import { blockedOf, blockedText, codeText, eventSummary, eventType, glossKeys, modelVerdict, newsReasonText, policyText, promotionText, reasoningText, serverText } from "./serverText";
 
 const ko = (key: LabelKey) => labelsFor("ko")[key];
 const en = (key: LabelKey) => labelsFor("en")[key];
@@ -111,7 +111,7 @@ describe("the engine's sentences in Korean", () => {
       "order_sending", "order", "decision", "run_finished", "fill", "position_closed", "watchdog_trigger",
       "emergency_sell_failed", "protection", "trading_state", "monthly_cap_resumed", "model_status",
       "exchange_recovered", "replay_started", "replay_finished", "operator_sell", "gap", "overflow",
-      "outage", "outage_ended", "prompt_saved", "node_skipped", "proposal",
+      "outage", "outage_ended", "prompt_saved", "node_skipped", "proposal", "news",
     ];
     const left = types.filter((type) => eventType("ko", type) === type || english(eventType("ko", type)).length > 0);
     expect(left).toEqual([]);
@@ -180,5 +180,59 @@ describe("the engine's sentences in Korean", () => {
     expect(serverText(ko, "ko", ruleBased)).toContain("groq_check");
     expect(english(serverText(ko, "ko", ruleBased))).toEqual([]);
     expect(serverText(ko, "ko", "the sell was refused: below the minimum order")).toContain("리스크 가드");
+  });
+});
+
+describe("the news and the model registry's sentences in Korean", () => {
+  // One of each sentence evaluation/promotion.py, app/models.py and ml/champion.py write.
+  const reasons = [
+    "beat the champion: +0.300% (3 entries) against lgbm-a's -0.100% (2 entries) after fees on 2025-09-18T00:00:00+00:00 .. 2025-09-20T00:00:00+00:00",
+    "did not beat the champion: -1.250% (4 entries) against new's +0.300% (2 entries) after fees",
+    "gain below 0.5%: +0.100% (1 entries) against new's +0.000% (0 entries) after fees on 2025-09-18T00:00:00+00:00 .. 2025-09-20T00:00:00+00:00",
+    "not judged: only 120 unseen minutes after 2025-09-18T00:00:00+00:00 (at least 1440 are needed to judge)",
+    "not judged: no candle after 2025-09-18T00:00:00+00:00 that neither set has trained on",
+    "never judged",
+    "promoted by hand",
+    "replaced by lgbm-b (operator)",
+    "rolled back (operator): rolled back from lgbm-b",
+    "the set trading when the first challenger was judged",
+  ];
+
+  it("translate every promotion reason, keeping its figures and names", () => {
+    // Model ids are names: taken out before looking for English.
+    const ids = /\b(lgbm-a|lgbm-b|new)\b/g;
+    const left = reasons
+      .map((text) => [text, promotionText(ko, "ko", text)])
+      .filter(([, shown]) => english(shown.replace(ids, "")).length > 0);
+    expect(left).toEqual([]);
+    const beat = promotionText(ko, "ko", reasons[0]);
+    expect(beat).toContain("+0.300%");
+    expect(beat).toContain("lgbm-a");
+    expect(beat).toContain("2025-09-18 09:00");
+    expect(promotionText(ko, "ko", reasons[2])).toContain("0.5%");
+    expect(promotionText(en, "en", reasons[1])).toBe(reasons[1]);
+  });
+
+  it("label the lexicon's reasons and keep the words it scored", () => {
+    expect(newsReasonText(ko, "ko", "lexicon: hack exploit")).toBe(`${ko("lexiconWords")}: hack exploit`);
+    expect(english(newsReasonText(ko, "ko", "lexicon: no scored words"))).toEqual([]);
+    expect(newsReasonText(en, "en", "lexicon: hack")).toBe("lexicon: hack");
+  });
+
+  it("gloss the keys of the news a decision's reviewers were shown", () => {
+    const input = { news: { "KRW-BTC": [{ title: "t", source: "s", first_seen_at: "x", score: -0.7, relevance: 1, reason: "r", notice: "warning" }] } };
+    const unglossed: string[] = [];
+    const walk = (value: unknown) => {
+      if (Array.isArray(value)) value.forEach(walk);
+      else if (value && typeof value === "object") {
+        for (const [key, item] of Object.entries(value)) {
+          if (!key.startsWith("KRW-") && !/ · /.test(key)) unglossed.push(key);
+          walk(item);
+        }
+      }
+    };
+    walk(glossKeys(input, "ko"));
+    expect(unglossed).toEqual([]);
+    expect(eventType("ko", "news")).toBe("뉴스");
   });
 });

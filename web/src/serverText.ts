@@ -237,6 +237,7 @@ const EVENT_KO: Record<string, string> = {
   feed_stale: "시세 지연",
   feed_reconnected: "시세 재연결",
   feed_backfill_failed: "시세 보충 실패",
+  news: "뉴스",
 };
 
 const FIELD_KO: Record<string, string> = {
@@ -249,6 +250,8 @@ const FIELD_KO: Record<string, string> = {
   state: "상태",
   detector: "감지기",
   proposal: "제안",
+  title: "제목",
+  source: "출처",
 };
 
 const STATE_KO: Record<string, string> = {
@@ -296,6 +299,13 @@ export function eventSummary(t: T, lang: Lang, event: Record<string, unknown>): 
 // The keys of the run page's node JSON, glossed in Korean (the key itself is kept: it is
 // what the API and the journal call it).
 export const KEY_KO: Record<string, string> = {
+  news: "뉴스",
+  title: "제목",
+  source: "출처",
+  first_seen_at: "처음 본 시각",
+  score: "점수",
+  relevance: "관련도",
+  notice: "공지",
   account: "계좌",
   krw: "원화",
   equity: "평가액",
@@ -395,10 +405,58 @@ const CODE_KO: Record<string, string> = {
   take_profit_cap: "익절 상한",
   "rule-based": "규칙 기반",
   deterministic: "결정적 규칙",
+  operator: "운영자",
+  retrain: "재학습",
 };
 
 /** A code the engine writes (order state or type, clamp field or rule, reviewer label). */
 export function codeText(lang: Lang, code: string | null | undefined): string {
   if (!code) return "";
   return lang === "en" ? code : (CODE_KO[code] ?? code);
+}
+
+/** A news score's reason in the viewer's language: the lexicon scorer's ("lexicon: words") is
+ * labelled, the words themselves (the headline's) kept; an LLM's reason is shown as written. */
+export function newsReasonText(t: T, lang: Lang, reason: string | null | undefined): string {
+  if (!reason) return "";
+  if (lang === "en") return reason;
+  const lexicon = /^lexicon: (.*)$/.exec(reason);
+  if (!lexicon) return reason;
+  return lexicon[1] === "no scored words" ? t("lexiconNone") : `${t("lexiconWords")}: ${lexicon[1]}`;
+}
+
+const FIGURES = String.raw`(\S+%) \((\d+) entries\) against (\S+)'s (\S+%) \((\d+) entries\) after fees(?: on (\S+) \.\. (\S+))?`;
+const PROMOTION: [RegExp, LabelKey][] = [
+  [new RegExp(`^beat the champion: ${FIGURES}$`), "promo_beat"],
+  [new RegExp(`^did not beat the champion: ${FIGURES}$`), "promo_notBeat"],
+  [new RegExp(`^gain below (\\S+%): ${FIGURES}$`), "promo_gainBelow"],
+];
+
+/** Why a model version was promoted, kept or retired (evaluation/promotion.py, ml/champion.py)
+ * in the viewer's language, with its figures and names. */
+export function promotionText(t: T, lang: Lang, reason: string | null | undefined): string {
+  if (!reason) return "";
+  if (lang === "en") return reason;
+  for (const [pattern, key] of PROMOTION) {
+    const found = pattern.exec(reason);
+    if (!found) continue;
+    const figures = key === "promo_gainBelow" ? found.slice(2) : found.slice(1);
+    const [ours, entries, champion, theirs, theirEntries, first, last] = figures;
+    const window = first ? fill(t("promo_window"), { first: kst(first, lang), last: kst(last, lang) }) : "";
+    return (
+      fill(t(key), { ours, entries, champion, theirs, theirEntries, gain: found[1] }) + window
+    );
+  }
+  if (reason === "never judged") return t("promo_never");
+  if (reason === "promoted by hand") return t("promo_byHand");
+  if (reason === "the set trading when the first challenger was judged") return t("promo_adopted");
+  const replaced = /^replaced by (\S+) \((\S+)\)$/.exec(reason);
+  if (replaced) return fill(t("promo_replaced"), { id: replaced[1], by: codeText(lang, replaced[2]) });
+  const rolled = /^rolled back \((\S+)\): rolled back from (\S+)$/.exec(reason);
+  if (rolled) return fill(t("promo_rolledBack"), { id: rolled[2] });
+  const short = /^not judged: only (\d+) unseen minutes after (\S+) \(at least (\d+) are needed to judge\)$/.exec(reason);
+  if (short) return fill(t("promo_tooShort"), { minutes: short[1], after: kst(short[2], lang), needed: short[3] });
+  const none = /^not judged: no candle after (\S+) that neither set has trained on$/.exec(reason);
+  if (none) return fill(t("promo_noCandle"), { after: kst(none[1], lang) });
+  return reason;
 }

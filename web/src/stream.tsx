@@ -40,6 +40,7 @@ export const EVENT_TYPES = [
   "replay_started",
   "replay_finished",
   "prompt_saved",
+  "news",
   "gap",
   "overflow",
   "message",

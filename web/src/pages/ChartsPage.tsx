@@ -4,6 +4,7 @@ import { ErrorText, Panel } from "../components/Bits";
 import { parseCandles } from "../candles";
 import { CandleChart, type Marker } from "../components/CandleChart";
 import { LineChart, type Series } from "../components/LineChart";
+import { NoticeBadge, Score } from "../components/NewsTable";
 import { runHref, useGet } from "../hooks";
 import { detectorLabel, fill, kst, useLang, type LabelKey } from "../i18n";
 import { tickPrice } from "../ticks";
@@ -18,6 +19,26 @@ const RANGES: [string, number | null][] = [
   ["1w", 10080],
   ["all", null],
 ];
+
+/** A news trigger's item (detector "news": the headline, its notice, source and score). */
+function TriggerHeadline({ details }: { details: unknown }) {
+  const item = (details ?? {}) as { title?: unknown; link?: unknown; source?: unknown; item_score?: unknown; reason?: unknown; notice?: unknown };
+  if (typeof item.title !== "string") return null;
+  return (
+    <span>
+      <NoticeBadge kind={typeof item.notice === "string" ? item.notice : null} />{" "}
+      {typeof item.link === "string" ? (
+        <a href={item.link} target="_blank" rel="noreferrer noopener">
+          {item.title}
+        </a>
+      ) : (
+        item.title
+      )}
+      <span className="small muted"> · {String(item.source ?? "")} </span>
+      {typeof item.item_score === "number" && <Score score={item.item_score} reason={typeof item.reason === "string" ? item.reason : null} />}
+    </span>
+  );
+}
 
 /** Price with entries and exits, equity against buy-and-hold, and the watchdog's triggers. */
 export function ChartsPage({ markets }: { markets: string[] }) {
@@ -250,6 +271,7 @@ export function ChartsPage({ markets }: { markets: string[] }) {
                     <th>{t("market")}</th>
                     <th>{t("watchdog")}</th>
                     <th className="num">{t("closePrice")}</th>
+                    <th>{t("headline")}</th>
                     <th />
                   </tr>
                 </thead>
@@ -260,6 +282,9 @@ export function ChartsPage({ markets }: { markets: string[] }) {
                       <td>{String(trigger.payload.market ?? "")}</td>
                       <td>{detectorLabel(t, String(trigger.payload.detector ?? trigger.type))}</td>
                       <td className="num">{tickPrice(trigger.payload.price)}</td>
+                      <td data-testid="trigger-headline">
+                        <TriggerHeadline details={trigger.payload.details} />
+                      </td>
                       <td>{trigger.run_id ? <a href={runHref(trigger.run_id)}>{t("openRunLink")}</a> : null}</td>
                     </tr>
                   ))}

@@ -1,12 +1,14 @@
 import { llmRan, type GraphOut, type LlmCall, type RunDetail, type Verdict } from "../api";
 import { ActionLabel, ErrorText, Json, Panel, num, pct } from "../components/Bits";
 import { GraphView } from "../components/GraphView";
+import { ShownNewsTable } from "../components/NewsTable";
 import { useGet } from "../hooks";
 import { fill, kst, reasonLabel, useLang } from "../i18n";
 import { blockedOf, blockedText, codeText, glossKeys, policyText, reasoningText } from "../serverText";
 import { tickPrice } from "../ticks";
 import { triggerLabel } from "./RunsPage";
 import type { NodeStatus } from "../liveRun";
+import { shownNews } from "../news";
 import { useStreamEvents } from "../stream";
 
 /** Each node's status in a finished run, from the events the nodes recorded. */
@@ -67,6 +69,7 @@ export function RunPage({ runId }: { runId: string }) {
   const promptNodes = Object.entries(refs).filter(([, ref]) => ref);
   const replayable = llmRan(detail.reviewer_labels);
   const blocked = blockedOf(detail);
+  const shown = shownNews(detail.nodes.input);
   const nodeNames = graph.data?.nodes ?? Object.keys(detail.nodes).filter((name) => name !== "input");
   return (
     <div className="grid" data-testid="run-page">
@@ -236,6 +239,12 @@ export function RunPage({ runId }: { runId: string }) {
             <strong>{t("input")}</strong> <span className="muted">({t("inputNote")})</span>
           </summary>
           <Json value={glossKeys(detail.nodes.input, lang)} />
+        </details>
+        <details className="node-io" open data-testid="run-news">
+          <summary>
+            <strong>{t("shownNews")}</strong>
+          </summary>
+          {shown.length > 0 ? <ShownNewsTable shown={shown} /> : <p className="muted small">{t("noShownNews")}</p>}
         </details>
         {nodeNames.map((node) => {
           const call = calls.get(node);
