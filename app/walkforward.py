@@ -20,8 +20,10 @@ The totals chain the test windows (compounded; the training days in between are 
 from __future__ import annotations
 
 import json
+import multiprocessing
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any
 
@@ -102,6 +104,74 @@ def run_window(
     return record
 
 
+def window_candles(candles: pd.DataFrame, window: Window) -> pd.DataFrame:
+    """The candles `run_window` reads for `window`: its training days and its test days with
+    their feature history, nothing else (what a worker process is handed)."""
+    return _between(candles, min(window.train_start, window.test_start - HISTORY), window.test_end)
+
+
+RunWindow = Callable[..., dict[str, Any]]
+
+
+def _window_in_child(
+    run: RunWindow,
+    candles: pd.DataFrame,
+    window: Window,
+    settings: Settings,
+    models_dir: Path,
+    seeds: int,
+    grid: dict[str, Sequence[Any]],
+) -> tuple[dict[str, Any], list[str]]:
+    lines: list[str] = []
+    record = run(candles, window, settings, models_dir, seeds=seeds, log=lines.append, grid=grid)
+    return record, lines
+
+
+def run_windows(
+    candles: pd.DataFrame,
+    windows: Sequence[Window],
+    settings: Settings,
+    models_dir: Path,
+    seeds: int,
+    grid: dict[str, Sequence[Any]],
+    say: Log,
+    workers: int,
+    run: RunWindow = run_window,
+) -> list[dict[str, Any]]:
+    """`run` each window, in `workers` processes when more than one; records in window order."""
+    if workers < 1:
+        raise ValueError(f"workers must be at least 1, got {workers}")
+    if workers == 1 or len(windows) == 1:
+        return [
+            run(
+                window_candles(candles, w), w, settings, models_dir, seeds=seeds, log=say, grid=grid
+            )
+            for w in windows
+        ]
+    context = multiprocessing.get_context("spawn")  # no fork of a process holding threads
+    with ProcessPoolExecutor(max_workers=min(workers, len(windows)), mp_context=context) as pool:
+        futures = {
+            pool.submit(
+                _window_in_child,
+                run,
+                window_candles(candles, w),
+                w,
+                settings,
+                models_dir,
+                seeds,
+                grid,
+            ): w.number
+            for w in windows
+        }
+        records: dict[int, dict[str, Any]] = {}
+        for future in as_completed(futures):
+            record, lines = future.result()
+            for line in lines:
+                say(line)
+            records[futures[future]] = record
+    return [records[w.number] for w in windows]
+
+
 def _diff(chosen: PolicyParams, base: PolicyParams) -> dict[str, Any]:
     mine, theirs = chosen.to_json(), base.to_json()
     return {k: v for k, v in mine.items() if theirs.get(k) != v}
@@ -120,8 +190,12 @@ def run_walkforward(
     files: Sequence[str] = (),
     log: Log | None = None,
     entry_margins: Sequence[float] | None = None,
+    workers: int = 1,
 ) -> dict[str, Any]:
     """Run every window; write walkforward.json and report.html under `out_dir`.
+
+    `workers` > 1 runs the windows in that many processes (each is handed only its own
+    candles); the report is the same as run one after another, in window order.
 
     `entry_margins` replaces the sweep's entry margins (bps); the default grid never admits an
     entry whose expected net return is negative.
@@ -141,10 +215,7 @@ def run_walkforward(
     grid: dict[str, Sequence[Any]] = dict(SWEEP_GRID)
     if entry_margins:
         grid["entry_margin_bps"] = tuple(float(m) for m in entry_margins)
-    records = [
-        run_window(candles, w, settings, out_dir / "models", seeds=seeds, log=say, grid=grid)
-        for w in windows
-    ]
+    records = run_windows(candles, windows, settings, out_dir / "models", seeds, grid, say, workers)
     report = {
         "files": list(files),
         "train_days": train_days,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -13,10 +14,10 @@ import pytest
 
 from app.backtest import resolve_backtest_model, run_backtest
 from app.settings import Settings
-from app.training import TrainedSet, train_model_set
-from app.walkforward import run_walkforward
+from app.training import HISTORY, TrainedSet, train_model_set
+from app.walkforward import run_walkforward, run_windows
 from app.wiring import BUNDLED_MODELS
-from evaluation.walkforward_report import plan_windows
+from evaluation.walkforward_report import Window, plan_windows
 from ml.data import load_candles
 from ml.registry import latest_model_dir
 
@@ -165,6 +166,48 @@ def test_walkforward_on_real_upbit_candles_writes_its_report(tmp_path: Path) -> 
     assert window["swept"]["random_entries"]["seeds"] == 3
     assert report["total"]["swept"]["windows"] == 1
     assert (tmp_path / "wf" / "report.html").read_text().count("<img") == 1
+
+
+def _window_summary(
+    candles: pd.DataFrame, window: Window, settings: Settings, models_dir: Path, **kw: Any
+) -> dict[str, Any]:
+    """A cheap stand-in for `run_window` (a worker process imports it by name): what it got."""
+    kw["log"](f"window {window.number}: {len(candles)} rows")
+    return {
+        "window": window.number,
+        "rows": len(candles),
+        "first": candles["ts"].min().isoformat(),
+        "last": candles["ts"].max().isoformat(),
+        "pid": os.getpid(),
+    }
+
+
+@needs_shared
+def test_walkforward_windows_in_worker_processes_get_only_their_candles_and_keep_their_order(
+    tmp_path: Path,
+) -> None:
+    candles = load_candles([str(UPBIT)])
+    windows = plan_windows(candles, train_days=3, test_days=1, step_days=1)[:3]
+    lines: list[str] = []
+    args = (_settings(tmp_path), tmp_path / "models", 2, {}, lines.append)
+
+    one = run_windows(candles, windows, *args, workers=1, run=_window_summary)
+    lines_one = list(lines)
+    lines.clear()
+    three = run_windows(candles, windows, *args, workers=3, run=_window_summary)
+
+    assert [r["window"] for r in three] == [w.number for w in windows]
+    assert [{k: v for k, v in r.items() if k != "pid"} for r in three] == [
+        {k: v for k, v in r.items() if k != "pid"} for r in one
+    ]
+    assert {r["pid"] for r in one} == {os.getpid()}
+    assert os.getpid() not in {r["pid"] for r in three}
+    assert sorted(lines) == sorted(lines_one)  # each child's log lines came back
+    for record, window in zip(three, windows, strict=True):
+        assert pd.Timestamp(record["first"]) >= window.train_start - HISTORY
+        assert pd.Timestamp(record["last"]) < window.test_end
+    with pytest.raises(ValueError, match="workers"):
+        run_windows(candles, windows, *args, workers=0, run=_window_summary)
 
 
 @needs_shared
