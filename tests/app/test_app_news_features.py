@@ -17,7 +17,9 @@ import lightgbm as lgb
 import numpy as np
 import pandas as pd
 import pytest
+from typer.testing import CliRunner
 
+from app.cli import app
 from app.engine.news import load_journal_news
 from app.news import index_from_journal, item_row, score_rows
 from app.news_features import news_series, with_news_columns
@@ -27,7 +29,7 @@ from app.wiring import BUNDLED_CANDLES, BUNDLED_MODELS, open_services
 from ml.data import NEWS_COLUMNS, load_candles
 from ml.features import WARMUP_BARS
 from ml.predict import Predictor
-from ml.registry import latest_model_dir
+from ml.registry import latest_model_dir, read_meta
 from ml.training import quick_pair
 from ml.training.quick_pair import train_quick
 from news.items import NewsItem
@@ -306,3 +308,22 @@ def test_without_a_news_reader_the_engine_feature_rows_have_nan_news(
         assert row is not None
         assert math.isnan(row["news_sentiment"]) and math.isnan(row["news_count"])
         assert math.isfinite(row["rsi_14"])
+
+
+def test_lxa_train_news_journal_trains_with_the_news_features_and_records_them(
+    news_db: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(quick_pair, "NUM_BOOST_ROUND", 30)  # a small set: the test's speed
+    monkeypatch.setenv("LXA_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("LXA_NEWS_HALF_LIFE_MINUTES", str(HALF_LIFE.total_seconds() / 60))
+    args = ["--candles", str(BUNDLED_CANDLES), "--quick", "--out", str(tmp_path / "models")]
+
+    result = CliRunner().invoke(app, ["train", *args, "--news-journal", f"sqlite:///{news_db}"])
+
+    assert result.exit_code == 0, result.output
+    meta = read_meta(latest_model_dir(tmp_path / "models"))
+    assert set(NEWS_COLUMNS) <= set(meta["feature_names"])
+    news = meta["news_features"]
+    assert news["half_life_minutes"] == HALF_LIFE.total_seconds() / 60
+    assert news["items"] > 300 and 0 < news["bars_with_index"] < news["bars_with_count"]
+    assert meta["policy_evaluation"]["strategy"]["entries"] >= 0
