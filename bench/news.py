@@ -21,18 +21,43 @@ Reported: items/s of each, the ratios ours/naive and ours/parse, and how often t
 reference agrees with ours (same coins; same sign of the score per coin): the price of the
 boundaries and clauses, and what they change.
 
-Run from the project root: ``.venv/bin/python bench/news.py [--items N] [--repeats R] [--json]``.
+Latency (``--latency-runs N``, 0 to skip): from an item's arrival to the watchdog's sell order
+leaving, p50/p99 over N runs, in the real engine (``app.wiring.open_services``: the paper
+account, the journal, the bundled model, one held coin, KRW-XRP) with the news service
+``app.news.build_news_service`` composes. Each run serves one new SYNTHETIC headline on the local
+news server (tests/news_server.py, real RSS 2.0), re-arms the watchdog's sentiment level and
+buys the coin back; the clock starts as the poll that fetches it starts (``poll_once``: the HTTP
+fetch, parse, dedup, tagging, scoring, the journal sink) and stops when the paper exchange is
+handed the market sell (``NewsWatch.check`` -> ``Engine.on_trigger`` -> the emergency exit ->
+the risk guard). Not in it: the wait for the poll itself (up to ``LXA_NEWS_POLL_INTERVAL_S``,
+and a source's floor, ``LXA_NEWS_FEED_MIN_INTERVAL_S``). Timed for:
+
+* ``news_lexicon``: the lexicon alone scores (no LLM configured);
+* ``news_llm``: the LLM scorer first, over the real Groq client against the local server that
+  speaks Groq's protocol (tests/integration/llm_servers.py), answering at once: our overhead
+  around an LLM call, not Groq's own latency (add that: a few hundred ms);
+* ``tick`` (the reference, same engine, same run): a watchdog drop on ticks, the path
+  bench/watchdog.py times live: from ``Engine.on_tick`` of the falling tick to the same sell
+  handed to the paper exchange.
+
+Run from the project root: ``.venv/bin/python bench/news.py [--items N] [--repeats R]
+[--latency-runs N] [--json]``.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
+import logging
+import math
 import platform
 import random
 import sys
+import tempfile
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from html import escape
 from pathlib import Path
 from typing import Any
@@ -40,8 +65,9 @@ from typing import Any
 import feedparser
 
 ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+for _path in (ROOT, ROOT / "tests", ROOT / "tests" / "integration"):  # the local servers
+    if str(_path) not in sys.path:
+        sys.path.insert(0, str(_path))
 
 from news.coins import DEFAULT_COIN_NAMES, CoinTagger  # noqa: E402
 from news.items import NewsItem  # noqa: E402
@@ -176,6 +202,140 @@ def as_rss(items: list[NewsItem]) -> bytes:
     ).encode()
 
 
+MARKET = "KRW-XRP"
+LATENCY_PRICE = Decimal(20_000)  # KRW bought back before each run (each tick run loses 2%)
+
+
+def percentile(values: list[float], q: float) -> float:
+    """The `q` quantile (0..1) by nearest rank."""
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))]
+
+
+def _groq_answer(request_json: dict[str, Any]) -> Any:
+    from llm_servers import Text
+
+    user = request_json["messages"][-1]["content"]
+    markets = json.loads(user.split("## Markets to score\n", 1)[1].split("\n", 1)[0])
+    scores = [{"market": m, "score": -0.9, "relevance": 1.0, "reason": "bench"} for m in markets]
+    return Text(json.dumps({"scores": scores}), prompt_tokens=150, completion_tokens=30)
+
+
+async def _latencies(runs: int, workdir: Path) -> dict[str, list[float] | int]:
+    """Item arrival to sell, scored by the lexicon and by the LLM, and the tick reference (ms),
+    in one engine session."""
+    from llm_servers import GroqServer
+    from news_server import Feed, NewsServer, rss
+
+    from app.engine.news import LiveNews
+    from app.news import build_news_service
+    from app.session import collect_closes
+    from app.settings import Settings
+    from app.wiring import BUNDLED_CANDLES, BUNDLED_MODELS, open_services
+    from exchange.types import OrderRequest, OrderType, Side
+    from ml.data import load_candles
+    from ml.features import WARMUP_BARS
+    from ml.registry import latest_model_dir
+
+    closes = await collect_closes(load_candles([BUNDLED_CANDLES]))
+    timings: dict[str, list[float]] = {"news_lexicon": [], "news_llm": [], "tick": []}
+    with NewsServer() as server, GroqServer(default=_groq_answer) as groq:
+        settings = Settings(
+            _env_file=None,  # type: ignore[call-arg]
+            data_dir=workdir / "data",
+            checkpoint_url="memory",
+            model_dir=latest_model_dir(BUNDLED_MODELS),
+            markets=[MARKET],
+            news_feeds=[f"wire={server.url('/feed/')}"],
+            groq_api_key="bench-key",
+            groq_base_url=groq.base_url,
+            llm_max_retries=0,
+            daily_loss_limit_pct=50.0,  # the runs' small losses must not stop the buys
+            monthly_loss_cap_pct=50.0,
+        )
+        sold_at: list[float] = []
+        async with open_services(
+            settings, session_id="bench", account_path=workdir / "account.json"
+        ) as svc:
+            engine, watchdog = svc.engine, svc.engine.watchdog
+            assert watchdog is not None
+            engine.warm_up(closes[:WARMUP_BARS])
+            inner_place = svc.exchange.place_order
+
+            async def timed_place(request: OrderRequest) -> Any:
+                if request.side == Side.ASK:
+                    sold_at.append(time.perf_counter())
+                return await inner_place(request)
+
+            async def buy(identifier: str) -> None:
+                request = OrderRequest(
+                    MARKET, Side.BID, OrderType.PRICE, identifier, price=LATENCY_PRICE
+                )
+                await engine.exchange.place_order(request)
+
+            def took(path: str, start: float, sold: int) -> None:
+                if len(sold_at) == sold:
+                    raise RuntimeError(f"{path}: nothing was sold")
+                timings[path].append((sold_at[-1] - start) * 1000)
+
+            svc.exchange.place_order = timed_place  # type: ignore[method-assign]
+            services = {
+                "news_lexicon": build_news_service(
+                    settings.model_copy(update={"news_scorer": "lexicon"}), journal=svc.journal
+                ),
+                "news_llm": build_news_service(settings, journal=svc.journal, meter=svc.meter),
+            }
+            base = closes[WARMUP_BARS].ts
+            try:
+                for run in range(runs):
+                    for path, service in services.items():
+                        watch = engine.attach_news(LiveNews(service), timedelta(hours=1))
+                        await buy(f"bench-{path}-{run}")
+                        now = datetime.now(UTC)
+                        watchdog.on_sentiment(MARKET, 0.0, int(now.timestamp() * 1000))  # re-arm
+                        title = f"XRP crashes after Ripple hack, exchanges halt XRP ({path} {run})"
+                        link = f"https://news.test/bench-{path}-{run}"
+                        server.serve("/feed/", Feed(rss([{"title": title, "link": link}])))
+                        sold = len(sold_at)
+                        start = time.perf_counter()
+                        await service.poll_once(force=True)
+                        await watch.check(datetime.now(UTC))
+                        took(path, start, sold)
+                    # The reference: a 2% fall on ticks (the watchdog's drop is 1%; the stop 3%).
+                    await buy(f"bench-tick-{run}")
+                    price = float(svc.exchange.marks()[MARKET])
+                    ts = base + timedelta(minutes=10 * (run + 1))
+                    await engine.on_tick(MARKET, ts, price, 0.1)
+                    sold = len(sold_at)
+                    start = time.perf_counter()
+                    await engine.on_tick(MARKET, ts + timedelta(seconds=1), price * 0.98, 0.1)
+                    took("tick", start, sold)
+                    await engine.on_tick(MARKET, ts + timedelta(seconds=2), price, 0.1)
+            finally:
+                for service in services.values():
+                    await service.aclose()
+        calls = sum(1 for r in groq.chat_requests if "## Markets to score" in str(r.json))
+    return {**timings, "llm_calls": calls}
+
+
+def latency(runs: int) -> dict[str, Any]:
+    """The lexicon's and the LLM's item-to-sell latencies and the tick reference, in ms."""
+    logging.getLogger("app").setLevel(logging.ERROR)  # the sells' warnings, once per run
+    with tempfile.TemporaryDirectory() as workdir:
+        timings = asyncio.run(_latencies(runs, Path(workdir)))
+    figures: dict[str, Any] = {"latency_runs": runs, "latency_llm_calls": timings["llm_calls"]}
+    for name in ("news_lexicon", "news_llm", "tick"):
+        values = timings[name]
+        assert isinstance(values, list)
+        figures[f"{name}_to_sell_p50_ms"] = round(percentile(values, 0.5), 3)
+        figures[f"{name}_to_sell_p99_ms"] = round(percentile(values, 0.99), 3)
+    for name in ("news_lexicon", "news_llm"):
+        figures[f"ratio_{name}_vs_tick_p50"] = round(
+            figures[f"{name}_to_sell_p50_ms"] / figures["tick_to_sell_p50_ms"], 2
+        )
+    return figures
+
+
 def _sign(value: float) -> int:
     return (value > 1e-9) - (value < -1e-9)
 
@@ -184,6 +344,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--items", type=int, default=20_000)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--latency-runs", type=int, default=30, help="0: no latency runs")
     parser.add_argument("--json", action="store_true", help="print only the JSON object")
     args = parser.parse_args()
 
@@ -232,6 +393,8 @@ def main() -> None:
         "python": platform.python_version(),
         "machine": platform.machine(),
     }
+    if args.latency_runs > 0:
+        result.update(latency(args.latency_runs))
     if args.json:
         print(json.dumps(result))
         return
@@ -247,6 +410,21 @@ def main() -> None:
         f"{result['ratio_ours_vs_parse']}; naive agrees on coins {result['naive_same_coins']:.1%},"
         f" on the sign {result['naive_same_sign']:.1%}"
     )
+    if args.latency_runs > 0:
+        print(f"item arrival (poll start) to the sell order, {args.latency_runs} runs each:")
+        for name, label in (
+            ("news_lexicon", "news, lexicon scorer"),
+            ("news_llm", "news, LLM scorer (local Groq)"),
+            ("tick", "reference: tick drop"),
+        ):
+            print(
+                f"  {label:<30} p50 {result[f'{name}_to_sell_p50_ms']:>8.2f} ms"
+                f"  p99 {result[f'{name}_to_sell_p99_ms']:>8.2f} ms"
+            )
+        print(
+            f"  ratio to the tick path (p50): lexicon {result['ratio_news_lexicon_vs_tick_p50']},"
+            f" LLM {result['ratio_news_llm_vs_tick_p50']}"
+        )
     print(json.dumps(result))
 
 
