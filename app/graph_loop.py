@@ -16,8 +16,9 @@ run stops before `sizing` (`interrupt_before`, over an in-memory checkpointer), 
 sizes or places anything. Both checks agreeing lets the order go ahead with the simulator's
 sizing (the rule-based sizer's replica, used in every backtest mode); any veto holds. Every
 reviewed run is journaled as the engine journals a run (`RunRecorder`), every other bar as the
-hold its rule decided, each with every market's close, so the veto ledger and
-`lxa report reviewers` read the journal as they read the engine's.
+hold its rule decided, each with every market's close (all in one transaction at the end), so
+the veto ledger and `lxa report reviewers` read the journal as they read the engine's. Fills,
+orders and positions are not journaled: the report's figures come from the simulator's fills.
 
 Its prompts show the simulator's float account, which agrees with the engine's to 1e-9 but not
 digit for digit: the response cache (keyed on the rendered input) is not shared between the
@@ -58,14 +59,17 @@ from policy.rules import BUY, RULE_NAMES, SELL
 from policy.simulate import FILL_REASONS, PendingDecision, SimulationRun
 from store.journal import Journal
 from store.journal.base import checked
+from store.journal.events import insert_events
 from store.reviewer_ledger import call_costs, veto_ledger
 from store.schema import decisions
+from store.schema import events as events_table
+from store.schema import llm_calls as llm_calls_table
 
 RECENT_CLOSES = 30  # closes each reviewer is shown (app.engine.cycle.RECENT_CLOSES)
 PATH_NAME = "fast: the simulator, the graph at each proposed order"
 ENGINE_PATH_NAME = "engine: one graph run per bar"
 POLICY_EXITS = ("exit_signal", "exit_time")
-_HOLD_ROWS_PER_INSERT = 2000
+_ROWS_PER_INSERT = 2000
 
 
 class ProposalMismatch(RuntimeError):
@@ -312,14 +316,50 @@ class _NoOrders:
         raise RuntimeError(f"the fast path's graph runs never reach the exchange ({name})")
 
 
-class _JournalOnly:
-    """What `RunRecorder` needs of the engine's outbox: the journal, and a bus nobody reads."""
+class RunRows:
+    """What `RunRecorder` needs of the engine's outbox, keeping the rows it writes: each
+    reviewed run's decision, LLM calls and events, journaled together at the end in one
+    transaction (`write`) instead of one a run; and a bus nobody reads."""
 
-    def __init__(self, journal: Journal) -> None:
-        self.journal = journal
+    def __init__(self) -> None:
+        self.journal = self  # RunRecorder writes through `outbox.journal.record_run`
+        self.runs: list[tuple[dict[str, Any], list[dict[str, Any]], list[dict[str, Any]]]] = []
+
+    def record_run(
+        self,
+        decision: Mapping[str, Any],
+        llm_calls: Sequence[Mapping[str, Any]] = (),
+        events: Sequence[Mapping[str, Any]] = (),
+    ) -> list[int]:
+        """Keep one run's rows (as `store.journal` `Runs.record_run` takes them)."""
+        run_id = decision["run_id"]
+        self.runs.append(
+            (
+                checked(decisions, decision),
+                [checked(llm_calls_table, {"run_id": run_id, **c}) for c in llm_calls],
+                [checked(events_table, {"run_id": run_id, **e}) for e in events],
+            )
+        )
+        return []
 
     def publish(self, event: Mapping[str, Any]) -> None:
         """Nobody watches a backtest's runs live."""
+
+    def write(self, journal: Journal, holds: Sequence[dict[str, Any]]) -> None:
+        """Journal the kept runs and the holds at the other bars, in one transaction."""
+        runs = [decision for decision, _, _ in self.runs]
+        calls = [call for _, rows, _ in self.runs for call in rows]
+        events = [event for _, _, rows in self.runs for event in rows]
+        with journal.engine.begin() as connection:
+            for table, rows in ((decisions, [*runs, *holds]), (llm_calls_table, calls)):
+                by_columns: dict[frozenset[str], list[dict[str, Any]]] = {}
+                for row in rows:  # one statement for the rows of each set of columns
+                    by_columns.setdefault(frozenset(row), []).append(row)
+                for same in by_columns.values():
+                    for start in range(0, len(same), _ROWS_PER_INSERT):
+                        connection.execute(table.insert(), same[start : start + _ROWS_PER_INSERT])
+            if events:
+                insert_events(connection, events)
 
 
 @dataclass
@@ -462,15 +502,15 @@ async def review_loop(
     return len(reviewed_bars), went_ahead, reviewed_bars
 
 
-def record_holds(
-    journal: Journal,
+def hold_rows(
     run: SimulationRun,
     builder: StateBuilder,
     reviewed: Sequence[int],
     closes: npt.NDArray[np.float64],
-) -> None:
-    """Journal every bar no graph ran at as the hold its rule decided, with every market's close
-    (the veto ledger reads the close `horizon` minutes after each proposal from the runs)."""
+) -> list[dict[str, Any]]:
+    """A decision row for every bar no graph ran at: the hold its rule decided, with every
+    market's close (the veto ledger reads the close `horizon` minutes after each proposal from
+    the runs), as the engine journals such a bar."""
     skip = set(reviewed)
     arrays = run.data
     created = datetime.now(UTC)
@@ -502,9 +542,7 @@ def record_holds(
             },
         }
         rows.append(checked(decisions, row))
-    for start in range(0, len(rows), _HOLD_ROWS_PER_INSERT):
-        with journal.engine.begin() as connection:
-            connection.execute(decisions.insert(), rows[start : start + _HOLD_ROWS_PER_INSERT])
+    return rows
 
 
 def _engine_closes(prepared: Prepared) -> npt.NDArray[np.float64]:
@@ -562,11 +600,12 @@ async def run_fast(
         policy=policy,
         place_orders=False,
     )
-    recorder = RunRecorder(cast(Outbox, _JournalOnly(journal)), session_id)
+    rows = RunRows()
+    recorder = RunRecorder(cast(Outbox, rows), session_id)
     reviewed, went_ahead, bars = await review_loop(
         run, builder, signals, GraphReviewer(context), recorder, on_progress
     )
-    record_holds(journal, run, builder, bars, _engine_closes(prepared))
+    rows.write(journal, hold_rows(run, builder, bars, _engine_closes(prepared)))
     return FastRun(run, prepared, reviewed, went_ahead, session_id, time.perf_counter() - started)
 
 

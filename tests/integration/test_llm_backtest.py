@@ -257,6 +257,38 @@ def test_the_ablation_shows_the_effect_built_into_each_reviewer(tmp_path: Path) 
     assert coin["rate"] == 1.0 and coin["seeds"] == 3
     assert coin["total_return"] == {"mean": 0.0, "sd": 0.0, "min": 0.0, "max": 0.0}
     assert (tmp_path / "ablation" / "ablation.json").exists()
+    assert report["path"] == "fast"
+
+
+def test_the_ablation_on_the_fast_path_matches_the_engine_path(tmp_path: Path) -> None:
+    # Groq agrees or holds by a coin on market and bar; Ollama agrees; two random-veto seeds.
+    with (
+        GroqServer(default=coin_on_market_and_bar) as groq,
+        OllamaServer(default=lambda r: verdict(proposed(r))) as ollama,
+    ):
+        settings = settings_for(tmp_path, groq, ollama)
+        reports = {
+            path: asyncio.run(
+                run_ablation(
+                    settings.model_copy(update={"data_dir": tmp_path / f"data-{path}"}),
+                    candles_paths=[BUNDLED_CANDLES],
+                    report_dir=tmp_path / path,
+                    minutes=MINUTES,
+                    seeds=2,
+                    engine_path=path == "engine",
+                )
+            )
+            for path in ("fast", "engine")
+        }
+
+    fast, engine = reports["fast"], reports["engine"]
+    assert (fast["path"], engine["path"]) == ("fast", "engine")
+    assert 0 < engine["variants"]["both"]["veto_rate"] < 1
+    for name, row in engine["variants"].items():
+        for key, value in row.items():
+            assert fast["variants"][name][key] == pytest.approx(value, rel=1e-9), (name, key)
+    for key in ("rate", "total_return", "round_trips", "fees_krw"):
+        assert fast["random_veto"][key] == pytest.approx(engine["random_veto"][key], rel=1e-9)
 
 
 def test_a_blind_run_shows_no_market_name_price_or_date_from_the_candles(tmp_path: Path) -> None:
