@@ -27,7 +27,12 @@ export function ModelsPage() {
           <>
             <p data-testid="champion">
               {t("champion")}: <strong>{data.champion ?? "-"}</strong>
-              {data.pinned && <span className="small muted"> · {t("pinnedSet")}</span>}
+              {data.pinned && (
+                <span className="small warn" data-testid="pinned">
+                  {" "}
+                  · {fill(t("pinnedSet"), { path: data.pinned })}
+                </span>
+              )}
               {data.champion_pointer?.since ? (
                 <span className="small muted"> · {kst(String(data.champion_pointer.since), lang)}</span>
               ) : null}
@@ -70,7 +75,7 @@ export function ModelsPage() {
                             "-"
                           )}
                         </td>
-                        <td className="small">{promotionText(t, lang, version.reason)}</td>
+                        <td className="small wrap">{promotionText(t, lang, version.reason)}</td>
                       </tr>
                     ))}
                   </tbody>
@@ -89,7 +94,7 @@ export function ModelsPage() {
                 <table data-testid="promotion-decisions">
                   <thead>
                     <tr>
-                      <th>{t("time")}</th>
+                      <th>{t("decidedAt")}</th>
                       <th>ID</th>
                       <th>{t("decision")}</th>
                       <th className="num">{t("challenger")}</th>
@@ -112,7 +117,7 @@ export function ModelsPage() {
                           <td className="num">{signedReturn(decision.challenger?.total_return)}</td>
                           <td className="num">{signedReturn(decision.champion?.total_return)}</td>
                           <td className={`num ${gap === null ? "" : gap > 0 ? "ok" : "bad"}`}>{signedReturn(gap)}</td>
-                          <td className="small">{promotionText(t, lang, decision.reason)}</td>
+                          <td className="small wrap">{promotionText(t, lang, decision.reason)}</td>
                         </tr>
                       );
                     })}
