@@ -26,8 +26,10 @@ the four-hour ones, which are missing (standardised to 0, their mean) until LONG
 def sequence_features(tables: Sequence[MarketTable], rows: Sequence[np.ndarray]) -> tuple[str, ...]:
     """Return SEQUENCE_FEATURES plus the live-only features that the given rows have.
 
-    ``trade_intensity`` and ``spread_bps`` join when any of ``rows`` (the training rows, one
-    mask or index array per table) has a value: bars recorded live carry them, candles never.
+    ``MISSING_FROM_CANDLES`` (``trade_intensity``, ``spread_bps``, the news columns) join when
+    any of ``rows`` (the training rows, one mask or index array per table) has a value: bars
+    recorded live carry the first two, candles with news put on them the others, plain
+    candles none.
     """
     live = tuple(
         name
