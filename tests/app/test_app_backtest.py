@@ -194,3 +194,56 @@ def test_backtest_command_exits_zero_and_writes_the_report(tmp_path: Path) -> No
     assert result.returncode == 0, result.stderr
     assert json.loads((report / "metrics.json").read_text())["bars"] == 200
     assert (report / "report.html").is_file()
+
+
+def test_the_fast_path_reports_the_engine_paths_figures(tmp_path: Path) -> None:
+    # A loose policy that trades often (in and out at the minimum hold); the checks off, so
+    # only the path differs: the engine's replay (the default with the checks off) against the
+    # fast path (the simulator, the graph at each proposed order).
+    settings = _settings(tmp_path).model_copy(
+        update={
+            "policy_entry_margin_bps": -1000.0,
+            "policy_exit_margin_bps": -1000.0,
+            "policy_reentry_pause_minutes": 0,
+            "policy_max_entries_per_day": 1440,
+        }
+    )
+    reports = {
+        path: asyncio.run(
+            run_backtest(
+                settings,
+                candles_paths=[BUNDLED_CANDLES],
+                report_dir=tmp_path / path,
+                minutes=180,
+                engine_path=None if path == "engine" else False,
+            )
+        )
+        for path in ("engine", "fast")
+    }
+
+    engine, fast = reports["engine"], reports["fast"]
+    assert (engine["path"]["name"], fast["path"]["name"]) == ("engine", "fast")
+    assert engine["path"]["graph_runs"] == 180 > fast["path"]["graph_runs"] > 0
+    assert engine["n_trades"] > 10
+    for key in (
+        "total_return",
+        "max_drawdown",
+        "fees_paid",
+        "final_equity",
+        "buy_and_hold_return",
+        "vol_baseline_return",
+        "sharpe",
+    ):
+        assert fast[key] == pytest.approx(engine[key], rel=1e-9, abs=1e-9), key
+    for key in ("n_trades", "buys", "sells", "protection_exits", "emergency_exits", "holds"):
+        assert fast[key] == engine[key], key
+    assert fast["policy"]["exits"] == engine["policy"]["exits"]
+    assert fast["policy"]["holds_by_rule"] == engine["policy"]["holds_by_rule"]
+    trip = ("market", "opened_at", "closed_at", "minutes", "exit_reason")
+    assert [tuple(t[k] for k in trip) for t in fast["trades"]] == [
+        tuple(t[k] for k in trip) for t in engine["trades"]
+    ]
+    for market, row in engine["per_market"].items():
+        assert fast["per_market"][market]["pnl_krw"] == pytest.approx(row["pnl_krw"], abs=0.01)
+    assert any("fast path" in note for note in fast["notes"])
+    assert (tmp_path / "fast" / "report.html").is_file()
