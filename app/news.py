@@ -292,17 +292,25 @@ def index_from_journal(
     until: datetime,
     half_life: timedelta,
     since: datetime | None = None,
-    scorer: str = LEXICON_SCORER,
+    scorer: str | None = LEXICON_SCORER,
     view: IndexView = "backtest",
 ) -> SentimentIndex:
     """The sentiment index of `markets` from the journal, holding only items first seen by
     `until` (and, in the backtest view, only items with a usable time); read it with
-    `index_at(market, bar_ts)` for any bar up to `until`."""
+    `index_at(market, bar_ts)` for any bar up to `until`.
+
+    `scorer`: whose scores (default the lexicon's, which every item has); None: each item's
+    first score per market, as the live index reads them (the LLM's where it answered)."""
     index = SentimentIndex(half_life)
     for market in markets:
         rows = journal.news_scores(
             market, seen_by=until, since=since, scorer=scorer, require_time=view == "backtest"
         )
+        if scorer is None:  # rows come in the order stored: an item's first scorer first
+            first: dict[int, dict[str, Any]] = {}
+            for row in rows:
+                first.setdefault(row["item_id"], row)
+            rows = list(first.values())
         index.extend(score_point(row) for row in rows)
     return index
 

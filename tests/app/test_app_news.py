@@ -217,3 +217,48 @@ def test_lxa_news_exits_1_when_no_source_answers(tmp_path: Path, server: NewsSer
     assert result.returncode == 1
     assert "no news source answered" in result.stderr
     assert json.loads(result.stdout)["sources"]["broken"]["last_error"] == "http: HTTP 503"
+
+
+# ---- two scorers in the journal: the LLM's first, the lexicon's after ------------------------
+
+
+def test_the_journal_reads_each_items_first_score_as_the_live_index_does(tmp_path: Path) -> None:
+    from app.engine.news import load_journal_news
+    from news.items import NewsItem
+    from news.scoring import CoinScore
+
+    journal = Journal.open(f"sqlite:///{tmp_path / 'j.db'}")
+    seen = NOW - timedelta(minutes=10)
+    item = NewsItem(
+        source="wire",
+        title="XRP validators schedule an emergency patch",
+        link="https://news.example.test/xrp-patch",
+        first_seen_at=seen,
+        published_at=seen - timedelta(minutes=1),
+        coins=("KRW-XRP",),
+    )
+    scored = ScoredNews(
+        item,
+        (
+            CoinScore("KRW-XRP", -0.9, 1.0, "an unplanned patch", "groq:llama-3.1-8b-instant"),
+            CoinScore("KRW-XRP", 0.2, 1.0, "lexicon: no scored words", "lexicon"),
+        ),
+    )
+    journal.record_news(app_news.item_row(scored), app_news.score_rows(scored))
+    half_life = timedelta(days=1000)  # no decay to speak of
+
+    news = load_journal_news(
+        journal, since=seen - timedelta(hours=1), until=NOW, half_life=half_life
+    )
+    first = app_news.index_from_journal(
+        journal, ["KRW-XRP"], until=NOW, half_life=half_life, scorer=None
+    )
+    lexicon = app_news.index_from_journal(journal, ["KRW-XRP"], until=NOW, half_life=half_life)
+
+    (headline,) = news.items("KRW-XRP", seen - timedelta(hours=1), NOW)  # once, not per scorer
+    assert headline["scorer"] == "groq:llama-3.1-8b-instant" and headline["score"] == -0.9
+    reading = news.reading("KRW-XRP", NOW)
+    assert reading.items == 1 and reading.index == pytest.approx(-0.9, abs=1e-3)
+    assert first.index_at("KRW-XRP", NOW).index == pytest.approx(-0.9, abs=1e-3)
+    assert lexicon.index_at("KRW-XRP", NOW).index == pytest.approx(0.2, abs=1e-3)
+    journal.close()
