@@ -25,6 +25,7 @@ import pandas as pd
 from alerts.types import Alert
 from app.engine import Engine
 from app.news import running_news
+from app.outcomes import periodic_outcomes
 from app.retrain import daily_retrain
 from app.serve import LiveBars
 from app.session import ProgressCallback, SessionSummary, collect_closes, serving, summarize
@@ -271,6 +272,7 @@ async def run_live_session(
         bars.extend(warm)
         async with (
             daily_retrain(settings, engine.outbox),  # LXA_RETRAIN_AT_KST, in its own process
+            periodic_outcomes(services.journal),  # what each decision was worth, once known
             serving(services, enabled=serve, on_ready=on_ready, live_bars=bars),
             # LXA_NEWS_ENABLED; the news scorer's LLM calls count on the checks' meter
             running_news(settings, engine, services.journal, services.bus, meter=services.meter),
