@@ -297,8 +297,20 @@ def test_news_page_lists_items_by_coin_and_shows_a_live_one_as_it_arrives(
         expect(shown).to_contain_text("Exchange hacked: BTC and ETH fall")
         expect(shown.locator(".score.bad")).to_have_text("-0.70")
 
-        # The triggers table: a news trigger's headline with its notice.
+        # The news page opened for one coin (the charts' link).
+        page.goto(served.url + "/#/news/KRW-XRP")
+        expect(rows).to_have_count(1)
+        expect(page.get_by_test_id("news-market")).to_have_value("KRW-XRP")
+
+        # The charts: the shown coin's latest news beside its candles.
         page.goto(served.url + "/#/charts")
+        page.get_by_label("Market").first.select_option("KRW-ETH")
+        coin = page.get_by_test_id("coin-news")
+        expect(coin).to_contain_text("KRW-ETH")
+        expect(coin.get_by_test_id("news-row")).to_have_count(1)
+        expect(coin.locator(".score.bad")).to_have_text(["KRW-BTC -0.70", "KRW-ETH -0.50"])
+
+        # The triggers table: a news trigger's headline with its notice.
         headline = page.get_by_test_id("trigger-headline").first
         expect(headline).to_contain_text("리플(XRP) 유의 종목 지정")
         expect(headline.get_by_test_id("notice-badge")).to_have_text("warning")

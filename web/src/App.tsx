@@ -107,7 +107,7 @@ function Shell() {
         {page === "runs" && rest.length === 0 && <RunsPage markets={info.data?.markets ?? []} />}
         {page === "runs" && rest.length > 0 && <RunPage runId={rest[0]} />}
         {page === "charts" && <ChartsPage markets={info.data?.markets ?? []} />}
-        {page === "news" && <NewsPage markets={info.data?.markets ?? []} />}
+        {page === "news" && <NewsPage markets={info.data?.markets ?? []} initial={rest[0] ?? null} />}
         {page === "models" && <ModelsPage />}
         {page === "reviewers" && <ReviewersPage session={info.data?.session_id ?? null} />}
         {page === "prompts" && <PromptsPage name={rest[0] ?? null} runId={rest[1] ?? null} />}

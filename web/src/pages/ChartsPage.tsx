@@ -4,6 +4,7 @@ import { ErrorText, Panel } from "../components/Bits";
 import { parseCandles } from "../candles";
 import { CandleChart, type Marker } from "../components/CandleChart";
 import { LineChart, type Series } from "../components/LineChart";
+import { CoinNews } from "../components/CoinNews";
 import { NoticeBadge, Score } from "../components/NewsTable";
 import { runHref, useGet } from "../hooks";
 import { detectorLabel, fill, kst, useLang, type LabelKey } from "../i18n";
@@ -241,6 +242,7 @@ export function ChartsPage({ markets }: { markets: string[] }) {
           extra={{ zoomed: zoom ? "yes" : "no" }}
         />
       </Panel>
+      {shownMarket && <CoinNews market={shownMarket} />}
       <Panel title={t("watchdog")} wide testId="watchdog">
         <ErrorText error={watchdog.error} />
         {watchdog.data && (

@@ -11,16 +11,17 @@ const LIMIT = 100;
 
 /** The news per coin: the journal's items with their scores, live ones as they arrive, and
  * the engine's sources when its news service runs. */
-export function NewsPage({ markets }: { markets: string[] }) {
+export function NewsPage({ markets, initial }: { markets: string[]; initial: string | null }) {
   const { t, lang } = useLang();
-  const [market, setMarket] = useState<string | null>(null);
+  const [market, setMarket] = useState<string | null>(initial);
+  useEffect(() => setMarket(initial), [initial]);
   const news = useGet<NewsList>(`/api/news${query({ market, limit: LIMIT })}`);
   const sources = useGet<NewsSources>("/api/news/sources");
   const [live, setLive] = useState<NewsItem[]>([]);
   useEffect(() => setLive([]), [market]);
   useStreamEvents((event) => {
     if (event.type !== "news") return;
-    const item = itemFromEvent(event as unknown as Record<string, unknown>);
+    const item = itemFromEvent(event);
     if (item) setLive((items) => [item, ...items].slice(0, LIMIT));
   });
   const items = mergeNews(live, news.data?.items ?? [], market, LIMIT);
