@@ -44,7 +44,7 @@ from llm.cost import CallMeter
 from llm.news_scorer import NEWS_SENTIMENT_PROMPT, LLMNewsScorer, NewsScoring
 from news.index import IndexView, ScorePoint, SentimentIndex
 from news.items import CLOCK_SKEW, TITLE_DEDUP_WINDOW, NewsItem
-from news.scoring import LEXICON_SCORER, CoinScore, LexiconScorer, Scorer
+from news.scoring import CoinScore, LexiconScorer, Scorer
 from news.service import NewsService, NewsSink, ScoredNews, utc_now
 from store.bus import EventBus
 from store.journal import Journal, JournalResponseCache
@@ -292,15 +292,16 @@ def index_from_journal(
     until: datetime,
     half_life: timedelta,
     since: datetime | None = None,
-    scorer: str | None = LEXICON_SCORER,
+    scorer: str | None = None,
     view: IndexView = "backtest",
 ) -> SentimentIndex:
     """The sentiment index of `markets` from the journal, holding only items first seen by
     `until` (and, in the backtest view, only items with a usable time); read it with
     `index_at(market, bar_ts)` for any bar up to `until`.
 
-    `scorer`: whose scores (default the lexicon's, which every item has); None: each item's
-    first score per market, as the live index reads them (the LLM's where it answered)."""
+    `scorer`: None (default) takes each item's first score per market, as the live index
+    reads them (the LLM's where it answered, else the lexicon's), so features put on candles
+    for training match the live ones; a name takes only that scorer's ("lexicon": every item)."""
     index = SentimentIndex(half_life)
     for market in markets:
         rows = journal.news_scores(

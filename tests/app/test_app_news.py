@@ -250,10 +250,10 @@ def test_the_journal_reads_each_items_first_score_as_the_live_index_does(tmp_pat
     news = load_journal_news(
         journal, since=seen - timedelta(hours=1), until=NOW, half_life=half_life
     )
-    first = app_news.index_from_journal(
-        journal, ["KRW-XRP"], until=NOW, half_life=half_life, scorer=None
+    first = app_news.index_from_journal(journal, ["KRW-XRP"], until=NOW, half_life=half_life)
+    lexicon = app_news.index_from_journal(
+        journal, ["KRW-XRP"], until=NOW, half_life=half_life, scorer="lexicon"
     )
-    lexicon = app_news.index_from_journal(journal, ["KRW-XRP"], until=NOW, half_life=half_life)
 
     (headline,) = news.items("KRW-XRP", seen - timedelta(hours=1), NOW)  # once, not per scorer
     assert headline["scorer"] == "groq:llama-3.1-8b-instant" and headline["score"] == -0.9
