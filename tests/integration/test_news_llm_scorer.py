@@ -316,3 +316,57 @@ async def test_a_headline_only_the_llm_finds_bad_sells_the_held_coin_through_the
     assert trigger["detector"] == "news" and trigger["details"]["title"] == XRP_TITLE
     assert trigger["details"]["reason"] == "llm on KRW-XRP"  # the LLM's, not the lexicon's
     assert svc.meter.totals()["calls"] >= 1  # on the checks' meter: the same daily budget
+
+
+async def test_a_coin_the_answer_leaves_out_keeps_the_lexicon_score_the_others_the_llms(
+    tmp_path: Path, news: NewsServer, groq_server: GroqServer
+) -> None:
+    def only_bitcoin(request_json: dict[str, Any]) -> Text:
+        asked = markets_asked(request_json)
+        scores = [
+            {"market": m, "score": 0.6, "relevance": 1.0, "reason": "roadmap"}
+            for m in asked
+            if m != "KRW-SOL"
+        ]
+        return Text(json.dumps({"scores": scores}), prompt_tokens=100, completion_tokens=20)
+
+    groq_server.default = only_bitcoin
+    journal = Journal.open(f"sqlite:///{tmp_path / 'j.db'}")
+    service = build_news_service(groq_settings(tmp_path, news, groq_server), journal=journal)
+
+    await poll(service)
+
+    assert scorers_by_market(journal) == {
+        "KRW-XRP": [GROQ, "lexicon"],
+        "KRW-BTC": [GROQ, "lexicon"],
+        "KRW-SOL": ["lexicon"],
+    }
+    figures = llm_scorer(service).scorer.figures
+    assert (figures.scored, figures.partial) == (1, 1)
+    partial = [c for c in call_rows(journal) if c["response"]["outcome"] == "partial"]
+    assert [c["response"]["missing"] for c in partial] == [["KRW-SOL"]]
+
+
+async def test_a_call_the_journal_refuses_is_kept_and_written_with_the_next(
+    tmp_path: Path, news: NewsServer, groq_server: GroqServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    groq_server.default = answer
+    journal = Journal.open(f"sqlite:///{tmp_path / 'j.db'}")
+    record = journal.record_llm_call
+    refused: list[str] = []
+
+    def away_once(row: Any) -> int:
+        if not refused:
+            refused.append(row["run_id"])
+            raise ConnectionError("the journal is away")
+        return record(row)
+
+    monkeypatch.setattr(journal, "record_llm_call", away_once)
+    service = build_news_service(groq_settings(tmp_path, news, groq_server), journal=journal)
+
+    await poll(service)
+
+    assert len(refused) == 1
+    rows = call_rows(journal)
+    assert len(rows) == 2 and rows[0]["run_id"] == refused[0]  # written later, in order
+    assert llm_scorer(service).journal_errors == 1
