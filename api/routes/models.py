@@ -13,7 +13,7 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, timedelta
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, status
+from fastapi import APIRouter, Depends, HTTPException, Query, status
 
 from api.deps import JournalDep, ServicesDep, error, require_read_access
 from api.routes.runs import Time, as_utc
@@ -83,7 +83,11 @@ def promotion_decisions(
     return sorted(found, key=lambda d: _utc(d["at"]) if d["at"] else oldest, reverse=True)
 
 
-@router.get("/models", response_model=ModelsOut)
+@router.get(
+    "/models",
+    response_model=ModelsOut,
+    responses={status.HTTP_503_SERVICE_UNAVAILABLE: error("the registry could not be read")},
+)
 def read_models(services: ServicesDep, journal: JournalDep) -> ModelsOut:
     """Model versions newest first, the champion, each one's training window, sample weights
     and evaluation, and the promotion decisions with their figures.
@@ -104,7 +108,13 @@ def read_models(services: ServicesDep, journal: JournalDep) -> ModelsOut:
             decisions=promotion_decisions([], events),
             retrain={},
         )
-    found = services.models.models()
+    try:
+        found = services.models.models()
+    except (OSError, ValueError, KeyError) as exc:  # a damaged meta.json or registry file
+        raise HTTPException(
+            status.HTTP_503_SERVICE_UNAVAILABLE,
+            f"the model registry could not be read: {type(exc).__name__}: {exc}",
+        ) from exc
     versions = list(found.get("versions") or [])
     return ModelsOut(
         available=True,

@@ -110,6 +110,19 @@ async def test_models_say_so_when_no_registry_was_handed_in(journal: Journal) ->
     assert "no model registry" in body["note"]
 
 
+async def test_a_damaged_registry_is_a_503_naming_the_file(
+    journal: Journal, tmp_path: Path
+) -> None:
+    broken = tmp_path / "models" / "broken"
+    broken.mkdir(parents=True)
+    (broken / "meta.json").write_text("{not json")
+    settings = Settings(_env_file=None, data_dir=tmp_path, models_dir=tmp_path / "models")  # type: ignore[call-arg]
+    async with client_for(journal, model_source=ModelCatalog(settings)) as client:
+        response = await client.get("/api/models")
+    assert response.status_code == 503
+    assert "meta.json" in response.json()["detail"]
+
+
 def proposal(
     run_id: str, minute: int, close: float, groq: str, ollama: str | None
 ) -> dict[str, Any]:

@@ -15,6 +15,9 @@ describe("the server's words in Korean", () => {
     );
     expect(serverText(ko, "ko", "something new")).toBe("something new");
     expect(serverText(en, "en", "run demo-1 not found")).toBe("run demo-1 not found");
+    expect(serverText(ko, "ko", "the model registry could not be read: JSONDecodeError: x/meta.json")).toBe(
+      "모델 레지스트리를 읽을 수 없습니다. (JSONDecodeError: x/meta.json)",
+    );
   });
 
   it("translate the model's verdict", () => {

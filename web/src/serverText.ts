@@ -23,6 +23,7 @@ const SERVER: [RegExp, LabelKey][] = [
   [/^no position in (\S+) to sell$/, "srv_noPosition"],
   [/^run \S+: the ML signal proposed hold, so no check ran/, "srv_replayHold"],
   [/^([\w, ]+) rule-based here \(no LLM configured\)/, "srv_replayRuleBased"],
+  [/^the model registry could not be read/, "srv_registryUnreadable"],
 ];
 
 /** A server message in the viewer's language (Korean: known ones translated, with details). */
@@ -36,6 +37,7 @@ export function serverText(t: T, lang: Lang, message: string | null | undefined)
     // A fork that failed keeps the reason (names of exceptions, not words to translate).
     // A fork that failed or a refused sell keeps the reason (names, not words to translate).
     if (key === "srv_forkFailed") return `${text} (${message.replace(/^the fork failed:\s*/, "")})`;
+    if (key === "srv_registryUnreadable") return `${text} (${message.replace(/^the model registry could not be read:\s*/, "")})`;
     return text;
   }
   const refused = /^the sell was refused: (.+)$/.exec(message);
