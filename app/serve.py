@@ -25,6 +25,7 @@ from app.wiring import Services
 from exchange.feed import BarClose
 from exchange.types import AccountSnapshot, OrderRejected, OrderRequest
 from llm.cache import ResponseCache
+from llm.news_scorer import NEWS_SENTIMENT_PROMPT, NEWS_SENTIMENT_VARIABLES
 from llm.reviewers import REVIEW_VARIABLES, SIZING_VARIABLES, LLMReviewer, LLMSizer
 from prompts.loader import OverlayPromptLibrary, PromptError
 
@@ -36,6 +37,7 @@ PROMPT_VARIABLES: dict[str, frozenset[str]] = {
     "groq_check": frozenset(REVIEW_VARIABLES),
     "ollama_check": frozenset(REVIEW_VARIABLES),
     "sizing": frozenset(SIZING_VARIABLES),
+    NEWS_SENTIMENT_PROMPT: NEWS_SENTIMENT_VARIABLES,  # the news scorer's (app/news.py)
 }
 FORK_NOTE = "the fork ran with orders disabled: `order` is what it WOULD have sent"
 

@@ -216,3 +216,14 @@ async def test_saving_needs_the_token(
     assert response.status_code == status
     if status == 401:
         assert "bearer token" in response.json()["detail"]
+
+
+async def test_the_news_scorer_prompt_is_served_with_the_variables_its_scorer_passes(
+    client: httpx.AsyncClient,
+) -> None:
+    response = await client.get("/api/prompts/news_sentiment")
+
+    body = response.json()
+    assert response.status_code == 200 and body["valid"]
+    assert body["required_variables"] == sorted(PROMPT_VARIABLES["news_sentiment"])
+    assert "markets" in body["required_variables"]
