@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -16,6 +17,8 @@ from llm.resilience import CircuitBreaker
 from llm.reviewers import REVIEW_VARIABLES, SIZING_VARIABLES, LLMReviewer, LLMSizer
 from llm.rule_based import RuleBasedMoodReviewer, RuleBasedSizer, RuleBasedTechnicalReviewer
 from prompts.loader import DEFAULT_PROMPTS_DIR, Blind, PromptLibrary
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -178,6 +181,13 @@ def build_news_scorer(
     if choice == "lexicon":
         return None
     prompts = PromptLibrary(settings.prompts_dir or DEFAULT_PROMPTS_DIR)
+    if not prompts.path_of(NEWS_SENTIMENT_PROMPT).exists():  # a folder copied before it shipped
+        log.warning(
+            "%s has no %s.md: the news scorer uses the shipped one",
+            prompts.directory,
+            NEWS_SENTIMENT_PROMPT,
+        )
+        prompts = PromptLibrary(DEFAULT_PROMPTS_DIR)
     prompts.require([NEWS_SENTIMENT_PROMPT], {NEWS_SENTIMENT_PROMPT: set(NEWS_SENTIMENT_VARIABLES)})
     if choice == "groq":
         provider = groq_provider(settings, cache, meter)

@@ -20,7 +20,7 @@ import pytest
 from llm_servers import GroqServer, OllamaServer, Text
 from news_server import Feed, NewsServer, rss
 
-from app.llm import news_scorer_choice
+from app.llm import build_news_scorer, news_scorer_choice
 from app.news import LLMScorer, build_news_service, running_news
 from app.session import collect_closes
 from app.settings import Settings
@@ -32,6 +32,7 @@ from ml.data import load_candles
 from ml.features import WARMUP_BARS
 from ml.registry import latest_model_dir
 from news.service import NewsService
+from prompts.loader import DEFAULT_PROMPTS_DIR, PromptError
 from store.journal import Journal
 from store.schema import llm_calls
 
@@ -370,3 +371,37 @@ async def test_a_call_the_journal_refuses_is_kept_and_written_with_the_next(
     rows = call_rows(journal)
     assert len(rows) == 2 and rows[0]["run_id"] == refused[0]  # written later, in order
     assert llm_scorer(service).journal_errors == 1
+
+
+def test_a_prompt_folder_without_the_news_prompt_uses_the_shipped_one(tmp_path: Path) -> None:
+    folder = tmp_path / "prompts"
+    folder.mkdir()
+    for name in ("groq_check", "ollama_check", "sizing"):  # a copy made before it shipped
+        (folder / f"{name}.md").write_bytes((DEFAULT_PROMPTS_DIR / f"{name}.md").read_bytes())
+    settings = Settings(
+        _env_file=None,  # type: ignore[call-arg]
+        groq_api_key="k",
+        prompts_dir=folder,
+    )
+
+    scorer = build_news_scorer(settings, MemoryResponseCache())
+
+    assert scorer is not None and scorer.name == GROQ
+    assert scorer.prompts.directory == DEFAULT_PROMPTS_DIR
+
+
+def test_an_invalid_news_prompt_in_the_folder_is_refused_naming_it(tmp_path: Path) -> None:
+    folder = tmp_path / "prompts"
+    folder.mkdir()
+    shipped = (DEFAULT_PROMPTS_DIR / "news_sentiment.md").read_text(encoding="utf-8")
+    (folder / "news_sentiment.md").write_text(
+        shipped.replace("{{ markets | tojson }}", "{{ coins }}"), encoding="utf-8"
+    )
+    settings = Settings(
+        _env_file=None,  # type: ignore[call-arg]
+        groq_api_key="k",
+        prompts_dir=folder,
+    )
+
+    with pytest.raises(PromptError, match="news_sentiment"):
+        build_news_scorer(settings, MemoryResponseCache())
