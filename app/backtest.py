@@ -16,6 +16,7 @@ time, `metrics.json`, `equity.png` and a self-contained `report.html`.
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import json
 import re
@@ -238,6 +239,17 @@ async def simulate(
     finally:
         if cache_journal is not None:
             cache_journal.close()
+        del reviewers
+        await _collect()
+
+
+async def _collect() -> None:
+    """Collect what the run left in reference cycles while the loop runs: the graph holds the
+    LLM clients, whose HTTP clients close on the running loop when collected (collected after
+    `asyncio.run` has closed it, each prints an 'Event loop is closed' traceback)."""
+    gc.collect()
+    for _ in range(3):
+        await asyncio.sleep(0)
 
 
 def _clear_report(report_dir: Path) -> None:
@@ -301,6 +313,7 @@ async def simulate_fast(
         fast = await run_fast(
             settings, inputs, predictor, reviewers, journal, session_id, on_progress=progress
         )
+        progress(len(fast.run.data), len(fast.run.data))
         parts = fast_simulation_parts(fast, settings, predictor, journal, meter, reviewers)
         parts["summary"]["elapsed_s"] = time.perf_counter() - started
         return Simulation(**parts)
@@ -308,6 +321,8 @@ async def simulate_fast(
         journal.close()
         if cache_journal is not None:
             cache_journal.close()
+        del reviewers
+        await _collect()
 
 
 def llm_reviewers(
