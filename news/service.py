@@ -42,6 +42,7 @@ USER_AGENT = "AutoTrader-LXA/0.1 news reader (polls politely, conditional GET)"
 # In-memory dedup keys and live points are kept this long; the journal keeps items forever.
 MEMORY = timedelta(days=30)
 RECENT_LIMIT = 2000
+SCORING_AT_ONCE = 8  # items of one poll scored at the same time (an LLM scorer's calls)
 # Items kept for a sink that keeps failing (the journal away for long): the newest this many.
 PENDING_LIMIT = 5000
 # A fetch may take this many of its source's timeouts in all before it counts as timed out.
@@ -212,7 +213,7 @@ class NewsService:
         now = self._clock()
         due = [s for s in self._states.values() if force or s.due(now)]
         results = await asyncio.gather(*(self._poll_source(state) for state in due))
-        fresh: list[ScoredNews] = []
+        new: list[NewsItem] = []
         batch_keys: set[str] = set()
         for items in results:
             for item in items:
@@ -221,7 +222,17 @@ class NewsService:
                     continue
                 batch_keys |= keys
                 self._states[item.source].stats.new_items += 1
-                fresh.append(await self._score(self._tagged(item)))
+                new.append(self._tagged(item))
+        # Scored at the same time, at most SCORING_AT_ONCE at a time: with an LLM scorer a
+        # first poll's hundred items would otherwise reach the index (and a notice the
+        # watchdog) only after a hundred calls one after another. The order is kept.
+        gate = asyncio.Semaphore(SCORING_AT_ONCE)
+
+        async def scored(item: NewsItem) -> ScoredNews:
+            async with gate:
+                return await self._score(item)
+
+        fresh = list(await asyncio.gather(*(scored(item) for item in new)))
         return await self._hand_on(fresh)
 
     async def run(self, stop: asyncio.Event) -> None:

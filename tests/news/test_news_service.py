@@ -542,6 +542,43 @@ async def test_a_failing_scorer_leaves_the_items_with_the_other_scorers_scores(
     assert service.reading("KRW-BTC", T0).items == 1
 
 
+class SlowScorer:
+    """A scorer that takes a while per item (an LLM) and counts how many it scores at once."""
+
+    name = "slow"
+
+    def __init__(self) -> None:
+        self.in_flight = 0
+        self.most = 0
+
+    async def score(self, item: NewsItem) -> Sequence[CoinScore]:
+        self.in_flight += 1
+        self.most = max(self.most, self.in_flight)
+        await asyncio.sleep(0.01)
+        self.in_flight -= 1
+        return [CoinScore(m, 0.0, 0.5, f"slow: {item.title}", self.name) for m in item.coins]
+
+
+async def test_a_polls_items_are_scored_at_the_same_time_with_a_bound_and_keep_their_order(
+    server: NewsServer,
+) -> None:
+    items = [
+        {"title": f"Bitcoin item {n} (SYNTHETIC)", "link": f"https://news.test/{n}"}
+        for n in range(20)
+    ]
+    server.serve("/many/", Feed(rss(items)))
+    scorer = SlowScorer()
+    service = NewsService([SourceConfig("many", server.url("/many/"))], scorers=[scorer])
+    try:
+        handed = await service.poll_once()
+    finally:
+        await service.aclose()
+
+    assert scorer.most == news.service.SCORING_AT_ONCE < len(items)
+    assert [scored.item.title for scored in handed] == [item["title"] for item in items]
+    assert all(scored.scores[0].reason == f"slow: {scored.item.title}" for scored in handed)
+
+
 async def test_notices_filter_by_kind_and_by_how_recent_their_published_time_is(
     server: NewsServer, journal: Journal
 ) -> None:
