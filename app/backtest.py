@@ -314,7 +314,7 @@ async def simulate_fast(
             settings, inputs, predictor, reviewers, journal, session_id, on_progress=progress
         )
         progress(len(fast.run.data), len(fast.run.data))
-        parts = fast_simulation_parts(fast, settings, predictor, journal, meter, reviewers)
+        parts = fast_simulation_parts(fast, settings, predictor, meter, reviewers)
         parts["summary"]["elapsed_s"] = time.perf_counter() - started
         return Simulation(**parts)
     finally:

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -417,6 +418,8 @@ class FastRun:
     went_ahead: int
     session_id: str
     elapsed_s: float
+    decisions: list[dict[str, Any]]  # as journaled: the reviewed runs and the holds
+    calls: list[dict[str, Any]]  # the reviewed runs' LLM calls, with their run's bar time
 
 
 def _order_view(run: SimulationRun, fill: int, markets: list[str]) -> dict[str, Any]:
@@ -605,19 +608,32 @@ async def run_fast(
     reviewed, went_ahead, bars = await review_loop(
         run, builder, signals, GraphReviewer(context), recorder, on_progress
     )
-    rows.write(journal, hold_rows(run, builder, bars, _engine_closes(prepared)))
-    return FastRun(run, prepared, reviewed, went_ahead, session_id, time.perf_counter() - started)
+    holds = hold_rows(run, builder, bars, _engine_closes(prepared))
+    rows.write(journal, holds)
+    runs = [decision for decision, _, _ in rows.runs]
+    calls = [
+        {**call, "bar_ts": decision["bar_ts"]} for decision, made, _ in rows.runs for call in made
+    ]
+    return FastRun(
+        run,
+        prepared,
+        reviewed,
+        went_ahead,
+        session_id,
+        time.perf_counter() - started,
+        sorted([*runs, *holds], key=lambda d: d["bar_ts"]),
+        calls,
+    )
 
 
 def fast_simulation_parts(
     fast: FastRun,
     settings: Settings,
     predictor: Predictor,
-    journal: Journal,
     meter: CallMeter,
     reviewers: Reviewers,
 ) -> dict[str, Any]:
-    """What `app.backtest.Simulation` holds, from the fast path's run and journal."""
+    """What `app.backtest.Simulation` holds, from the fast path's run and the rows it journaled."""
     result = fast.run.result()
     prepared = fast.prepared
     params = policy_from(settings, predictor.meta).rules
@@ -662,13 +678,14 @@ def fast_simulation_parts(
         }
         for t in metrics["trades"]
     ]
-    holds = journal.hold_reasons(fast.session_id)
+    held = Counter(str(d["reason"]) for d in fast.decisions if d["action"] == "hold")
+    holds = dict(sorted(held.items(), key=lambda kv: (-kv[1], kv[0])))  # as the journal counts
     sides = result.fills["side"]
     reasons = [FILL_REASONS[int(r)] for r in result.fills["reason"]]
     horizon = int(params.horizon_minutes)
-    decided = journal.list_decisions(limit=len(result.equity) + 10, session_id=fast.session_id)
-    ledger = veto_ledger(decided, horizon_minutes=horizon, fee_rate=float(FEE_RATE))
-    ledger["costs"] = call_costs(journal.list_llm_calls(session_id=fast.session_id))
+    # The ledger from the rows just journaled (what `lxa report reviewers` reads back).
+    ledger = veto_ledger(fast.decisions, horizon_minutes=horizon, fee_rate=float(FEE_RATE))
+    ledger["costs"] = call_costs(fast.calls)
     index = pd.DatetimeIndex(
         pd.to_datetime(prepared.arrays.bar_minute * 60, unit="s", utc=True)
     ).tz_convert("UTC")
