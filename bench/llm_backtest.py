@@ -17,7 +17,9 @@ runs, the LLM calls and cache hits, and the fast path's cache-only rate against 
 The issue's target is 1,000 cycles/s with cached answers.
 
 ``--churn`` sells at the minimum hold too (``LXA_POLICY_EXIT_MARGIN_BPS=-1000``), so a buy or
-a sell is proposed every few bars: the fast path's worst case short of a veto on every bar.
+a sell is proposed every few bars. ``--veto`` has the Groq server hold on every proposal, so
+nothing is ever bought and a buy is proposed at every bar: the fast path's worst case (a graph
+run at every bar, as on the engine path).
 
 Run from the project root: ``.venv/bin/python bench/llm_backtest.py [--minutes N] [--churn]``.
 """
@@ -51,6 +53,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--minutes", type=int, default=None, help="bars (default: all)")
     parser.add_argument("--churn", action="store_true", help="sell at the minimum hold too")
+    parser.add_argument("--veto", action="store_true", help="Groq holds on every proposal")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
 
@@ -66,10 +69,19 @@ def main() -> None:
         body = {"verdict": action, "confidence": 0.9, "reasoning": "bench", "risks": []}
         return Text(json.dumps(body), prompt_tokens=1000, completion_tokens=50)
 
-    results: dict[str, Any] = {"minutes": args.minutes, "churn": args.churn, "runs": {}}
+    def hold(request_json: dict[str, Any]) -> Text:
+        body = {"verdict": "hold", "confidence": 0.9, "reasoning": "bench", "risks": []}
+        return Text(json.dumps(body), prompt_tokens=1000, completion_tokens=50)
+
+    results: dict[str, Any] = {
+        "minutes": args.minutes,
+        "churn": args.churn,
+        "veto": args.veto,
+        "runs": {},
+    }
     with (
         tempfile.TemporaryDirectory() as tmp,
-        GroqServer(default=answer) as groq,
+        GroqServer(default=hold if args.veto else answer) as groq,
         OllamaServer(default=answer) as ollama,
     ):
         policy: dict[str, Any] = {
@@ -131,7 +143,7 @@ def main() -> None:
         return
     print(
         f"graph-in-the-loop backtest, {results['bars']} bars of the bundled candles, 4 markets"
-        f"{', --churn' if args.churn else ''}"
+        f"{', --churn' if args.churn else ''}{', --veto' if args.veto else ''}"
     )
     print(
         f"  {'path':<7}{'mode':<11}{'cycles/s':>9}{'trading s':>10}{'with report s':>14}"
