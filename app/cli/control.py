@@ -11,7 +11,7 @@ from app.cli.tables import print_trading_state
 
 
 def _write_trading_state(state: str, reason: str, *, flatten: bool, as_json: bool) -> None:
-    from app.wiring import write_trading_control
+    from app.journal_views import write_trading_control
 
     if not reason.strip():
         fail("--reason must not be empty", 2)
@@ -42,7 +42,7 @@ def status(
     as_json: Annotated[bool, typer.Option("--json", help="Print the state as JSON.")] = False,
 ) -> None:
     """Show the trading state (set and effective), the monthly loss cap and the model status."""
-    from app.wiring import read_trading_view
+    from app.journal_views import read_trading_view
 
     print_trading_state(read_trading_view(load()), as_json=as_json)
 

@@ -37,7 +37,7 @@ def reviewers(
     the runs journaled, net of the round-trip fee) of following it: a reviewer earns its place
     when what it vetoed did worse than what it let through.
     """
-    from app.wiring import read_reviewer_ledger
+    from app.journal_views import read_reviewer_ledger
 
     ledger = read_reviewer_ledger(load(), since=utc(since), session_id=session)
     if as_json:
