@@ -37,6 +37,7 @@ from app.backtest import (
     AgreeReviewer,
     PreparedBacktest,
     Simulation,
+    collect_clients,
     llm_reviewers,
     prepare_backtest,
     simulate,
@@ -48,6 +49,7 @@ from app.session import collect_closes
 from app.settings import Settings
 from evaluation.policy_result import json_ready
 from graph.review import ReviewRequest, TokenCallback, Verdict
+from llm.cost import CallMeter
 from llm.rule_based import RuleBasedSizer
 from ml.evaluate import fold_fills, max_drawdown
 from ml.predict import Predictor
@@ -158,9 +160,50 @@ async def run_ablation(
             fast_inputs(settings, prepared.candles, Predictor.load(prepared.model_path), minutes),
         )
     meter = build_meter(settings)
+    try:
+        results, rate, random_rows, names = await _variants(
+            settings, prepared, replay, meter, reviewers_mode, llm_cache, seeds, blind
+        )
+    finally:  # the variants' LLM clients, let go of while the loop runs
+        await collect_clients()
+    report = {
+        "variants": results,
+        "random_veto": {
+            "rate": rate,
+            "seeds": seeds,
+            **{
+                key: spread(random_rows, key)
+                for key in ("total_return", "max_drawdown", "round_trips", "fees_krw")
+            },
+        },
+        "reviewers": names,
+        "reviewers_mode": reviewers_mode,
+        "path": "engine" if engine_path else "fast",
+        "blind": blind,
+        "llm": meter.to_json(),
+        "bars": minutes,
+    }
+    report = json_ready(report)
+    (report_dir / "ablation.json").write_text(json.dumps(report, indent=2) + "\n")
+    return report
+
+
+async def _variants(
+    settings: Settings,
+    prepared: PreparedBacktest,
+    replay: _Replayer,
+    meter: CallMeter,
+    reviewers_mode: str,
+    llm_cache: Path | None,
+    seeds: int,
+    blind: bool,
+) -> tuple[dict[str, Any], float, list[dict[str, Any]], dict[str, str]]:
+    """Replay every variant, then the random vetoes at both's rate: (figures by variant, the
+    rate, each seed's figures, the reviewers' names)."""
     configured, cache_journal = llm_reviewers(
         settings, reviewers_mode, llm_cache or prepared.llm_cache, meter
     )
+    names = {"groq": configured.groq.name, "ollama": configured.ollama.name}
     agree, sizer = AgreeReviewer(), RuleBasedSizer()
     plans = {
         "ml_alone": Reviewers(agree, agree, sizer),
@@ -169,18 +212,18 @@ async def run_ablation(
         "both": Reviewers(configured.groq, configured.ollama, sizer),
     }
     journals = [cache_journal]
-    if blind:
-        hidden, hidden_journal = llm_reviewers(
-            settings,
-            reviewers_mode,
-            llm_cache or prepared.llm_cache,
-            meter,
-            Blind(tuple(prepared.markets)),
-        )
-        journals.append(hidden_journal)
-        plans["both_blind"] = Reviewers(hidden.groq, hidden.ollama, sizer)
-    results: dict[str, Any] = {}
     try:
+        if blind:
+            hidden, hidden_journal = llm_reviewers(
+                settings,
+                reviewers_mode,
+                llm_cache or prepared.llm_cache,
+                meter,
+                Blind(tuple(prepared.markets)),
+            )
+            journals.append(hidden_journal)
+            plans["both_blind"] = Reviewers(hidden.groq, hidden.ollama, sizer)
+        results: dict[str, Any] = {}
         for name, reviewers in plans.items():
             results[name] = variant_figures(await replay(name, reviewers))
         rate = results["both"]["veto_rate"] or 0.0
@@ -192,26 +235,7 @@ async def run_ablation(
     finally:
         for journal in journals:
             journal.close()
-    report = {
-        "variants": results,
-        "random_veto": {
-            "rate": rate,
-            "seeds": seeds,
-            **{
-                key: spread(random_rows, key)
-                for key in ("total_return", "max_drawdown", "round_trips", "fees_krw")
-            },
-        },
-        "reviewers": {"groq": configured.groq.name, "ollama": configured.ollama.name},
-        "reviewers_mode": reviewers_mode,
-        "path": "engine" if engine_path else "fast",
-        "blind": blind,
-        "llm": meter.to_json(),
-        "bars": minutes,
-    }
-    report = json_ready(report)
-    (report_dir / "ablation.json").write_text(json.dumps(report, indent=2) + "\n")
-    return report
+    return results, rate, random_rows, names
 
 
 @dataclass

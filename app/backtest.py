@@ -240,10 +240,10 @@ async def simulate(
         if cache_journal is not None:
             cache_journal.close()
         del reviewers
-        await _collect()
+        await collect_clients()
 
 
-async def _collect() -> None:
+async def collect_clients() -> None:
     """Collect what the run left in reference cycles while the loop runs: the graph holds the
     LLM clients, whose HTTP clients close on the running loop when collected (collected after
     `asyncio.run` has closed it, each prints an 'Event loop is closed' traceback)."""
@@ -322,7 +322,7 @@ async def simulate_fast(
         if cache_journal is not None:
             cache_journal.close()
         del reviewers
-        await _collect()
+        await collect_clients()
 
 
 def llm_reviewers(
