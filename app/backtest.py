@@ -9,6 +9,10 @@ Two measurements of one model on candles it never trained on:
   stop-loss/take-profit, Upbit fees and minimums, the rule-based sizer) replays the candles
   bar by bar, with both reviewers replaced by `AgreeReviewer`, so every ML proposal reaches
   deterministic sizing. The equity after every bar and the journal's fills give the returns.
+  With the LLM checks on (`--reviewers llm|cache-only`) the fast path trades instead
+  (`simulate_fast`, `app.graph_loop`: the compiled simulator, which makes the engine's trades
+  fill for fill, and the same compiled graph at each proposed order), unless `--engine-path`;
+  the report says which path ran (`path`).
 
 Everything is written under the report directory: a fresh journal and paper account each
 time, `metrics.json`, `equity.png` and a self-contained `report.html`.
@@ -765,6 +769,8 @@ def _notes(metrics: dict[str, Any], simulation: Simulation) -> list[str]:
             f"unproven model: {status.get('verdict')}. Live trading refuses its entries unless "
             "LXA_ALLOW_UNPROVEN_MODEL (--allow-unproven-model) is set."
         )
+    if metrics["path"]["name"] == "engine" and metrics["reviewers_mode"] != "off":
+        notes.append("engine path (--engine-path): the engine replayed every bar, a graph run each")
     if metrics["path"]["name"] == "fast":
         notes.append(
             "fast path: the simulator traded the bars and the graph ran at each of the "

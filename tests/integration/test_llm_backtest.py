@@ -191,6 +191,8 @@ def test_the_fast_path_and_the_engine_path_decide_alike_through_the_llm_clients(
         )
 
     assert (fast["path"]["name"], engine["path"]["name"]) == ("fast", "engine")
+    assert any(note.startswith("fast path") for note in fast["notes"])
+    assert any(note.startswith("engine path") for note in engine["notes"])
     assert engine["path"]["graph_runs"] == MINUTES > fast["path"]["graph_runs"]
     ledger = engine["veto_ledger"]
     assert ledger["reviewers"]["groq"]["vetoed"] > 0 and fast["buys"] > 0
