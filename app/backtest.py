@@ -27,13 +27,14 @@ import re
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from app.engine.news import JournalNews, NewsReader, load_journal_news
 from app.graph_loop import (
     ENGINE_PATH_NAME,
     PATH_NAME,
@@ -212,6 +213,7 @@ async def simulate(
     reviewers: Reviewers | None = None,
     meter: CallMeter | None = None,
     blind: Blind | None = None,
+    news: NewsReader | None = None,
 ) -> Simulation:
     """Warm the real engine up, trade every later bar, track equity.
 
@@ -238,13 +240,41 @@ async def simulate(
     )
     try:
         return await _trade(
-            settings, closes, to_run, report_dir, session_id, started, reviewers, meter, on_progress
+            settings,
+            closes,
+            to_run,
+            report_dir,
+            session_id,
+            started,
+            reviewers,
+            meter,
+            on_progress,
+            news,
         )
     finally:
         if cache_journal is not None:
             cache_journal.close()
         del reviewers
         await collect_clients()
+
+
+def backtest_news(url: str, closes: Sequence[BarClose], settings: Settings) -> JournalNews:
+    """The news a journal stored over the backtest's bars, loaded once (items with a usable
+    time only; each bar reads what was first seen by its close)."""
+    if not closes:
+        raise BacktestError("no bars to backtest")
+    last = closes[-1].ts + timedelta(minutes=1)
+    first = closes[0].ts - timedelta(hours=settings.news_notice_block_hours)
+    try:
+        with Journal.open(url) as journal:
+            return load_journal_news(
+                journal,
+                since=first,
+                until=last,
+                half_life=timedelta(minutes=settings.news_half_life_minutes),
+            )
+    except Exception as exc:
+        raise BacktestError(f"--news-journal {url}: the news cannot be read: {exc}") from exc
 
 
 async def collect_clients() -> None:
@@ -367,6 +397,7 @@ async def _trade(
     reviewers: Reviewers,
     meter: CallMeter,
     on_progress: ProgressCallback | None,
+    news: NewsReader | None = None,
 ) -> Simulation:
     async with open_services(
         settings,
@@ -377,6 +408,8 @@ async def _trade(
         meter=meter,
     ) as services:
         engine = services.engine
+        if news is not None:  # the stored news, as known at each bar (point in time)
+            engine.attach_news(news, timedelta(hours=settings.news_notice_block_hours))
         engine.warm_up(closes[:WARMUP_BARS])
         equity: list[float] = []
         durations: list[float] = []
@@ -514,8 +547,13 @@ async def run_backtest(
     llm_cache: Path | None = None,
     blind: bool = False,
     engine_path: bool | None = None,
+    news_journal: str | None = None,
 ) -> dict[str, Any]:
     """Run the backtest, write metrics.json, equity.png and report.html; return the metrics.
+
+    `news_journal`: a journal URL whose stored news the engine reads as known at each bar
+    (`app.engine.news.JournalNews`: headlines in the prompts, notices and the index at the
+    watchdog, the news features); it runs the engine path (the fast path reads no news yet).
 
     `blind` hides from the LLM prompts what identifies the period (`prompts.loader.Blind`).
     With the LLM checks on (`llm`, `cache-only`) the fast path runs (`simulate_fast`: the
@@ -540,6 +578,11 @@ async def run_backtest(
     meta, settings = prepared.meta, prepared.settings
     llm_cache = llm_cache or prepared.llm_cache
     fast = reviewers_mode != "off" if engine_path is None else not engine_path
+    news: JournalNews | None = None
+    if news_journal is not None and fast:
+        if engine_path is False:
+            raise BacktestError("--news-journal needs the engine path: the fast path reads no news")
+        fast = False
     if fast:
         simulation = await simulate_fast(
             settings,
@@ -553,15 +596,20 @@ async def run_backtest(
             blind=Blind(tuple(markets)) if blind else None,
         )
     else:
+        closes = await collect_closes(candles)
+        if news_journal is not None:
+            traded = closes if minutes is None else closes[: WARMUP_BARS + minutes]
+            news = backtest_news(news_journal, traded, settings)
         simulation = await simulate(
             settings,
-            await collect_closes(candles),
+            closes,
             report_dir=report_dir,
             minutes=minutes,
             on_progress=on_progress,
             reviewers_mode=reviewers_mode,
             llm_cache=llm_cache,
             blind=Blind(tuple(markets)) if blind else None,
+            news=news,
         )
     predictor = Predictor.load(model_path)
     scored = score_bars(candles, predictor)
@@ -671,6 +719,12 @@ async def run_backtest(
         "definitions": DEFINITIONS,
     }
     metrics["notes"] = _notes(metrics, simulation)
+    if news is not None:
+        metrics["news"] = {"journal": news_journal, "items": len(news.rows)}
+        metrics["notes"].append(
+            f"news: {len(news.rows)} item(s) stored with a usable time over the bars, each read "
+            "only from the bar its first sighting preceded"
+        )
     metrics = json_ready(metrics)
     (report_dir / "metrics.json").write_text(
         json.dumps(metrics, indent=2, sort_keys=True, allow_nan=False) + "\n"

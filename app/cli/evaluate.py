@@ -73,6 +73,14 @@ def backtest(
             "graph at each proposed order). Its prompts differ in the last digits: its own cache.",
         ),
     ] = False,
+    news_journal: Annotated[
+        str | None,
+        typer.Option(
+            help="A journal URL whose stored news the engine reads as known at each bar "
+            "(headlines in the prompts, notices and the index at the watchdog, the news "
+            "features); runs the engine path. Without it the backtest sees no news.",
+        ),
+    ] = None,
 ) -> None:
     """Score the model on unseen candles and trade them, the LLM checks off unless asked.
 
@@ -133,6 +141,7 @@ def backtest(
                     llm_cache=llm_cache,
                     blind=blind,
                     engine_path=True if engine_path else None,
+                    news_journal=news_journal,
                 )
             )
     if as_json:

@@ -18,6 +18,7 @@ import pytest
 from llm_servers import GroqServer, Text
 from news_server import Feed, NewsServer, rss, upbit_notices
 
+from app.backtest import BacktestError, run_backtest
 from app.engine.news import load_journal_news
 from app.news import item_row, running_news, score_rows
 from app.session import collect_closes
@@ -257,3 +258,54 @@ async def test_a_replay_shows_a_decision_only_items_first_seen_by_its_bar_in_sta
     assert not any(titles[2] in s for s in shown.values())  # first seen after the last bar
     assert any(titles[0] in p for p in prompts)
     assert not any(titles[2] in p for p in prompts)
+
+
+async def test_lxa_backtest_with_a_news_journal_shows_each_decision_only_what_was_seen_by_it(
+    tmp_path: Path, closes: list[BarClose]
+) -> None:
+    first = closes[WARMUP_BARS].ts
+    url = f"sqlite:///{tmp_path / 'news.db'}"
+    seen_at = [first + timedelta(minutes=m, seconds=30) for m in (3, 9, 60)]  # the last: later
+    titles = ["XRP ETF filing advances", "XRP payments volume rises", "XRP after the backtest"]
+    with Journal.open(url) as news_journal:
+        for title, seen in zip(titles, seen_at, strict=True):
+            store_item(news_journal, title, seen, 0.4)
+    settings = settings_for(tmp_path, policy_entry_margin_bps=-1000.0)
+
+    metrics = await run_backtest(
+        settings,
+        candles_paths=[BUNDLED_CANDLES],
+        report_dir=tmp_path / "report",
+        minutes=20,
+        news_journal=url,
+    )
+
+    with Journal.open(f"sqlite:///{tmp_path / 'report' / 'journal.db'}") as report:
+        decisions = report.list_decisions(limit=100)
+    shown = {}
+    for decision in decisions:
+        items = decision["nodes"]["input"]["news"].get(MARKET) or []
+        for item in items:
+            assert datetime.fromisoformat(item["first_seen_at"]) <= decision["bar_ts"] + timedelta(
+                minutes=1
+            )
+        shown[decision["bar_ts"]] = {item["title"] for item in items}
+    assert len(shown) == 20
+    assert titles[0] not in shown[first + timedelta(minutes=2)]
+    assert titles[0] in shown[first + timedelta(minutes=3)]  # the close after its first sighting
+    assert titles[1] in shown[first + timedelta(minutes=19)]
+    assert not any(titles[2] in s for s in shown.values())
+    assert metrics["news"]["items"] == 2  # what the journal held over the bars
+    assert any(note.startswith("news: 2 item(s)") for note in metrics["notes"])
+
+
+async def test_lxa_backtest_refuses_a_news_journal_it_cannot_read(tmp_path: Path) -> None:
+    (tmp_path / "not-a-db").write_text("garbage")
+    with pytest.raises(BacktestError, match="news cannot be read"):
+        await run_backtest(
+            settings_for(tmp_path),
+            candles_paths=[BUNDLED_CANDLES],
+            report_dir=tmp_path / "report",
+            minutes=5,
+            news_journal=f"sqlite:///{tmp_path / 'not-a-db'}",
+        )
