@@ -121,6 +121,7 @@ class LLMScorer:
         self.name = scorer.name
         self._journal = journal
         self._calls: list[LlmCallRow] = []
+        self._writing = asyncio.Lock()  # a poll's items are scored at the same time
         self.journal_errors = 0
 
     async def score(self, item: NewsItem) -> list[CoinScore]:
@@ -135,6 +136,10 @@ class LLMScorer:
         ]
 
     async def _write_calls(self) -> None:
+        async with self._writing:  # one writer at a time keeps the rows in order, once each
+            await self._drain()
+
+    async def _drain(self) -> None:
         journal = self._journal
         assert journal is not None
         while self._calls:

@@ -20,6 +20,7 @@ import pytest
 from llm_servers import GroqServer, OllamaServer, Text
 from news_server import Feed, NewsServer, rss
 
+import news.service as news_service
 from app.llm import build_news_scorer, news_scorer_choice
 from app.news import LLMScorer, build_news_service, running_news
 from app.session import collect_closes
@@ -221,8 +222,11 @@ async def test_a_garbage_answer_keeps_the_lexicon_score_and_is_counted(
 
 
 async def test_a_spent_budget_leaves_the_lexicon_scoring(
-    tmp_path: Path, news: NewsServer, groq_server: GroqServer
+    tmp_path: Path, news: NewsServer, groq_server: GroqServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # One item scored at a time: the budget is checked as each call starts, so calls already
+    # on their way when it is spent still finish (at most news.service.SCORING_AT_ONCE).
+    monkeypatch.setattr(news_service, "SCORING_AT_ONCE", 1)
     groq_server.default = answer
     journal = Journal.open(f"sqlite:///{tmp_path / 'j.db'}")
     spent: list[str] = []
@@ -243,6 +247,35 @@ async def test_a_spent_budget_leaves_the_lexicon_scoring(
     assert (figures.scored, figures.budget) == (1, 1)
     assert len(spent) == 1 and "budget" in spent[0]
     assert len(call_rows(journal)) == 1  # a refused call never went out: nothing to journal
+
+
+async def test_with_items_scored_at_once_the_budget_is_overshot_only_by_calls_in_flight(
+    tmp_path: Path, groq_server: GroqServer
+) -> None:
+    groq_server.default = answer
+    items = [
+        {"title": f"XRP item {n} (SYNTHETIC)", "link": f"https://news.test/{n}"}
+        for n in range(3 * news_service.SCORING_AT_ONCE)
+    ]
+    with NewsServer() as server:
+        server.serve("/feed/", Feed(rss(items)))
+        journal = Journal.open(f"sqlite:///{tmp_path / 'j.db'}")
+        meter = CallMeter(daily_budget_usd=CALL_COST / 2, on_spent=lambda _: None)
+        settings = Settings(
+            _env_file=None,  # type: ignore[call-arg]
+            data_dir=tmp_path / "data",
+            groq_api_key="test-key",
+            groq_base_url=groq_server.base_url,
+            llm_max_retries=0,
+            news_feeds=[f"wire={server.url('/feed/')}"],
+        )
+        service = build_news_service(settings, journal=journal, meter=meter)
+        await poll(service)
+
+    calls = len(groq_server.chat_requests)
+    assert 1 <= calls <= news_service.SCORING_AT_ONCE < len(items)
+    assert journal.count_news() == len(items)  # every item stored, the rest by the lexicon
+    assert llm_scorer(service).scorer.figures.budget == len(items) - calls
 
 
 async def test_ollama_scores_through_its_json_schema_format(
