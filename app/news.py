@@ -43,7 +43,7 @@ from llm.cache import MemoryResponseCache, ResponseCache
 from llm.cost import CallMeter
 from llm.news_scorer import NEWS_SENTIMENT_PROMPT, LLMNewsScorer, NewsScoring
 from news.index import IndexView, ScorePoint, SentimentIndex
-from news.items import CLOCK_SKEW, TITLE_DEDUP_WINDOW, NewsItem
+from news.items import TITLE_DEDUP_WINDOW, NewsItem, event_time
 from news.scoring import CoinScore, LexiconScorer, Scorer
 from news.service import NewsService, NewsSink, ScoredNews, utc_now
 from store.bus import EventBus
@@ -268,13 +268,6 @@ def build_news_service(
     return service
 
 
-def _event_time(row: dict[str, Any]) -> datetime | None:
-    published, first_seen = row["published_at"], row["first_seen_at"]
-    if published is None or published > first_seen + CLOCK_SKEW:
-        return None
-    return min(published, first_seen)
-
-
 def score_point(row: dict[str, Any]) -> ScorePoint:
     """A journal score row (`Journal.news_scores`) as a point of the sentiment index."""
     return ScorePoint(
@@ -282,7 +275,7 @@ def score_point(row: dict[str, Any]) -> ScorePoint:
         score=row["score"],
         relevance=row["relevance"],
         first_seen_at=row["first_seen_at"],
-        event_time=_event_time(row),
+        event_time=event_time(row["published_at"], row["first_seen_at"]),
         title=row["title"],
         source=row["source"],
         scorer=row["scorer"],

@@ -23,6 +23,7 @@ __all__ = [
     "NoticeKind",
     "canonical_link",
     "classify_notice",
+    "event_time",
     "link_key",
     "normalise_title",
     "title_key",
@@ -122,6 +123,15 @@ def classify_notice(title: str) -> NoticeKind:
     return "other"
 
 
+def event_time(published_at: datetime | None, first_seen_at: datetime) -> datetime | None:
+    """When a story happened as far as a backtest may know, or None (live use only): the
+    published time, never later than first seen; None without one, or with one further ahead
+    of first seen than `CLOCK_SKEW` (a clock that cannot be trusted)."""
+    if published_at is None or published_at > first_seen_at + CLOCK_SKEW:
+        return None
+    return min(published_at, first_seen_at)
+
+
 @dataclass(frozen=True, slots=True)
 class NewsItem:
     """One story or notice, normalised; `coins` are the markets it names (KRW-BTC, ...)."""
@@ -164,11 +174,7 @@ class NewsItem:
         The published time, never later than first seen; None without a published time, or
         with one further ahead of first seen than `CLOCK_SKEW` (a clock that cannot be trusted).
         """
-        if self.published_at is None:
-            return None
-        if self.published_at > self.first_seen_at + CLOCK_SKEW:
-            return None
-        return min(self.published_at, self.first_seen_at)
+        return event_time(self.published_at, self.first_seen_at)
 
     def with_coins(self, coins: tuple[str, ...]) -> NewsItem:
         """A copy tagged with `coins`."""

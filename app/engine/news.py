@@ -30,6 +30,7 @@ from typing import Any, Protocol
 
 from exchange.watchdog import Trigger, Watchdog
 from news.index import ScorePoint, SentimentIndex, SentimentReading
+from news.items import event_time
 from news.service import NewsService, ScoredNews
 from store.journal import Journal
 
@@ -103,9 +104,9 @@ def for_prompt(item: dict[str, Any]) -> dict[str, Any]:
 
 
 def notice_time(item: dict[str, Any]) -> datetime:
-    """When a notice was issued: its published time (never after first seen), else first seen."""
-    published, seen = item.get("published_at"), item["first_seen_at"]
-    return seen if published is None else min(published, seen)
+    """When a notice was issued: its usable published time (`news.items.event_time`), else
+    when it was first seen."""
+    return event_time(item.get("published_at"), item["first_seen_at"]) or item["first_seen_at"]
 
 
 @dataclass
@@ -172,9 +173,7 @@ class JournalNews:
                         score=float(score["score"]),
                         relevance=float(score["relevance"]),
                         first_seen_at=row["first_seen_at"],
-                        event_time=None
-                        if row["published_at"] is None
-                        else min(row["published_at"], row["first_seen_at"]),
+                        event_time=event_time(row["published_at"], row["first_seen_at"]),
                         title=row["title"],
                         source=row["source"],
                         scorer=str(score.get("scorer") or ""),
